@@ -1,0 +1,1 @@
+"""hptrack analysis: sensitivity, overfitting diagnostics and strategy comparison."""

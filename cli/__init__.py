@@ -1,0 +1,1 @@
+"""hptrack command-line interface."""

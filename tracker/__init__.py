@@ -1,0 +1,30 @@
+"""hptrack: an event-sourced tracker for hyperparameter searches.
+
+Write::
+
+    import hptrack
+    with hptrack.search("rf-grid", strategy="grid", metric="f1") as s:
+        with s.trial({"max_depth": 5}) as t:
+            t.report(1, 0.80)
+            t.complete(0.85)
+
+Read::
+
+    con = hptrack.connect()          # DuckDB: events, searches, trials, params, reports, scores
+    df = hptrack.trials("rf-grid")   # polars, one row per trial, one column per param
+"""
+
+from .api import Search, Trial, search, track
+from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
+from .read import connect, trials
+from .schema import SCHEMA_VERSION
+from .store import Store
+from .writer import Writer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION", "Search",
+    "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "connect", "search", "track",
+    "trials",
+]

@@ -1,0 +1,342 @@
+"""The write API: ``hptrack.search``, ``Search.trial``, ``Trial`` and ``@hptrack.track``.
+
+Example::
+
+    import hptrack
+    with hptrack.search("rf-grid", strategy="grid", direction="maximize",
+                        metric="f1", space={"max_depth": [3, 5]}, seed=0) as s:
+        with s.trial({"max_depth": 5}) as t:
+            t.report(1, 0.80, lr=0.01)
+            t.score(0.83, split="fold", fold=0)
+            t.complete(0.85)
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import hashlib
+import inspect
+import numbers
+import os
+import platform
+import re
+import socket
+import sys
+import traceback
+
+from . import schema
+from .errors import Pruned
+from .writer import Writer, now_us
+
+STRATEGIES = ("grid", "random", "tpe", "bayes", "halving", "hyperband", "pbt", "custom")
+DIRECTIONS = ("maximize", "minimize")
+DURABILITIES = ("trial", "batch")
+
+
+def search_id_for(name: str) -> str:
+    """The id of the search called ``name``: readable, filesystem-safe, and the
+    same in every process, so writers that open one name share one search."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "search"
+    return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
+
+
+def _code_version() -> str | None:
+    """The git commit of the calling program's folder, if it is in a repository."""
+    main = sys.modules.get("__main__")
+    folder = os.path.dirname(os.path.abspath(getattr(main, "__file__", "") or "."))
+    head = None
+    while folder and head is None:
+        candidate = os.path.join(folder, ".git", "HEAD")
+        if os.path.exists(candidate):
+            head = candidate
+        parent = os.path.dirname(folder)
+        folder = None if parent == folder else parent
+    if head is None:
+        return None
+    try:
+        ref = open(head).read().strip()
+        if ref.startswith("ref: "):
+            ref_path = os.path.join(os.path.dirname(head), ref[5:])
+            return open(ref_path).read().strip() if os.path.exists(ref_path) else None
+        return ref
+    except OSError:
+        return None
+
+
+class Search:
+    """A named search in a store. Use :func:`search` to open one."""
+
+    def __init__(self, name, *, strategy="custom", direction="maximize", metric="value",
+                 space=None, seed=None, store=None, durability="trial", **attrs):
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"search name must be a non-empty string, got {name!r}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction {direction!r} must be 'maximize' or 'minimize'")
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability {durability!r} must be 'trial' (each trial fsynced "
+                             "when it ends) or 'batch' (flushed by size and time)")
+        self.name = name
+        self.search_id = search_id_for(name)
+        self.strategy, self.direction, self.metric = strategy, direction, metric
+        self.durability = durability
+        self.writer = Writer.for_store(store)
+        self._sync = durability == "trial"
+        self._number = 0
+        info = {
+            "name": name, "strategy": strategy, "direction": direction, "metric": metric,
+            "space": space, "seed": seed, "durability": durability,
+            "code_version": _code_version(), "host": socket.gethostname(),
+            "user": _user(), "pid": os.getpid(), "python": platform.python_version(),
+        }
+        info.update(attrs)
+        self.writer.write({"type": "search_started", "search_id": self.search_id, "payload": info})
+
+    def trial(self, params=None, *, trial_number=None, ts=None) -> "Trial":
+        """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None)."""
+        if trial_number is None:
+            trial_number = self._number
+        self._number = max(self._number, trial_number + 1)
+        return Trial(self, params, trial_number, ts)
+
+    def annotate(self, text=None, **attrs) -> None:
+        """Attach a note (and any JSON attributes) to the search."""
+        self.writer.write({"type": "annotation", "search_id": self.search_id,
+                           "payload": {"text": text, **attrs}})
+
+    def finish(self, status="ok", **attrs) -> None:
+        self.writer.write({"type": "search_finished", "search_id": self.search_id,
+                           "payload": {"status": status, **attrs}})
+        self.writer.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.finish("ok" if exc_type is None else "error",
+                    **({} if exc is None else {"error": f"{exc_type.__name__}: {exc}"}))
+        return False
+
+    def __repr__(self):
+        return f"<Search {self.name!r} id={self.search_id} store={self.writer.store.root!r}>"
+
+
+def search(name, *, strategy="custom", direction="maximize", metric="value", space=None,
+           seed=None, store=None, durability="trial", **attrs) -> Search:
+    """Open the search ``name`` in ``store`` (default ./.hptrack or $HPTRACK_STORE).
+
+    Opening a name that exists appends to that search. ``durability="trial"``
+    (the default) makes every trial's events durable on disk when its
+    ``complete``/``fail``/``prune`` returns; ``"batch"`` buffers and flushes by
+    size and at least every second, trading up to that much history on a crash
+    for a few microseconds per trial. Extra keyword arguments are stored with
+    the search (e.g. ``dataset="breast_cancer"``).
+    """
+    return Search(name, strategy=strategy, direction=direction, metric=metric, space=space,
+                  seed=seed, store=store, durability=durability, **attrs)
+
+
+def _user():
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+class Trial:
+    """One trial: report progress, record scores, then complete, fail or prune.
+
+    Used as a context manager, an exception records ``trial_failed`` and is
+    re-raised; :class:`hptrack.Pruned` (or ``optuna.TrialPruned``) records
+    ``trial_pruned``; :class:`hptrack.Pruned` is swallowed so the search goes on,
+    Optuna's is re-raised for Optuna to see. Leaving the block without ending
+    the trial records it as failed with the reason.
+    """
+
+    __slots__ = ("search", "trial_id", "number", "params", "state", "_append", "_sid")
+
+    def __init__(self, search: Search, params, number: int, ts=None):
+        self.search = search
+        self.trial_id = os.urandom(8).hex()
+        self.number = number
+        self.params = dict(params) if params else {}
+        self.state = "running"
+        self._append = search.writer.append
+        self._sid = search.search_id
+        encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
+        self._append((now_us() if ts is None else schema.to_micros(ts), "trial_started", self._sid,
+                      self.trial_id, number, None, None, None, None, None, None, encoded, None))
+
+    def _check_running(self, what):
+        if self.state != "running":
+            raise RuntimeError(f"trial {self.number} of {self.search.name!r} is already {self.state}; "
+                               f"cannot {what} it again - start a new trial with search.trial()")
+
+    def report(self, step, value, *, resource=None, ts=None, **metrics) -> None:
+        """An intermediate value at ``step`` (epoch, iteration, rung), with extra metrics
+        such as the learning rate or train loss: ``t.report(3, 0.91, lr=0.01)``."""
+        self._check_running("report to")
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+            raise TypeError(f"report step must be an int, got {type(step).__name__} {step!r}")
+        payload = None
+        if metrics:
+            payload = schema.encode_payload({"metrics": metrics})
+        self._append((now_us() if ts is None else schema.to_micros(ts), "trial_reported", self._sid,
+                      self.trial_id, self.number, int(step), _opt_float("resource", resource),
+                      _float("value", value), None, None, None, None, payload))
+
+    def score(self, value, *, split="validation", fold=None, metric=None, ts=None, **attrs) -> None:
+        """An extra evaluation: a fold score, a test score, a train score."""
+        self._check_running("score")
+        if not isinstance(split, str) or not split:
+            raise TypeError(f"score split must be a non-empty string, got {split!r}")
+        if fold is not None and (isinstance(fold, bool) or not isinstance(fold, numbers.Integral)):
+            raise TypeError(f"score fold must be an int, got {type(fold).__name__} {fold!r}")
+        self._append((now_us() if ts is None else schema.to_micros(ts), "trial_scored", self._sid,
+                      self.trial_id, self.number, None, None, _float("value", value), metric, split,
+                      None if fold is None else int(fold), None,
+                      schema.encode_payload(attrs) if attrs else None))
+
+    def complete(self, value, *, ts=None, **metrics) -> None:
+        """End the trial with its objective value. A NaN, inf or None value (or one
+        that is not a number) ends it as failed with that reason instead."""
+        self._check_running("complete")
+        if not schema.is_finite_number(value):
+            reason = (f"objective value is {value!r}" if isinstance(value, numbers.Real) or value is None
+                      else f"objective value is a {type(value).__name__}, not a number")
+            self.fail(reason, ts=ts)
+            return
+        self.state = "complete"
+        payload = schema.encode_payload({"metrics": metrics}) if metrics else None
+        self._end((now_us() if ts is None else schema.to_micros(ts), "trial_completed", self._sid,
+                   self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
+
+    def fail(self, error=None, *, ts=None) -> None:
+        """End the trial as failed; ``error`` is an exception or a reason."""
+        self._check_running("fail")
+        self.state = "failed"
+        if isinstance(error, BaseException):
+            info = {"error_type": type(error).__name__, "error": str(error),
+                    "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
+        else:
+            info = {"error_type": None, "error": None if error is None else str(error), "traceback": None}
+        self._end((now_us() if ts is None else schema.to_micros(ts), "trial_failed", self._sid,
+                   self.trial_id, self.number, None, None, None, None, None, None, None,
+                   schema.encode_payload(info)))
+
+    def prune(self, step=None, *, ts=None) -> None:
+        """End the trial as pruned (stopped early by a pruner), at ``step``."""
+        self._check_running("prune")
+        self.state = "pruned"
+        self._end((now_us() if ts is None else schema.to_micros(ts), "trial_pruned", self._sid,
+                   self.trial_id, self.number, None if step is None else int(step), None, None,
+                   None, None, None, None, None))
+
+    def _end(self, row):
+        seq = self._append(row)
+        if self.search._sync:
+            self.search.writer.flush(upto=seq)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            if self.state == "running":
+                self.fail("trial context exited without complete(), fail() or prune()")
+            return False
+        if self.state != "running":
+            return False
+        if _is_pruned(exc):
+            self.prune(_last_step(exc))
+            return isinstance(exc, Pruned)
+        self.fail(exc)
+        return False
+
+    def __repr__(self):
+        return f"<Trial {self.number} of {self.search.name!r} {self.state}>"
+
+
+def _is_pruned(exc) -> bool:
+    if isinstance(exc, Pruned):
+        return True
+    cls = type(exc)
+    return cls.__name__ == "TrialPruned" and cls.__module__.startswith("optuna")
+
+
+def _last_step(exc):
+    step = getattr(exc, "step", None)
+    return step if isinstance(step, numbers.Integral) else None
+
+
+def _float(field, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{field} must be a number, got {type(v).__name__} {v!r:.80}")
+    return float(v)
+
+
+def _opt_float(field, v):
+    return None if v is None else _float(field, v)
+
+
+def track(name, *, strategy="custom", direction="maximize", metric="value", space=None,
+          seed=None, store=None, durability="trial", **attrs):
+    """Decorator: every call of the function is one trial of the search ``name``.
+
+    The function's arguments (with defaults applied) are the trial's params. It
+    returns the objective value, or a dict with ``"value"`` and other metrics::
+
+        @hptrack.track("svm-random", strategy="random", direction="maximize")
+        def objective(C, gamma):
+            return cross_val_score(SVC(C=C, gamma=gamma), X, y).mean()
+
+    Exceptions are recorded as failed trials and re-raised; ``hptrack.Pruned``
+    and ``optuna.TrialPruned`` are recorded as pruned and re-raised. The search
+    is opened at the first call.
+    """
+    def decorate(fn):
+        sig = inspect.signature(fn)
+        state = {}
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            s = state.get("search")
+            if s is None:
+                s = state["search"] = search(name, strategy=strategy, direction=direction,
+                                             metric=metric, space=space, seed=seed, store=store,
+                                             durability=durability, **attrs)
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            params = {}
+            for k, v in bound.arguments.items():
+                kind = sig.parameters[k].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    params.update(v)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    params[k] = v
+            t = s.trial(params)
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:
+                if _is_pruned(exc):
+                    t.prune(_last_step(exc))
+                else:
+                    t.fail(exc)
+                raise
+            if isinstance(result, dict):
+                if "value" not in result:
+                    t.fail("objective returned a dict without a 'value' key")
+                else:
+                    extras = {k: v for k, v in result.items() if k != "value"}
+                    t.complete(result["value"], **extras)
+            else:
+                t.complete(result)
+            return result
+
+        wrapper.search = lambda: state.get("search")
+        return wrapper
+
+    return decorate
+

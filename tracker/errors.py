@@ -1,0 +1,25 @@
+"""Exceptions hptrack raises. Each message names the problem and the fix."""
+
+
+class HptrackError(Exception):
+    """Base class of hptrack's own errors."""
+
+
+class InvalidEvent(HptrackError, ValueError):
+    """An event does not match the schema; the message names the field."""
+
+
+class SearchNotFound(HptrackError, LookupError):
+    """No search with that name or id in the store."""
+
+
+class QueryRefused(HptrackError, PermissionError):
+    """A query tried to write, or to read outside the store."""
+
+
+class StoreError(HptrackError, OSError):
+    """The store cannot be read or written."""
+
+
+class Pruned(Exception):
+    """Raise inside a trial to end it as pruned (like ``optuna.TrialPruned``)."""

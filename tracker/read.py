@@ -1,0 +1,239 @@
+"""The read side: a DuckDB connection whose views fold the event log into state.
+
+``connect(store, as_of=None)`` lists the store's sealed Parquet segments and
+reads the live write-ahead logs, and defines the views ``events, searches,
+trials, params, reports, scores`` over them. Every view is a function of the
+events up to ``as_of``. Events materialised twice (a log sealed while a crash
+was deleting it, a compaction cut short) are de-duplicated on ``event_id``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+from .errors import SearchNotFound
+from .rows import schema, to_table
+from .store import Store
+from .wal import read_log
+
+VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
+
+_VIEW_SQL = """
+CREATE VIEW events AS
+SELECT * FROM _raw_events WHERE {as_of_filter}
+QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1;
+
+CREATE VIEW trials AS
+WITH started AS (
+    SELECT search_id, trial_id, min(ts) AS started_at,
+           arg_min(trial_number, event_id) AS recorded_number,
+           arg_min(writer_id, event_id) AS writer_id
+    FROM events WHERE type = 'trial_started' GROUP BY ALL
+), ended AS (
+    SELECT search_id, trial_id,
+           arg_min(type, event_id) AS end_type,
+           arg_min(value, event_id) AS value,
+           arg_min(ts, event_id) AS finished_at,
+           arg_min(step, event_id) AS end_step,
+           arg_min(payload, event_id) AS end_payload
+    FROM events WHERE type IN ('trial_completed', 'trial_failed', 'trial_pruned') GROUP BY ALL
+), reported AS (
+    SELECT search_id, trial_id, max(step) AS last_step, count(*) AS n_reports
+    FROM events WHERE type = 'trial_reported' GROUP BY ALL
+)
+SELECT s.search_id, s.trial_id,
+       (row_number() OVER (PARTITION BY s.search_id ORDER BY s.started_at, s.trial_id) - 1)::INTEGER
+           AS trial_number,
+       CASE e.end_type WHEN 'trial_completed' THEN 'complete' WHEN 'trial_failed' THEN 'failed'
+                       WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state,
+       e.value, s.started_at, e.finished_at,
+       epoch(e.finished_at - s.started_at)::DOUBLE AS duration_s,
+       coalesce(e.end_step, r.last_step) AS last_step,
+       coalesce(r.n_reports, 0) AS n_reports,
+       CASE WHEN e.end_type = 'trial_failed' THEN e.end_payload ->> 'error' END AS error,
+       CASE WHEN e.end_type = 'trial_completed' THEN e.end_payload -> 'metrics' END AS metrics,
+       s.recorded_number, s.writer_id
+FROM started s
+LEFT JOIN ended e USING (search_id, trial_id)
+LEFT JOIN reported r USING (search_id, trial_id);
+
+CREATE VIEW searches AS
+WITH s AS (
+    SELECT search_id, min(ts) AS started_at, arg_min(payload, event_id) AS payload
+    FROM events WHERE type = 'search_started' GROUP BY ALL
+), f AS (
+    SELECT search_id, max(ts) AS finished_at FROM events WHERE type = 'search_finished' GROUP BY ALL
+), t AS (
+    SELECT search_id, count(*) AS n_trials,
+           count(*) FILTER (WHERE state = 'complete') AS n_complete,
+           count(*) FILTER (WHERE state = 'failed') AS n_failed,
+           count(*) FILTER (WHERE state = 'pruned') AS n_pruned,
+           count(*) FILTER (WHERE state = 'running') AS n_running
+    FROM trials GROUP BY ALL
+)
+SELECT s.search_id, s.payload ->> 'name' AS name, s.payload ->> 'strategy' AS strategy,
+       s.payload ->> 'direction' AS direction, s.payload ->> 'metric' AS metric,
+       s.started_at, f.finished_at,
+       coalesce(t.n_trials, 0) AS n_trials, coalesce(t.n_complete, 0) AS n_complete,
+       coalesce(t.n_failed, 0) AS n_failed, coalesce(t.n_pruned, 0) AS n_pruned,
+       coalesce(t.n_running, 0) AS n_running,
+       TRY_CAST(s.payload ->> 'seed' AS BIGINT) AS seed,
+       s.payload -> 'space' AS space, s.payload
+FROM s LEFT JOIN f USING (search_id) LEFT JOIN t USING (search_id);
+
+CREATE VIEW params AS
+WITH p AS (
+    SELECT search_id, trial_id, event_id, unnest(params) AS p
+    FROM events WHERE params IS NOT NULL AND len(params) > 0
+)
+SELECT search_id, trial_id, p.name AS name,
+       arg_max(p.kind, event_id) AS kind,
+       arg_max(p.num, event_id) AS value_num,
+       arg_max(p.str, event_id) AS value_str
+FROM p GROUP BY search_id, trial_id, p.name;
+
+CREATE VIEW reports AS
+SELECT search_id, trial_id, step, resource, value, payload -> 'metrics' AS metrics, ts
+FROM events WHERE type = 'trial_reported';
+
+CREATE VIEW scores AS
+SELECT search_id, trial_id, split, fold, coalesce(metric, 'value') AS metric, value, ts, payload
+FROM events WHERE type = 'trial_scored';
+"""
+
+
+def parse_time(value) -> datetime:
+    """A timezone-aware datetime from a datetime or an ISO-8601 string (UTC if naive)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"cannot read time {value!r}; use ISO 8601, e.g. 2026-11-27T10:30:00Z") from None
+    if not isinstance(value, datetime):
+        raise TypeError(f"as_of must be a datetime or an ISO-8601 string, got {type(value).__name__}")
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def wal_table(store: Store):
+    """All events held in write-ahead logs (live writers and crashed ones)."""
+    import pyarrow as pa
+
+    tables = []
+    for path in store.wal_files():
+        try:
+            log = read_log(path)
+        except FileNotFoundError:
+            continue  # sealed and deleted since we listed it
+        if log.header and log.rows:
+            tables.append(to_table(log.rows, log.header["writer_id"], log.header.get("schema_version", 1)))
+    return pa.concat_tables(tables) if tables else schema().empty_table()
+
+
+def _sql_list(paths) -> str:
+    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+
+
+def connect(store=None, as_of=None, *, read_only_sql=False):
+    """A DuckDB connection with the views ``events, searches, trials, params,
+    reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
+
+    >>> con = hptrack.connect()
+    >>> con.sql("SELECT name, n_trials FROM searches").show()
+    """
+    import duckdb
+
+    st = Store(store)
+    con = duckdb.connect(":memory:")
+    con.sql("SET python_enable_replacements = false")
+    con.register("_wal_events", wal_table(st))
+    segments = st.segment_files()
+    if segments:
+        con.sql(
+            "CREATE VIEW _raw_events AS "
+            f"SELECT * FROM read_parquet({_sql_list(segments)}, union_by_name = true, hive_partitioning = false) "
+            "UNION ALL BY NAME SELECT * FROM _wal_events"
+        )
+    else:
+        con.sql("CREATE VIEW _raw_events AS SELECT * FROM _wal_events")
+    if as_of is None:
+        as_of_filter = "true"
+    else:
+        con.sql("SET VARIABLE hptrack_as_of = ?::TIMESTAMPTZ", params=[parse_time(as_of)])
+        as_of_filter = "ts <= getvariable('hptrack_as_of')"
+    con.sql(_VIEW_SQL.format(as_of_filter=as_of_filter))
+    if read_only_sql:
+        lock_down(con, st)
+    return con
+
+
+def lock_down(con, st: Store) -> None:
+    """Forbid any file access outside the store and any further configuration."""
+    con.sql("SET allowed_directories = ?", params=[[st.root + os.sep]])
+    con.sql("SET enable_external_access = false")
+    con.sql("SET autoinstall_known_extensions = false")
+    con.sql("SET autoload_known_extensions = false")
+    con.sql("SET lock_configuration = true")
+
+
+def resolve_search(con, search: str) -> tuple[str, str]:
+    """(search_id, name) of a search given by name or id."""
+    rows = con.sql(
+        "SELECT search_id, name FROM searches WHERE search_id = ? OR name = ? ORDER BY started_at LIMIT 1",
+        params=[search, search],
+    ).fetchall()
+    if not rows:
+        names = [r[0] for r in con.sql("SELECT name FROM searches ORDER BY started_at").fetchall()]
+        hint = f"known searches: {', '.join(names[:20])}" if names else "the store has no searches yet"
+        raise SearchNotFound(f"no search named {search!r} in the store ({hint})")
+    return rows[0]
+
+
+TRIAL_COLUMNS = ("trial_number", "trial_id", "state", "value", "started_at", "finished_at",
+                 "duration_s", "last_step", "error")
+
+
+def trials(search: str, store=None, as_of=None, con=None):
+    """One row per trial of ``search`` (name or id), one column per param.
+
+    Param columns keep the param's name; a name that clashes with a trial
+    column gets the prefix ``param:``. Ints become Int64, floats Float64, bools
+    Boolean, strings String; a param of mixed kinds is a String column.
+    """
+    import polars as pl
+
+    from .schema import decode_param
+
+    con = con or connect(store, as_of)
+    search_id, _ = resolve_search(con, search)
+    base = con.sql(
+        f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials WHERE search_id = ? ORDER BY trial_number",
+        params=[search_id],
+    ).pl()
+    rows = con.sql(
+        "SELECT p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
+        "WHERE p.search_id = ? ORDER BY p.name",
+        params=[search_id],
+    ).fetchall()
+    by_name: dict[str, dict] = {}
+    kinds: dict[str, set] = {}
+    for trial_id, name, kind, num, text in rows:
+        by_name.setdefault(name, {})[trial_id] = decode_param(kind, num, text)
+        kinds.setdefault(name, set()).add(kind)
+    ids = base["trial_id"].to_list()
+    columns = []
+    for name, values in by_name.items():
+        ks = kinds[name] - {"null"}
+        dtype = {frozenset({"int"}): pl.Int64, frozenset({"float"}): pl.Float64,
+                 frozenset({"int", "float"}): pl.Float64, frozenset({"bool"}): pl.Boolean,
+                 frozenset({"str"}): pl.String}.get(frozenset(ks), pl.String)
+        col = [values.get(i) for i in ids]
+        if dtype is pl.String:
+            col = [None if v is None else str(v) for v in col]
+        elif dtype is pl.Int64 and any(v is not None and abs(v) >= 2**63 for v in col):
+            dtype, col = pl.String, [None if v is None else str(v) for v in col]
+        elif dtype is pl.Float64:
+            col = [None if v is None else float(v) for v in col]
+        col_name = f"param:{name}" if name in TRIAL_COLUMNS else name
+        columns.append(pl.Series(col_name, col, dtype=dtype))
+    return base.with_columns(columns) if columns else base

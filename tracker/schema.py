@@ -1,0 +1,272 @@
+"""The event schema (v1): columns, event types, and validation at the boundary.
+
+Every event, whatever its type, has the same columns; a column that does not
+apply to a type is null. Inside the writer an event travels as a *row*: a tuple
+in ``ROW_FIELDS`` order. ``writer_id``, ``schema_version`` and ``event_id`` are
+added when rows are turned into Arrow (see :mod:`hptrack.rows`): they are the
+same for every row of a writer, or derived from other columns.
+
+The documented form of this schema lives in ``schemas/`` at the repository top
+(JSON Schema, a readable table, golden events); a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+from datetime import datetime, timezone
+
+import numpy as np
+
+from .errors import InvalidEvent
+
+SCHEMA_VERSION = 1
+
+EVENT_TYPES = (
+    "search_started",
+    "trial_started",
+    "trial_reported",
+    "trial_completed",
+    "trial_pruned",
+    "trial_failed",
+    "trial_scored",
+    "trial_forked",
+    "search_finished",
+    "annotation",
+)
+TRIAL_END_TYPES = ("trial_completed", "trial_failed", "trial_pruned")
+
+# Order of the fields of a row, as the writer keeps and logs it.
+ROW_FIELDS = (
+    "seq", "ts", "type", "search_id", "trial_id", "trial_number", "step",
+    "resource", "value", "metric", "split", "fold", "params", "payload",
+)
+# Column order of the stored Parquet files.
+COLUMNS = (
+    "event_id", "schema_version", "ts", "writer_id", "seq", "search_id",
+    "trial_id", "trial_number", "type", "step", "resource", "value", "metric",
+    "split", "fold", "params", "payload",
+)
+
+# Fields each type must carry beyond search_id (which every event carries).
+_REQUIRED = {
+    "search_started": ("payload",),
+    "trial_started": ("trial_id",),
+    "trial_reported": ("trial_id", "step", "value"),
+    "trial_completed": ("trial_id", "value"),
+    "trial_pruned": ("trial_id",),
+    "trial_failed": ("trial_id", "payload"),
+    "trial_scored": ("trial_id", "value", "split"),
+    "trial_forked": ("trial_id", "payload"),
+    "search_finished": (),
+    "annotation": ("payload",),
+}
+_INPUT_FIELDS = frozenset(ROW_FIELDS) - {"seq"}
+_INT32 = 2**31
+_INT16 = 2**15
+_INT64 = 2**63
+EXACT_FLOAT_INT = 2**53
+
+
+def arrow_schema():
+    """The Arrow schema of a stored event file (pyarrow is imported lazily)."""
+    import pyarrow as pa
+
+    param = pa.struct([
+        ("name", pa.string()), ("kind", pa.string()),
+        ("num", pa.float64()), ("str", pa.string()),
+    ])
+    return pa.schema([
+        ("event_id", pa.string()),
+        ("schema_version", pa.int16()),
+        ("ts", pa.timestamp("us", tz="UTC")),
+        ("writer_id", pa.string()),
+        ("seq", pa.int64()),
+        ("search_id", pa.string()),
+        ("trial_id", pa.string()),
+        ("trial_number", pa.int32()),
+        ("type", pa.string()),
+        ("step", pa.int64()),
+        ("resource", pa.float64()),
+        ("value", pa.float64()),
+        ("metric", pa.string()),
+        ("split", pa.string()),
+        ("fold", pa.int16()),
+        ("params", pa.list_(param)),
+        ("payload", pa.string()),
+    ])
+
+
+# --- params -----------------------------------------------------------------
+
+def encode_param(name, value):
+    """One typed parameter as ``[name, kind, num, str]``.
+
+    Ints keep their exact decimal text in ``str`` when a float64 cannot hold
+    them, so nothing is silently rounded.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"param name {name!r}: names must be non-empty strings")
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if value is None:
+        return [name, "null", None, None]
+    if isinstance(value, bool):
+        return [name, "bool", float(value), None]
+    if isinstance(value, numbers.Integral):
+        value = int(value)
+        return [name, "int", float(value), str(value) if abs(value) > EXACT_FLOAT_INT else None]
+    if isinstance(value, numbers.Real):
+        return [name, "float", float(value), None]
+    if isinstance(value, str):
+        return [name, "str", None, value]
+    raise TypeError(
+        f"param {name!r}: cannot store a {type(value).__name__} ({value!r:.80}); "
+        "params may be int, float, bool, str, None or numpy scalars - "
+        "pass str(value) or a number instead"
+    )
+
+
+def encode_params(params):
+    if params is None:
+        return None
+    if not isinstance(params, dict):
+        raise InvalidEvent(f"event field 'params': expected a dict of name -> value, got {type(params).__name__}")
+    return [encode_param(k, v) for k, v in params.items()]
+
+
+def decode_param(kind, num, text):
+    """The Python value of a stored param (inverse of :func:`encode_param`)."""
+    if kind == "null":
+        return None
+    if kind == "bool":
+        return bool(num)
+    if kind == "int":
+        return int(text) if text is not None else int(num)
+    if kind == "float":
+        return num
+    return text
+
+
+# --- validation -------------------------------------------------------------
+
+def _bad(field, expected, got):
+    return InvalidEvent(f"event field {field!r}: expected {expected}, got {type(got).__name__} {got!r:.80}")
+
+
+def _opt_str(ev, field):
+    v = ev.get(field)
+    if v is not None and not isinstance(v, str):
+        raise _bad(field, "a string", v)
+    return v
+
+
+def _opt_int(ev, field, bound):
+    v = ev.get(field)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise _bad(field, "an integer", v)
+    v = int(v)
+    if not -bound <= v < bound:
+        raise InvalidEvent(f"event field {field!r}: {v} is out of range (must fit in {bound.bit_length()} bits)")
+    return v
+
+
+def _opt_float(ev, field):
+    v = ev.get(field)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise _bad(field, "a number", v)
+    return float(v)
+
+
+def to_micros(ts) -> int:
+    """Microseconds since the epoch (UTC) from a datetime, or an int already in us."""
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            raise InvalidEvent("event field 'ts': naive datetime; give it a timezone (e.g. timezone.utc)")
+        delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(ts, numbers.Integral) and not isinstance(ts, bool):
+        return int(ts)
+    raise _bad("ts", "a timezone-aware datetime or microseconds since the epoch", ts)
+
+
+def encode_payload(payload):
+    if payload is None:
+        return None
+    if isinstance(payload, str):
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            raise InvalidEvent(f"event field 'payload': not valid JSON ({exc})") from None
+        return payload
+    try:
+        return json.dumps(payload, default=_json_default, allow_nan=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(f"event field 'payload': cannot be stored as JSON ({exc})") from None
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def validate(event: dict, now_us: int) -> tuple:
+    """Check one event given as a dict and return it as a row without ``seq``.
+
+    Raises :class:`InvalidEvent` naming the first field that is wrong.
+    """
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"an event must be a dict, got {type(event).__name__}")
+    unknown = set(event) - _INPUT_FIELDS
+    if unknown:
+        raise InvalidEvent(
+            f"event field {sorted(unknown)[0]!r} is not in schema v{SCHEMA_VERSION}; "
+            f"known fields: {', '.join(sorted(_INPUT_FIELDS))}"
+        )
+    etype = event.get("type")
+    if etype not in EVENT_TYPES:
+        raise InvalidEvent(f"event field 'type': {etype!r} is not one of {', '.join(EVENT_TYPES)}")
+    search_id = event.get("search_id")
+    if not isinstance(search_id, str) or not search_id:
+        raise _bad("search_id", "a non-empty string", search_id)
+    for field in _REQUIRED[etype]:
+        if event.get(field) is None:
+            raise InvalidEvent(f"event field {field!r} is required for a {etype} event")
+    try:
+        params = encode_params(event.get("params"))
+    except TypeError as exc:
+        raise InvalidEvent(f"event field 'params': {exc}") from None
+    ts = event.get("ts")
+    return (
+        now_us if ts is None else to_micros(ts),
+        etype,
+        search_id,
+        _opt_str(event, "trial_id"),
+        _opt_int(event, "trial_number", _INT32),
+        _opt_int(event, "step", _INT64),
+        _opt_float(event, "resource"),
+        _opt_float(event, "value"),
+        _opt_str(event, "metric"),
+        _opt_str(event, "split"),
+        _opt_int(event, "fold", _INT16),
+        params,
+        encode_payload(event.get("payload")),
+    )
+
+
+def is_finite_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)

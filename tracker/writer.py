@@ -1,0 +1,275 @@
+"""The Writer: buffers events, logs them durably, seals them into Parquet.
+
+One Writer per store per process (:func:`Writer.for_store`). It owns a random
+``writer_id`` and a gapless ``seq``; appending is a lock, a counter and a list
+append, so tracking adds microseconds to a trial. Rows reach disk in two steps:
+
+1. flush: pending rows become one checksummed record appended to the writer's
+   write-ahead log and fdatasync'ed. With ``durability="trial"`` the trial's own
+   ``complete``/``fail``/``prune`` waits for this (concurrent trials share one
+   fsync); a background thread flushes everything else at least every second.
+2. seal: when the log holds enough rows, and at exit, it is rotated and its rows
+   are written as Parquet segments (temp name, fsync, rename); then the log is
+   deleted. A crash between the two leaves the same events in both places;
+   readers de-duplicate on ``event_id``.
+
+A forked child gets a fresh writer_id, seq and log, and never writes the
+parent's rows. At interpreter exit and on SIGTERM every writer flushes and seals.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+
+from . import schema
+from .rows import to_table
+from .store import Store, resolve
+from .wal import LogFile, encode_rows
+
+FLUSH_INTERVAL_S = 1.0
+SEAL_EVENTS = 50_000
+BATCH_EVENTS = 10_000
+
+_writers: dict[str, "Writer"] = {}
+_registry_lock = threading.Lock()
+
+
+def new_writer_id() -> str:
+    return os.urandom(8).hex()
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class Writer:
+    """Appends events to one store. Thread-safe; use :meth:`for_store`."""
+
+    def __init__(self, store=None, *, flush_interval=FLUSH_INTERVAL_S,
+                 seal_events=SEAL_EVENTS, batch_events=BATCH_EVENTS):
+        self.store = store if isinstance(store, Store) else Store(store)
+        self.flush_interval = flush_interval
+        self.seal_events = seal_events
+        self.batch_events = batch_events
+        self._reset()
+
+    @classmethod
+    def for_store(cls, store=None) -> "Writer":
+        root = resolve(store)
+        w = _writers.get(root)
+        if w is None:
+            with _registry_lock:
+                w = _writers.get(root)
+                if w is None:
+                    w = _writers[root] = cls(root)
+                    _install_exit_hooks()
+        return w
+
+    def _reset(self):
+        """Fresh identity and empty buffers (at creation and in a forked child)."""
+        self.writer_id = new_writer_id()
+        self._lock = threading.Lock()      # seq and pending
+        self._io_lock = threading.Lock()   # the log file
+        self._seq = 0
+        self._pending: list[tuple] = []
+        self._log: LogFile | None = None
+        self._logged: list[tuple] = []     # rows in the current log, kept for sealing
+        self._unsealed: list[tuple[str, list]] = []  # rotated logs awaiting sealing
+        self._durable_seq = -1
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._warned = False
+
+    # --- appending -----------------------------------------------------
+    def write(self, event: dict) -> int:
+        """Validate one event (a dict of schema fields) and append it; returns its seq."""
+        return self.append(schema.validate(event, now_us()))
+
+    def append(self, row: tuple) -> int:
+        """Append an already-validated row (ROW_FIELDS without seq); returns its seq."""
+        with self._lock:
+            seq = self._seq
+            self._seq = seq + 1
+            self._pending.append((seq, *row))
+            n = len(self._pending)
+        if self._thread is None:
+            self._start_thread()
+        if n >= self.batch_events:
+            self._wake.set()
+        return seq
+
+    # --- flushing ------------------------------------------------------
+    def flush(self, upto: int | None = None) -> None:
+        """Make every appended row durable in the log (or at least row ``upto``)."""
+        with self._io_lock:
+            if upto is not None and self._durable_seq >= upto:
+                return  # another thread's fsync already covered it
+            with self._lock:
+                rows, self._pending = self._pending, []
+            if not rows:
+                return
+            try:
+                if self._log is None:
+                    self._log = LogFile(self._log_path(rows[0][0]), self._header())
+                    _lock_file(self._log.fd)
+                self._log.append(encode_rows(rows), sync=True)
+            except OSError as exc:
+                # Keep the rows for the next try; the torn log is abandoned, so a
+                # partial record is only ever at the end of a file.
+                with self._lock:
+                    self._pending[:0] = rows
+                if self._log is not None:
+                    self._rotate_log()
+                self._warn_once(exc)
+                return
+            self._logged.extend(rows)
+            self._durable_seq = rows[-1][0]
+
+    def _log_path(self, first_seq: int) -> str:
+        os.makedirs(self.store.wal_dir, exist_ok=True)
+        return os.path.join(self.store.wal_dir, f"{self.writer_id}-{first_seq:012d}.wal")
+
+    def _header(self) -> dict:
+        return {"writer_id": self.writer_id, "schema_version": schema.SCHEMA_VERSION,
+                "pid": os.getpid(), "host": socket.gethostname()}
+
+    def _rotate_log(self):
+        """Stop appending to the current log; queue it and its rows for sealing."""
+        log, rows = self._log, self._logged
+        self._log, self._logged = None, []
+        log.close()
+        self._unsealed.append((log.path, rows))
+
+    # --- sealing -------------------------------------------------------
+    def seal(self) -> None:
+        """Flush, then turn every closed or current log into Parquet segments."""
+        self.flush()
+        with self._io_lock:
+            if self._log is not None:
+                self._rotate_log()
+            todo, self._unsealed = self._unsealed, []
+        for path, rows in todo:
+            try:
+                if rows:
+                    table = to_table(rows, self.writer_id)
+                    self.store.write_segments(table, f"{self.writer_id}-{rows[0][0]:012d}.parquet")
+                os.unlink(path)
+            except OSError as exc:
+                with self._io_lock:
+                    self._unsealed.append((path, rows))
+                self._warn_once(exc)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._wake.set()
+        self.seal()
+
+    # --- background ----------------------------------------------------
+    def _start_thread(self):
+        with _registry_lock:
+            if self._thread is None:
+                t = threading.Thread(target=self._run, name=f"hptrack-writer-{self.writer_id}", daemon=True)
+                self._thread = t
+                t.start()
+
+    def _run(self):
+        while not self._closed:
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                if self._pending:
+                    self.flush()
+                if len(self._logged) >= self.seal_events:
+                    self.seal()
+            except Exception as exc:  # never take the user's run down
+                self._warn_once(exc)
+
+    def _warn_once(self, exc):
+        if not self._warned:
+            self._warned = True
+            warnings.warn(f"hptrack: cannot write to store {self.store.root}: {exc}; "
+                          "events are kept in memory and retried", RuntimeWarning, stacklevel=2)
+
+    def _after_fork(self):
+        if self._log is not None:
+            os.close(self._log.fd)  # the parent keeps its own descriptor and lock
+        self._reset()
+        if "multiprocessing" in sys.modules:
+            # multiprocessing children leave through os._exit, skipping atexit
+            from multiprocessing import util
+            util.Finalize(None, self.close, exitpriority=100)
+
+
+def _lock_file(fd: int) -> None:
+    """Hold an advisory lock on our live log, so compact knows it is not orphaned."""
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def log_is_live(path: str) -> bool:
+    """True when a writer process still holds the log open."""
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def close_all() -> None:
+    for w in list(_writers.values()):
+        try:
+            w.close()
+        except Exception as exc:  # at exit: report, never raise
+            print(f"hptrack: could not save events to {w.store.root}: {exc}", file=sys.stderr)
+
+
+def _after_fork_in_child():
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for w in _writers.values():
+        w._after_fork()
+
+
+_hooks_installed = False
+
+
+def _install_exit_hooks():
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(close_all)
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+        except ValueError:
+            pass
+
+
+def _on_sigterm(signum, frame):
+    close_all()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)
