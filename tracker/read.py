@@ -86,12 +86,20 @@ CREATE VIEW params AS
 WITH p AS (
     SELECT search_id, trial_id, event_id, unnest(params) AS p
     FROM events WHERE params IS NOT NULL AND len(params) > 0
+), latest AS (
+    SELECT search_id, trial_id, p.name AS name,
+           arg_max(p.kind, event_id) AS kind,
+           arg_max(p.num, event_id) AS value_num,
+           arg_max(p.str, event_id) AS value_str
+    FROM p GROUP BY search_id, trial_id, p.name
 )
-SELECT search_id, trial_id, p.name AS name,
-       arg_max(p.kind, event_id) AS kind,
-       arg_max(p.num, event_id) AS value_num,
-       arg_max(p.str, event_id) AS value_str
-FROM p GROUP BY search_id, trial_id, p.name;
+SELECT *,
+       CASE kind WHEN 'int' THEN coalesce(value_str, CAST(CAST(value_num AS HUGEINT) AS VARCHAR))
+                 WHEN 'bool' THEN CASE WHEN value_num = 1 THEN 'true' ELSE 'false' END
+                 WHEN 'float' THEN CAST(value_num AS VARCHAR)
+                 WHEN 'null' THEN 'null'
+                 ELSE value_str END AS value
+FROM latest;
 
 CREATE VIEW reports AS
 SELECT search_id, trial_id, step, resource, value, payload -> 'metrics' AS metrics, ts
