@@ -168,11 +168,14 @@ class Writer:
                 self._warn_once(exc)
 
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._wake.set()
+        """Flush and seal everything; the writer stays usable (appending restarts it)."""
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            self._closed = True
+            self._wake.set()
+            thread.join()
         self.seal()
+        self._thread, self._closed = None, False
 
     # --- background ----------------------------------------------------
     def _start_thread(self):
@@ -206,10 +209,6 @@ class Writer:
         if self._log is not None:
             os.close(self._log.fd)  # the parent keeps its own descriptor and lock
         self._reset()
-        if "multiprocessing" in sys.modules:
-            # multiprocessing children leave through os._exit, skipping atexit
-            from multiprocessing import util
-            util.Finalize(None, self.close, exitpriority=100)
 
 
 def _lock_file(fd: int) -> None:
@@ -249,6 +248,18 @@ def _after_fork_in_child():
     _registry_lock = threading.Lock()
     for w in _writers.values():
         w._after_fork()
+    mp_util = sys.modules.get("multiprocessing.util")
+    if mp_util is not None and _writers:
+        # A multiprocessing child clears its finalizers after this hook, then runs
+        # the after-fork callbacks, and leaves through os._exit (skipping atexit):
+        # a callback registers the finalizer that will close our writers.
+        mp_util.register_after_fork(next(iter(_writers.values())), _register_mp_finalizer)
+
+
+def _register_mp_finalizer(_=None):
+    from multiprocessing import util
+
+    util.Finalize(None, close_all, exitpriority=100)
 
 
 _hooks_installed = False
@@ -261,6 +272,9 @@ def _install_exit_hooks():
     _hooks_installed = True
     atexit.register(close_all)
     os.register_at_fork(after_in_child=_after_fork_in_child)
+    mp = sys.modules.get("multiprocessing")
+    if mp is not None and mp.parent_process() is not None:
+        _register_mp_finalizer()  # a spawned multiprocessing child: see above
     if threading.current_thread() is threading.main_thread():
         try:
             if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -270,6 +284,7 @@ def _install_exit_hooks():
 
 
 def _on_sigterm(signum, frame):
-    close_all()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
+    # Exit through SystemExit rather than closing here: the handler may run while
+    # this thread is inside the writer's locks. Unwinding records interrupted
+    # trials as failed, and atexit then flushes and seals every writer.
+    raise SystemExit(128 + signum)
