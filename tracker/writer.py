@@ -283,8 +283,15 @@ def _install_exit_hooks():
             pass
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread when SIGTERM arrives; exits with status 143."""
+
+    def __str__(self):
+        return "process terminated by SIGTERM"
+
+
 def _on_sigterm(signum, frame):
     # Exit through SystemExit rather than closing here: the handler may run while
     # this thread is inside the writer's locks. Unwinding records interrupted
     # trials as failed, and atexit then flushes and seals every writer.
-    raise SystemExit(128 + signum)
+    raise Terminated(128 + signum)
