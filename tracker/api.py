@@ -159,7 +159,7 @@ class Trial:
 
     def __init__(self, search: Search, params, number: int, ts=None):
         self.search = search
-        self.trial_id = os.urandom(8).hex()
+        self.trial_id = search.writer.new_id()
         self.number = number
         self.params = dict(params) if params else {}
         self.state = "running"
@@ -177,8 +177,9 @@ class Trial:
     def report(self, step, value, *, resource=None, ts=None, **metrics) -> None:
         """An intermediate value at ``step`` (epoch, iteration, rung), with extra metrics
         such as the learning rate or train loss: ``t.report(3, 0.91, lr=0.01)``."""
-        self._check_running("report to")
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        if self.state != "running":
+            self._check_running("report to")
+        if type(step) is not int and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
             raise TypeError(f"report step must be an int, got {type(step).__name__} {step!r}")
         payload = None
         if metrics:
@@ -272,6 +273,8 @@ def _last_step(exc):
 
 
 def _float(field, v) -> float:
+    if type(v) is float:
+        return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{field} must be a number, got {type(v).__name__} {v!r:.80}")
     return float(v)

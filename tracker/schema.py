@@ -106,8 +106,15 @@ def encode_param(name, value):
     Ints keep their exact decimal text in ``str`` when a float64 cannot hold
     them, so nothing is silently rounded.
     """
-    if not isinstance(name, str) or not name:
+    if type(name) is not str or not name:
         raise TypeError(f"param name {name!r}: names must be non-empty strings")
+    t = type(value)  # exact-type checks first: the ABC isinstance checks are slow
+    if t is float:
+        return [name, "float", value, None]
+    if t is int:
+        return [name, "int", float(value), str(value) if abs(value) > EXACT_FLOAT_INT else None]
+    if t is str:
+        return [name, "str", None, value]
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
     elif isinstance(value, np.generic):
@@ -122,7 +129,7 @@ def encode_param(name, value):
     if isinstance(value, numbers.Real):
         return [name, "float", float(value), None]
     if isinstance(value, str):
-        return [name, "str", None, value]
+        return [name, "str", None, str(value)]
     raise TypeError(
         f"param {name!r}: cannot store a {type(value).__name__} ({value!r:.80}); "
         "params may be int, float, bool, str, None or numpy scalars - "
@@ -269,4 +276,6 @@ def validate(event: dict, now_us: int) -> tuple:
 
 
 def is_finite_number(v) -> bool:
+    if type(v) is float:
+        return math.isfinite(v)
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)

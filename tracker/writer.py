@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import random
 import signal
 import socket
 import sys
@@ -75,6 +76,8 @@ class Writer:
     def _reset(self):
         """Fresh identity and empty buffers (at creation and in a forked child)."""
         self.writer_id = new_writer_id()
+        # ids for trials; a private generator, so the user's `random` stream is untouched
+        self._ids = random.Random(os.urandom(16))
         self._lock = threading.Lock()      # seq and pending
         self._io_lock = threading.Lock()   # the log file
         self._seq = 0
@@ -87,6 +90,10 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._warned = False
+
+    def new_id(self) -> str:
+        """A random 64-bit id as 16 hex digits (trial ids)."""
+        return f"{self._ids.getrandbits(64):016x}"
 
     # --- appending -----------------------------------------------------
     def write(self, event: dict) -> int:
@@ -102,7 +109,7 @@ class Writer:
             n = len(self._pending)
         if self._thread is None:
             self._start_thread()
-        if n >= self.batch_events:
+        if n % self.batch_events == 0:
             self._wake.set()
         return seq
 
