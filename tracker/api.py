@@ -27,6 +27,7 @@ import traceback
 
 from . import schema
 from .errors import Pruned
+from .schema import INT64
 from .writer import Writer, now_us
 
 STRATEGIES = ("grid", "random", "tpe", "bayes", "halving", "hyperband", "pbt", "custom")
@@ -98,8 +99,10 @@ class Search:
         """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None)."""
         if trial_number is None:
             trial_number = self._number
+        trial_number = schema.check_int("trial_number", trial_number, schema.INT32, TypeError)
+        trial = Trial(self, params, trial_number, ts)
         self._number = max(self._number, trial_number + 1)
-        return Trial(self, params, trial_number, ts)
+        return trial
 
     def annotate(self, text=None, **attrs) -> None:
         """Attach a note (and any JSON attributes) to the search."""
@@ -179,13 +182,13 @@ class Trial:
         such as the learning rate or train loss: ``t.report(3, 0.91, lr=0.01)``."""
         if self.state != "running":
             self._check_running("report to")
-        if type(step) is not int and (isinstance(step, bool) or not isinstance(step, numbers.Integral)):
-            raise TypeError(f"report step must be an int, got {type(step).__name__} {step!r}")
+        if type(step) is not int or not -INT64 <= step < INT64:
+            step = schema.check_int("report step", step, INT64, TypeError)
         payload = None
         if metrics:
             payload = schema.encode_payload({"metrics": metrics})
         self._append((now_us() if ts is None else schema.to_micros(ts), "trial_reported", self._sid,
-                      self.trial_id, self.number, int(step), _opt_float("resource", resource),
+                      self.trial_id, self.number, step, _opt_float("resource", resource),
                       _float("value", value), None, None, None, None, payload))
 
     def score(self, value, *, split="validation", fold=None, metric=None, ts=None, **attrs) -> None:
@@ -193,11 +196,16 @@ class Trial:
         self._check_running("score")
         if not isinstance(split, str) or not split:
             raise TypeError(f"score split must be a non-empty string, got {split!r}")
-        if fold is not None and (isinstance(fold, bool) or not isinstance(fold, numbers.Integral)):
-            raise TypeError(f"score fold must be an int, got {type(fold).__name__} {fold!r}")
+        schema.check_text("score split", split, TypeError)
+        if metric is not None:
+            if not isinstance(metric, str):
+                raise TypeError(f"score metric must be a string, got {type(metric).__name__} {metric!r}")
+            schema.check_text("score metric", metric, TypeError)
+        if fold is not None:
+            fold = schema.check_int("score fold", fold, schema.INT16, TypeError)
         self._append((now_us() if ts is None else schema.to_micros(ts), "trial_scored", self._sid,
                       self.trial_id, self.number, None, None, _float("value", value), metric, split,
-                      None if fold is None else int(fold), None,
+                      fold, None,
                       schema.encode_payload(attrs) if attrs else None))
 
     def complete(self, value, *, ts=None, **metrics) -> None:
@@ -230,9 +238,11 @@ class Trial:
     def prune(self, step=None, *, ts=None) -> None:
         """End the trial as pruned (stopped early by a pruner), at ``step``."""
         self._check_running("prune")
+        if step is not None:
+            step = schema.check_int("prune step", step, INT64, TypeError)
         self.state = "pruned"
         self._end((now_us() if ts is None else schema.to_micros(ts), "trial_pruned", self._sid,
-                   self.trial_id, self.number, None if step is None else int(step), None, None,
+                   self.trial_id, self.number, step, None, None,
                    None, None, None, None, None))
 
     def _end(self, row):

@@ -10,6 +10,7 @@ was deleting it, a compaction cut short) are de-duplicated on ``event_id``.
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import datetime, timezone
 
 from .errors import SearchNotFound
@@ -26,24 +27,22 @@ QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1;
 
 CREATE VIEW trials AS
 WITH started AS (
-    SELECT search_id, trial_id, min(ts) AS started_at,
+    SELECT search_id, trial_id, min(ts) AS started_at, min(event_id) AS start_event,
            arg_min(trial_number, event_id) AS recorded_number,
            arg_min(writer_id, event_id) AS writer_id
     FROM events WHERE type = 'trial_started' GROUP BY ALL
 ), ended AS (
-    SELECT search_id, trial_id,
-           arg_min(type, event_id) AS end_type,
-           arg_min(value, event_id) AS value,
-           arg_min(ts, event_id) AS finished_at,
-           arg_min(step, event_id) AS end_step,
-           arg_min(payload, event_id) AS end_payload
-    FROM events WHERE type IN ('trial_completed', 'trial_failed', 'trial_pruned') GROUP BY ALL
+    -- the first terminal event of each trial wins, as a whole
+    SELECT search_id, trial_id, type AS end_type, value, ts AS finished_at,
+           step AS end_step, payload AS end_payload
+    FROM events WHERE type IN ('trial_completed', 'trial_failed', 'trial_pruned')
+    QUALIFY row_number() OVER (PARTITION BY search_id, trial_id ORDER BY event_id) = 1
 ), reported AS (
     SELECT search_id, trial_id, max(step) AS last_step, count(*) AS n_reports
     FROM events WHERE type = 'trial_reported' GROUP BY ALL
 )
 SELECT s.search_id, s.trial_id,
-       (row_number() OVER (PARTITION BY s.search_id ORDER BY s.started_at, s.trial_id) - 1)::INTEGER
+       (row_number() OVER (PARTITION BY s.search_id ORDER BY s.started_at, s.start_event) - 1)::INTEGER
            AS trial_number,
        CASE e.end_type WHEN 'trial_completed' THEN 'complete' WHEN 'trial_failed' THEN 'failed'
                        WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state,
@@ -64,6 +63,8 @@ WITH s AS (
     FROM events WHERE type = 'search_started' GROUP BY ALL
 ), f AS (
     SELECT search_id, max(ts) AS finished_at FROM events WHERE type = 'search_finished' GROUP BY ALL
+), reopened AS (
+    SELECT search_id, max(ts) AS last_started FROM events WHERE type = 'search_started' GROUP BY ALL
 ), t AS (
     SELECT search_id, count(*) AS n_trials,
            count(*) FILTER (WHERE state = 'complete') AS n_complete,
@@ -74,24 +75,28 @@ WITH s AS (
 )
 SELECT s.search_id, s.payload ->> 'name' AS name, s.payload ->> 'strategy' AS strategy,
        s.payload ->> 'direction' AS direction, s.payload ->> 'metric' AS metric,
-       s.started_at, f.finished_at,
+       s.started_at,
+       -- a search re-opened after its last finish is running again
+       CASE WHEN f.finished_at >= o.last_started THEN f.finished_at END AS finished_at,
        coalesce(t.n_trials, 0) AS n_trials, coalesce(t.n_complete, 0) AS n_complete,
        coalesce(t.n_failed, 0) AS n_failed, coalesce(t.n_pruned, 0) AS n_pruned,
        coalesce(t.n_running, 0) AS n_running,
        TRY_CAST(s.payload ->> 'seed' AS BIGINT) AS seed,
        s.payload -> 'space' AS space, s.payload
-FROM s LEFT JOIN f USING (search_id) LEFT JOIN t USING (search_id);
+FROM s LEFT JOIN f USING (search_id) LEFT JOIN reopened o USING (search_id)
+LEFT JOIN t USING (search_id);
 
 CREATE VIEW params AS
 WITH p AS (
     SELECT search_id, trial_id, event_id, unnest(params) AS p
     FROM events WHERE params IS NOT NULL AND len(params) > 0
-), latest AS (
-    SELECT search_id, trial_id, p.name AS name,
-           arg_max(p.kind, event_id) AS kind,
-           arg_max(p.num, event_id) AS value_num,
-           arg_max(p.str, event_id) AS value_str
+), last_set AS (
+    -- the whole last value per name (arg_max of single fields would skip NULLs)
+    SELECT search_id, trial_id, p.name AS name, arg_max(p, event_id) AS p
     FROM p GROUP BY search_id, trial_id, p.name
+), latest AS (
+    SELECT search_id, trial_id, name, p.kind AS kind, p.num AS value_num, p.str AS value_str
+    FROM last_set
 )
 SELECT *,
        CASE kind WHEN 'int' THEN coalesce(value_str, CAST(CAST(value_num AS HUGEINT) AS VARCHAR))
@@ -134,7 +139,12 @@ def wal_table(store: Store):
         except FileNotFoundError:
             continue  # sealed and deleted since we listed it
         if log.header and log.rows:
-            tables.append(to_table(log.rows, log.header["writer_id"], log.header.get("schema_version", 1)))
+            try:
+                tables.append(to_table(log.rows, log.header["writer_id"], log.header.get("schema_version", 1)))
+            except (ValueError, TypeError, OverflowError, KeyError) as exc:
+                # one bad log must not make the whole store unreadable
+                warnings.warn(f"hptrack: skipped write-ahead log {path}: {exc}; run `hptrack verify`",
+                              RuntimeWarning, stacklevel=2)
     return pa.concat_tables(tables) if tables else schema().empty_table()
 
 

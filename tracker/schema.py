@@ -63,10 +63,13 @@ _REQUIRED = {
     "annotation": ("payload",),
 }
 _INPUT_FIELDS = frozenset(ROW_FIELDS) - {"seq"}
-_INT32 = 2**31
-_INT16 = 2**15
-_INT64 = 2**63
+INT16 = 2**15
+INT32 = 2**31
+INT64 = 2**63
 EXACT_FLOAT_INT = 2**53
+# timestamps must be representable as datetimes: years 1 to 9999
+_MIN_US = -62_135_596_800_000_000
+_MAX_US = 253_402_300_799_999_999
 
 
 def arrow_schema():
@@ -106,14 +109,16 @@ def encode_param(name, value):
     Ints keep their exact decimal text in ``str`` when a float64 cannot hold
     them, so nothing is silently rounded.
     """
-    if type(name) is not str or not name:
+    if not isinstance(name, str) or not name:
         raise TypeError(f"param name {name!r}: names must be non-empty strings")
+    if not name.isascii():
+        check_text(f"param name {name!r}", name, TypeError)
     t = type(value)  # exact-type checks first: the ABC isinstance checks are slow
     if t is float:
         return [name, "float", value, None]
-    if t is int:
-        return [name, "int", float(value), str(value) if abs(value) > EXACT_FLOAT_INT else None]
-    if t is str:
+    if t is int and -EXACT_FLOAT_INT <= value <= EXACT_FLOAT_INT:
+        return [name, "int", float(value), None]
+    if t is str and value.isascii():
         return [name, "str", None, value]
     if isinstance(value, np.ndarray) and value.ndim == 0:
         value = value.item()
@@ -125,11 +130,18 @@ def encode_param(name, value):
         return [name, "bool", float(value), None]
     if isinstance(value, numbers.Integral):
         value = int(value)
-        return [name, "int", float(value), str(value) if abs(value) > EXACT_FLOAT_INT else None]
+        if abs(value) <= EXACT_FLOAT_INT:
+            return [name, "int", float(value), None]
+        # beyond float64's exact range the decimal text is the value; num is a guide
+        try:
+            num = float(value)
+        except OverflowError:
+            num = math.inf if value > 0 else -math.inf
+        return [name, "int", num, str(value)]
     if isinstance(value, numbers.Real):
         return [name, "float", float(value), None]
     if isinstance(value, str):
-        return [name, "str", None, str(value)]
+        return [name, "str", None, check_text(f"param {name!r}", str(value), TypeError)]
     raise TypeError(
         f"param {name!r}: cannot store a {type(value).__name__} ({value!r:.80}); "
         "params may be int, float, bool, str, None or numpy scalars - "
@@ -164,23 +176,41 @@ def _bad(field, expected, got):
     return InvalidEvent(f"event field {field!r}: expected {expected}, got {type(got).__name__} {got!r:.80}")
 
 
+def check_text(what, v: str, error=InvalidEvent) -> str:
+    """``v`` unless it cannot be stored as UTF-8 (lone surrogates)."""
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise error(f"{what}: text is not valid Unicode ({exc.reason} at position {exc.start}); "
+                        "remove the lone surrogate characters") from None
+    return v
+
+
+def check_int(field, v, bound, error=InvalidEvent) -> int:
+    """``v`` as an int if it is one and fits in a signed integer of ``bound``."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+        raise _bad(field, "an integer", v) if error is InvalidEvent else error(
+            f"{field} must be an int, got {type(v).__name__} {v!r:.80}")
+    v = int(v)
+    if not -bound <= v < bound:
+        raise error(f"{'event field ' if error is InvalidEvent else ''}{field!r}: {v} is out of range "
+                    f"(must fit in a signed {bound.bit_length()}-bit integer)")
+    return v
+
+
 def _opt_str(ev, field):
     v = ev.get(field)
-    if v is not None and not isinstance(v, str):
-        raise _bad(field, "a string", v)
+    if v is not None:
+        if not isinstance(v, str):
+            raise _bad(field, "a string", v)
+        check_text(f"event field {field!r}", v)
     return v
 
 
 def _opt_int(ev, field, bound):
     v = ev.get(field)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise _bad(field, "an integer", v)
-    v = int(v)
-    if not -bound <= v < bound:
-        raise InvalidEvent(f"event field {field!r}: {v} is out of range (must fit in {bound.bit_length()} bits)")
-    return v
+    return None if v is None else check_int(field, v, bound)
 
 
 def _opt_float(ev, field):
@@ -200,6 +230,8 @@ def to_micros(ts) -> int:
         delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(ts, numbers.Integral) and not isinstance(ts, bool):
+        if not _MIN_US <= ts <= _MAX_US:
+            raise InvalidEvent(f"event field 'ts': {ts} microseconds is outside years 1 to 9999")
         return int(ts)
     raise _bad("ts", "a timezone-aware datetime or microseconds since the epoch", ts)
 
@@ -263,13 +295,13 @@ def validate(event: dict, now_us: int) -> tuple:
         etype,
         search_id,
         _opt_str(event, "trial_id"),
-        _opt_int(event, "trial_number", _INT32),
-        _opt_int(event, "step", _INT64),
+        _opt_int(event, "trial_number", INT32),
+        _opt_int(event, "step", INT64),
         _opt_float(event, "resource"),
         _opt_float(event, "value"),
         _opt_str(event, "metric"),
         _opt_str(event, "split"),
-        _opt_int(event, "fold", _INT16),
+        _opt_int(event, "fold", INT16),
         params,
         encode_payload(event.get("payload")),
     )
