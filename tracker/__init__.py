@@ -16,6 +16,8 @@ Read::
 
 from .api import Search, Trial, search, track
 from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
+from .overview import ls, show
+from .query import query
 from .read import connect, trials
 from .schema import SCHEMA_VERSION
 from .store import Store
@@ -25,6 +27,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION", "Search",
-    "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "connect", "search", "track",
-    "trials",
+    "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "connect", "ls", "query", "search",
+    "show", "track", "trials",
 ]

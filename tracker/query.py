@@ -29,7 +29,7 @@ import os
 import re
 
 from .errors import HptrackError, QueryRefused
-from .read import VIEWS, connect, lock_down
+from .read import VIEWS, connect
 from .store import Store
 
 
@@ -132,17 +132,19 @@ def check_sql(sql: str, con=None):
 def read_only_connection(store=None, as_of=None):
     """A connection over ``store`` that can open only the store's files and spills nothing.
 
-    Same as ``connect(store, as_of, read_only_sql=True)`` plus spilling switched
-    off (see the module docstring); it must be set before the configuration is
-    locked, hence connect() then lock_down() here. It still accepts COPY into
-    the store: run only statements that passed :func:`check_sql`.
+    It still accepts COPY into the store (DuckDB's allowed_directories grants
+    writing too): run only statements that passed :func:`check_sql`.
     """
     st = Store(store)
     con = connect(st, as_of)
+    # Spilling off first: DuckDB adds the temp directory to allowed_directories.
     con.sql("SET temp_directory = ''")
-    lock_down(con, st)
-    # Refuse to run at all if DuckDB widened the fence on its own (it appends
-    # the temp directory to allowed_directories when one is set).
+    con.sql("SET allowed_directories = ?", params=[[st.root + os.sep]])
+    con.sql("SET enable_external_access = false")
+    con.sql("SET autoinstall_known_extensions = false")
+    con.sql("SET autoload_known_extensions = false")
+    con.sql("SET lock_configuration = true")
+    # Refuse to run at all if DuckDB widened the fence on its own.
     (allowed,), = con.sql("SELECT current_setting('allowed_directories')").fetchall()
     allowed = list(allowed) if not isinstance(allowed, str) else [allowed]
     # DuckDB stores the folder with symlinks resolved.

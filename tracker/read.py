@@ -152,7 +152,7 @@ def _sql_list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def connect(store=None, as_of=None, *, read_only_sql=False):
+def connect(store=None, as_of=None):
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
 
@@ -180,18 +180,7 @@ def connect(store=None, as_of=None, *, read_only_sql=False):
         con.sql("SET VARIABLE hptrack_as_of = ?::TIMESTAMPTZ", params=[parse_time(as_of)])
         as_of_filter = "ts <= getvariable('hptrack_as_of')"
     con.sql(_VIEW_SQL.format(as_of_filter=as_of_filter))
-    if read_only_sql:
-        lock_down(con, st)
     return con
-
-
-def lock_down(con, st: Store) -> None:
-    """Forbid any file access outside the store and any further configuration."""
-    con.sql("SET allowed_directories = ?", params=[[st.root + os.sep]])
-    con.sql("SET enable_external_access = false")
-    con.sql("SET autoinstall_known_extensions = false")
-    con.sql("SET autoload_known_extensions = false")
-    con.sql("SET lock_configuration = true")
 
 
 def resolve_search(con, search: str) -> tuple[str, str]:

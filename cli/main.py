@@ -1,0 +1,342 @@
+"""The ``hptrack`` command: thin click commands over the library.
+
+Each command is one library call (hptrack.overview / hptrack.query /
+hptrack.maintenance) plus formatting from cli/output.py. Errors are one line
+on stderr starting with ``Error:`` (exit 2 for usage, 1 otherwise); ``--debug``
+adds the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+import click
+
+from . import output
+
+FORMAT = click.Choice(output.FORMATS, case_sensitive=False)
+
+
+# --- errors: one line, no traceback unless --debug -----------------------------
+def _one_line(exc: BaseException) -> str:
+    import duckdb
+
+    from hptrack.errors import HptrackError
+    from hptrack.query import one_line
+
+    if isinstance(exc, duckdb.Error):
+        # Raised while opening the store's files, not by the user's SQL (query()
+        # turns those into its own errors): most likely a damaged file.
+        return f"{one_line(exc)} (if a store file is damaged, `hptrack verify` names it)"
+    text = " ".join(str(exc).split())
+    if isinstance(exc, (HptrackError, ValueError, TypeError, LookupError, OSError)):
+        return text or type(exc).__name__
+    # Anything else is unexpected: say what it was and how to see more.
+    return f"{type(exc).__name__}: {text} (run with --debug for the traceback)"
+
+
+class _Failed(click.ClickException):
+    exit_code = 1
+
+
+class HptrackGroup(click.Group):
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
+            raise
+        except Exception as e:
+            if ctx.params.get("debug"):
+                traceback.print_exc(file=sys.stderr)
+            raise _Failed(_one_line(e)) from e
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx else (prog_name or "hptrack")
+            click.echo(f"Error: {' '.join(e.format_message().split())} "
+                       f"(see '{where} --help')", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"Error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Error: aborted", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`hptrack query ... | head`): stop quietly.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+# --- the group -------------------------------------------------------------------
+@click.group(cls=HptrackGroup, context_settings={"help_option_names": ["-h", "--help"],
+                                                 "max_content_width": 100})
+@click.option("--store", metavar="PATH", envvar="HPTRACK_STORE", default=".hptrack",
+              show_default="$HPTRACK_STORE or ./.hptrack",
+              help="The store folder.")
+@click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.version_option(package_name="hptrack", prog_name="hptrack")
+@click.pass_context
+def cli(ctx, store, debug):
+    """hptrack: every hyperparameter search as an immutable event log, queryable with SQL.
+
+    The store holds the views events, searches, trials, params, reports and
+    scores; `hptrack query` runs read-only SQL over them.
+
+    \b
+    Examples:
+      hptrack ls
+      hptrack show rf-grid
+      hptrack query "SELECT name, n_trials FROM searches" --format csv
+      hptrack --store runs/.hptrack verify
+    """
+    ctx.obj = {"store": store, "debug": debug}
+
+
+def _store(ctx) -> str:
+    """The store folder, which must exist: reading a missing one is almost always a typo."""
+    from hptrack.errors import StoreError
+    from hptrack.store import resolve
+
+    root = resolve(ctx.obj["store"])
+    if not os.path.isdir(root):
+        raise StoreError(f"no hptrack store at {root} - pass --store PATH or set HPTRACK_STORE "
+                         "(a store is created by the first hptrack.search(...))")
+    return root
+
+
+def _print(table) -> None:
+    output.print_table(table)
+
+
+def _emit(df, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(output.frame_csv(df), nl=False)
+    elif fmt == "json":
+        click.echo(output.frame_json(df), nl=False)
+    else:
+        output.print_frame(df)
+
+
+_FORMAT_OPT = click.option("--format", "fmt", type=FORMAT, default="table", show_default=True,
+                           help="table for people; csv or json for programs.")
+_AS_OF_OPT = click.option("--as-of", metavar="TIME", default=None,
+                          help="Fold only the events up to TIME (ISO 8601, UTC if no zone), "
+                               "e.g. 2026-11-27T10:30:00Z.")
+
+
+# --- ls ----------------------------------------------------------------------------
+def _started(value) -> str:
+    return output.cell(value, seconds=True)[:16]
+
+
+def _trial_counts(row) -> str:
+    """ "7" when every trial completed, else "7 (1 failed, 2 running)"."""
+    others = [f"{row[k]} {label}" for k, label in (("n_failed", "failed"), ("n_pruned", "pruned"),
+                                                   ("n_running", "running")) if row[k]]
+    return f"{row['n_trials']} ({', '.join(others)})" if others else str(row["n_trials"])
+
+
+@cli.command("ls", short_help="List the searches: strategy, objective, trials, best value.")
+@_FORMAT_OPT
+@_AS_OF_OPT
+@click.pass_context
+def ls_cmd(ctx, fmt, as_of):
+    """List the searches in the store: strategy, objective, trials by state, best value.
+
+    The best value is the best complete trial in the search's direction.
+    csv and json give one column per field (n_complete, n_failed, ...).
+
+    \b
+    Examples:
+      hptrack ls
+      hptrack ls --format json | jq '.[].best'
+      hptrack ls --as-of 2026-11-27T09:00:00Z
+    """
+    from hptrack.overview import ls
+
+    df = ls(_store(ctx), as_of=as_of)
+    if fmt != "table":
+        return _emit(df, fmt)
+    if df.is_empty():
+        click.echo(f"No searches in {_store(ctx)} yet.")
+        return
+    rows = []
+    for r in df.iter_rows(named=True):
+        objective = f"{'min' if r['direction'] == 'minimize' else 'max'} {r['metric'] or 'value'}"
+        rows.append([r["name"], r["strategy"] or "", objective, _trial_counts(r),
+                     output.cell(r["best"], digits=5), _started(r["started_at"])])
+    # Within 80 columns for usual names; only the trials cell folds when squeezed.
+    _print(output.table(["search", "strategy", "objective", "trials", "best", "started (UTC)"], rows,
+                        numeric={"best"},
+                        # a name is an identifier people copy: never fold it; the trials
+                        # cell is the one that folds when the table is squeezed
+                        no_wrap={"search", "strategy", "objective", "best", "started (UTC)"}))
+
+
+# --- show --------------------------------------------------------------------------
+_SETTINGS_SKIP = {"n_trials", "n_complete", "n_failed", "n_pruned", "n_running", "best", "best_trial"}
+
+
+@cli.command("show", short_help="A search's settings and its trials, best first.")
+@click.argument("search")
+@_FORMAT_OPT
+@_AS_OF_OPT
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Show only the first N trials (the N best).")
+@click.pass_context
+def show_cmd(ctx, search, fmt, as_of, limit):
+    """Show a search's settings and its trials with their params, best first.
+
+    SEARCH is a search name or id (see `hptrack ls`). Complete trials come
+    first, ordered by value in the search's direction, then running, pruned and
+    failed ones. csv prints the trials only; json prints {"search": ..., "trials": [...]}.
+
+    \b
+    Examples:
+      hptrack show rf-grid
+      hptrack show rf-grid --limit 5
+      hptrack show rf-grid --format csv > trials.csv
+    """
+    from hptrack.overview import show
+
+    view = show(search, _store(ctx), as_of=as_of)
+    trials = view.trials if limit is None else view.trials.head(limit)
+    if fmt == "csv":
+        return _emit(trials, "csv")
+    if fmt == "json":
+        click.echo(output.dumps({"search": view.settings, "trials": trials.to_dicts()}))
+        return
+    s = view.settings
+    lines = [f"{k}: {output.cell(v, seconds=k.endswith('_at'))}"
+             for k, v in s.items() if k not in _SETTINGS_SKIP and v is not None]
+    lines.insert(2, f"trials: {_trial_counts(s)}")
+    if s.get("best") is not None:
+        lines.insert(3, f"best: {output.cell(s['best'])} (trial #{s['best_trial']})")
+    click.echo("\n".join(lines))
+    if trials.is_empty():
+        click.echo("\nNo trials yet.")
+        return
+    import polars as pl
+
+    shown = (trials.drop("trial_id", "started_at", "finished_at")
+             .with_columns(pl.col("duration_s").round(3))
+             .rename({"trial_number": "#"}))
+    click.echo()
+    output.print_frame(shown, digits=5)
+    if limit is not None and limit < view.trials.height:
+        click.echo(f"({view.trials.height - limit} more trials; drop --limit to see all)")
+
+
+# --- query -------------------------------------------------------------------------
+@cli.command("query", short_help="Run one read-only SELECT over the store's views.")
+@click.argument("sql")
+@_FORMAT_OPT
+@_AS_OF_OPT
+@click.pass_context
+def query_cmd(ctx, sql, fmt, as_of):
+    """Run one read-only SELECT over the store's views.
+
+    Views: events, searches, trials, params, reports, scores (columns are
+    documented in schemas/). Only a single SELECT runs (DESCRIBE, SHOW and
+    SUMMARIZE too); writes, settings, extensions and files outside the store
+    are refused. SQL "-" reads the statement from stdin.
+
+    \b
+    Examples:
+      hptrack query "SELECT name, n_trials FROM searches"
+      hptrack query "SELECT state, count(*) FROM trials GROUP BY state" --format csv
+      hptrack query "SELECT * FROM trials WHERE state = 'complete'" --as-of 2026-11-27T09:00Z
+      hptrack query - --format json < best.sql
+    """
+    from hptrack.query import query
+
+    if sql == "-":
+        sql = sys.stdin.read()
+    _emit(query(sql, _store(ctx), as_of=as_of), fmt)
+
+
+# --- verify / compact ------------------------------------------------------------
+@cli.command("verify", short_help="Check every file of the store; exit 1 if data is unreadable or lost.")
+@click.option("--format", "fmt", type=click.Choice(("table", "json"), case_sensitive=False),
+              default="table", show_default=True, help="table for people; json for programs.")
+@click.pass_context
+def verify_cmd(ctx, fmt):
+    """Check the store: every segment and log readable, no seq gap, no duplicate
+    event, and report leftover temporary files. Exit code 1 if it is not ok.
+
+    \b
+    Examples:
+      hptrack verify
+      hptrack verify --format json | jq '.problems'
+    """
+    from hptrack.maintenance import verify
+
+    root = _store(ctx)
+    report = verify(root)
+    if fmt == "json":
+        click.echo(output.dumps(report.to_dict()))
+    else:
+        summary = (f"{report.n_segments} segments, {report.n_logs} logs, {report.n_events} events, "
+                   f"{report.n_searches} searches")
+        if report.problems:
+            # Each message names its file, so the table needs no path column.
+            rows = [[p.severity, p.kind, p.message] for p in report.problems]
+            _print(output.table(["severity", "kind", "message"], rows, no_wrap={"severity", "kind"}))
+        n_err = sum(p.severity == "error" for p in report.problems)
+        n_warn = len(report.problems) - n_err
+        click.echo(f"{'OK' if report.ok else 'NOT OK'}: {root}: {summary}; "
+                   f"{n_err} error(s), {n_warn} warning(s)")
+    if not report.ok:
+        errors = [p for p in report.problems if p.severity == "error"] or report.problems
+        click.echo(f"Error: verify found {len(errors)} problem(s) in {root}", err=True)
+        ctx.exit(1)
+
+
+@cli.command("compact", short_help="Merge small segments and seal logs of finished writers.")
+@click.option("--format", "fmt", type=click.Choice(("table", "json"), case_sensitive=False),
+              default="table", show_default=True, help="table for people; json for programs.")
+@click.pass_context
+def compact_cmd(ctx, fmt):
+    """Merge small segments (and seal logs left by writers that are gone) into
+    large ones, without losing or duplicating an event. Safe to interrupt and
+    to run while searches are writing.
+
+    \b
+    Examples:
+      hptrack compact
+      hptrack --store runs/.hptrack compact --format json
+    """
+    from hptrack.maintenance import compact
+
+    result = compact(_store(ctx))
+    if fmt == "json":
+        click.echo(output.dumps(result.to_dict()))
+        return
+    extra = ""
+    if getattr(result, "removed_temp_files", 0):
+        extra += f"; removed {result.removed_temp_files} leftover temporary files"
+    if getattr(result, "skipped", None):
+        extra += (f"; left {len(result.skipped)} damaged file(s) in place "
+                  "(see `hptrack verify`)")
+    click.echo(f"compacted {result.files_before} files into {result.files_after} "
+               f"({result.events} events in segments; sealed {result.sealed_logs} logs; "
+               f"removed {result.removed_duplicates} duplicate events{extra})")
+
+
+def main(argv=None):
+    """Console-script entry point."""
+    return cli.main(args=argv, prog_name="hptrack")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
