@@ -39,8 +39,13 @@ class LogFile:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self.size = 0
-        self.append(MAGIC + _frame(json.dumps(header).encode()), sync=True)
-        fsync_dir(os.path.dirname(path))
+        try:
+            self.append(MAGIC + _frame(json.dumps(header).encode()), sync=True)
+            fsync_dir(os.path.dirname(path))
+        except BaseException:
+            self.close()
+            os.unlink(path)  # nothing of ours is in it yet
+            raise
 
     def append(self, data: bytes, sync: bool) -> None:
         view = memoryview(data)

@@ -102,11 +102,15 @@ class Writer:
 
     def append(self, row: tuple) -> int:
         """Append an already-validated row (ROW_FIELDS without seq); returns its seq."""
-        with self._lock:
-            seq = self._seq
-            self._seq = seq + 1
-            self._pending.append((seq, *row))
-            n = len(self._pending)
+        _critical.depth += 1
+        try:
+            with self._lock:
+                seq = self._seq
+                self._pending.append((seq, *row))
+                self._seq = seq + 1
+                n = len(self._pending)
+        finally:
+            _leave_critical()
         if self._thread is None:
             self._start_thread()
         if n % self.batch_events == 0:
@@ -116,6 +120,13 @@ class Writer:
     # --- flushing ------------------------------------------------------
     def flush(self, upto: int | None = None) -> None:
         """Make every appended row durable in the log (or at least row ``upto``)."""
+        _critical.depth += 1
+        try:
+            self._flush(upto)
+        finally:
+            _leave_critical()
+
+    def _flush(self, upto):
         with self._io_lock:
             if upto is not None and self._durable_seq >= upto:
                 return  # another thread's fsync already covered it
@@ -218,6 +229,22 @@ class Writer:
         self._reset()
 
 
+class _Critical(threading.local):
+    depth = 0          # > 0 while this thread is inside the writer's bookkeeping
+    deferred = None    # an exception a signal handler postponed until it leaves
+
+
+_critical = _Critical()
+
+
+def _leave_critical():
+    c = _critical
+    c.depth -= 1
+    if c.depth == 0 and c.deferred is not None:
+        exc, c.deferred = c.deferred, None
+        raise exc
+
+
 def _lock_file(fd: int) -> None:
     """Hold an advisory lock on our live log, so compact knows it is not orphaned."""
     import fcntl
@@ -283,11 +310,14 @@ def _install_exit_hooks():
     if mp is not None and mp.parent_process() is not None:
         _register_mp_finalizer()  # a spawned multiprocessing child: see above
     if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
-        except ValueError:
-            pass
+        # Only where nobody else handles the signal: default SIGTERM, default Ctrl-C.
+        for signum, default, handler in ((signal.SIGTERM, signal.SIG_DFL, _on_sigterm),
+                                         (signal.SIGINT, signal.default_int_handler, _on_sigint)):
+            try:
+                if signal.getsignal(signum) is default:
+                    signal.signal(signum, handler)
+            except ValueError:
+                pass
 
 
 class Terminated(SystemExit):
@@ -297,8 +327,21 @@ class Terminated(SystemExit):
         return "process terminated by SIGTERM"
 
 
+def _raise_outside_writer(exc: BaseException):
+    # Python runs signal handlers in the main thread between bytecodes, possibly
+    # in the middle of flush(): raising there could drop rows it had taken. The
+    # writer postpones the exception until it leaves its bookkeeping.
+    if _critical.depth:
+        _critical.deferred = exc
+        return
+    raise exc
+
+
 def _on_sigterm(signum, frame):
-    # Exit through SystemExit rather than closing here: the handler may run while
-    # this thread is inside the writer's locks. Unwinding records interrupted
-    # trials as failed, and atexit then flushes and seals every writer.
-    raise Terminated(128 + signum)
+    # Exit through SystemExit: unwinding records interrupted trials as failed,
+    # and atexit then flushes and seals every writer.
+    _raise_outside_writer(Terminated(128 + signum))
+
+
+def _on_sigint(signum, frame):
+    _raise_outside_writer(KeyboardInterrupt())
