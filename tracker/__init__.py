@@ -16,6 +16,7 @@ Read::
 
 from .api import Search, Trial, search, track
 from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
+from .maintenance import compact, verify
 from .overview import ls, show
 from .query import query
 from .read import connect, trials
@@ -27,6 +28,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION", "Search",
-    "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "connect", "ls", "query", "search",
-    "show", "track", "trials",
+    "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "compact", "connect", "ls", "query",
+    "search", "show", "track", "trials", "verify",
 ]

@@ -11,6 +11,14 @@ the job.
 >>> report = verify("./.hptrack")
 >>> report.ok, [p.message for p in report.problems]
 >>> compact("./.hptrack").to_dict()
+
+Problem kinds. Errors (data unreadable, missing, or not ours to read):
+``no_store``, ``empty_segment``, ``unreadable_segment``, ``missing_columns``,
+``wrong_column_types``, ``newer_schema``, ``incomplete_rows``, ``bad_log``,
+``damaged_log``, ``seq_gap``, ``conflicting_events``. Warnings (leftovers a
+crash is allowed to leave, which ``compact`` clears, and files that are not
+hptrack's): ``temp_file``, ``torn_log``, ``orphan_log``, ``empty_log``,
+``duplicates``, ``foreign_file``.
 """
 
 from __future__ import annotations
@@ -219,6 +227,7 @@ def _damage_before_good_record(data: bytes, pos: int) -> bool:
 @dataclass
 class _Log:
     path: str
+    rel: str
     header: dict | None
     rows: list
     live: bool
@@ -236,7 +245,7 @@ def _inspect_log(st: Store, path: str) -> _Log | None:
     except FileNotFoundError:
         return None  # sealed and deleted since it was listed
     live = writer_alive(path, lc.header)
-    log = _Log(path, lc.header, lc.rows, live, [], sealable=False, disposable=False)
+    log = _Log(path, rel, lc.header, lc.rows, live, [], sealable=False, disposable=False)
     if lc.problem:
         if _torn_at_creation(data):
             try:
@@ -326,14 +335,29 @@ def verify(store=None) -> VerifyReport:
     return report
 
 
-def _wal_arrow(logs):
+def _log_table(lg: _Log):
+    """A log's rows in the stored schema; None (and a problem noted) if they do not fit it."""
+    try:
+        return to_table(lg.rows, lg.header["writer_id"], lg.header.get("schema_version", 1))
+    except Exception as exc:  # checksummed, so written this way: a forged or foreign log
+        lg.sealable = False
+        lg.problems.append(Problem(lg.path, "bad_log", ERROR,
+                                   f"{lg.rel}: its records do not match the event "
+                                   f"schema ({_short(exc)}); move it out of wal/ (compact leaves it alone)"))
+        return None
+
+
+def _wal_arrow(report, logs):
     import pyarrow as pa
 
     tables = []
     for lg in logs:
         # A damaged log's readable rows still count; a newer one's rows may not parse.
         if lg.header and lg.rows and not any(p.kind == "newer_schema" for p in lg.problems):
-            t = to_table(lg.rows, lg.header["writer_id"], lg.header.get("schema_version", 1))
+            t = _log_table(lg)
+            if t is None:
+                report.problems.append(lg.problems[-1])
+                continue
             tables.append(t.append_column("filename", pa.array([lg.path] * t.num_rows, pa.string())))
     if not tables:
         return None
@@ -344,6 +368,7 @@ def _sql_list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
+_IDENTITY_COLUMNS = ("event_id", "writer_id", "seq", "ts", "search_id")
 _IDENTITY = "filename, event_id, writer_id, seq, search_id, schema_version, ts"
 
 
@@ -368,7 +393,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
 
     con = duckdb.connect(":memory:")
     con.sql("SET python_enable_replacements = false")
-    wal = _wal_arrow(logs)
+    wal = _wal_arrow(report, logs)
     if wal is not None:
         con.register("_wal", wal)
     bad: dict[str, list[Problem]] = {}
@@ -547,7 +572,9 @@ def _seal_log(st: Store, lg: _Log) -> bool:
     if not lg.rows:
         return True
     writer_id = lg.header["writer_id"]
-    table = to_table(lg.rows, writer_id, lg.header.get("schema_version", 1))
+    table = _log_table(lg)
+    if table is None:
+        return False
     name = f"{writer_id}-{lg.rows[0][0]:012d}.parquet"
     todo = []
     for search_id in pc.unique(table["search_id"]).to_pylist():
@@ -586,8 +613,8 @@ def _read_segment(path: str):
         top = pc.max(table["schema_version"]).as_py()
         if top is not None and top > SCHEMA_VERSION:
             return None
-        if table["event_id"].null_count:
-            return None
+        if any(table[c].null_count for c in _IDENTITY_COLUMNS):
+            return None  # verify calls these rows incomplete
     return table
 
 

@@ -84,7 +84,7 @@ class Writer:
         self._pending: list[tuple] = []
         self._log: LogFile | None = None
         self._logged: list[tuple] = []     # rows in the current log, kept for sealing
-        self._unsealed: list[tuple[str, list]] = []  # rotated logs awaiting sealing
+        self._unsealed: list[tuple[LogFile, list]] = []  # rotated logs awaiting sealing
         self._durable_seq = -1
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -160,11 +160,13 @@ class Writer:
                 "pid": os.getpid(), "host": socket.gethostname()}
 
     def _rotate_log(self):
-        """Stop appending to the current log; queue it and its rows for sealing."""
+        """Stop appending to the current log; queue it and its rows for sealing.
+
+        The log stays open, and so locked, until sealed: compact must not take
+        it for a dead writer's log in between."""
         log, rows = self._log, self._logged
         self._log, self._logged = None, []
-        log.close()
-        self._unsealed.append((log.path, rows))
+        self._unsealed.append((log, rows))
 
     # --- sealing -------------------------------------------------------
     def seal(self) -> None:
@@ -174,15 +176,19 @@ class Writer:
             if self._log is not None:
                 self._rotate_log()
             todo, self._unsealed = self._unsealed, []
-        for path, rows in todo:
+        for log, rows in todo:
             try:
                 if rows:
                     table = to_table(rows, self.writer_id)
                     self.store.write_segments(table, f"{self.writer_id}-{rows[0][0]:012d}.parquet")
-                os.unlink(path)
+                try:
+                    os.unlink(log.path)
+                except FileNotFoundError:
+                    pass  # already gone: the segments above hold its rows
+                log.close()
             except OSError as exc:
                 with self._io_lock:
-                    self._unsealed.append((path, rows))
+                    self._unsealed.append((log, rows))
                 self._warn_once(exc)
 
     def close(self) -> None:
@@ -224,8 +230,10 @@ class Writer:
                           "events are kept in memory and retried", RuntimeWarning, stacklevel=2)
 
     def _after_fork(self):
-        if self._log is not None:
-            os.close(self._log.fd)  # the parent keeps its own descriptor and lock
+        # the parent keeps its own descriptors and locks on these logs
+        for log in [self._log] + [log for log, _ in self._unsealed]:
+            if log is not None:
+                log.close()
         self._reset()
 
 
@@ -249,7 +257,8 @@ def _lock_file(fd: int) -> None:
     """Hold an advisory lock on our live log, so compact knows it is not orphaned."""
     import fcntl
 
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    # blocking: compact's liveness probe holds the lock for an instant
+    fcntl.flock(fd, fcntl.LOCK_EX)
 
 
 def log_is_live(path: str) -> bool:
