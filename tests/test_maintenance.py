@@ -95,14 +95,14 @@ def write_dead_log(root, search_name, n_trials, writer_id=None):
             {"type": "trial_started", "search_id": sid, "trial_id": tid, "params": {"i": i}, "ts": t0 + 3 * i + 1},
             {"type": "trial_completed", "search_id": sid, "trial_id": tid, "value": i / 2, "ts": t0 + 3 * i + 2},
         ]
-    rows = [(seq, *schema.validate(ev, t0)) for seq, ev in enumerate(events)]
+    rows = [schema.validate(ev, t0) for ev in events]
     os.makedirs(Store(root).wal_dir, exist_ok=True)
     path = os.path.join(Store(root).wal_dir, f"{writer_id}-{0:012d}.wal")
     header = {"writer_id": writer_id, "schema_version": schema.SCHEMA_VERSION,
               "pid": dead_pid(), "host": socket.gethostname()}
     log = LogFile(path, header)
     for k in range(0, len(rows), 4):  # several records, like several flushes
-        log.append(encode_rows(rows[k:k + 4]), sync=True)
+        log.append(encode_rows(k, rows[k:k + 4]), sync=True)
     log.close()
     return path
 
@@ -335,7 +335,7 @@ def test_verify_reports_log_whose_records_are_not_events(tmp_path):
     header = {"writer_id": "0123456789abcdef", "schema_version": 1, "pid": dead_pid(),
               "host": socket.gethostname()}
     log = LogFile(path, header)
-    log.append(encode_rows([[0, "not a timestamp", "annotation"]]), sync=True)  # framed, checksummed, wrong
+    log.append(encode_rows(0, [["not a timestamp", "annotation"]]), sync=True)  # framed, checksummed, wrong
     log.close()
     report = verify(root)
     p = problem(report, "bad_log")

@@ -80,11 +80,15 @@ class Writer:
         self._ids = random.Random(os.urandom(16))
         self._lock = threading.Lock()      # seq and pending
         self._io_lock = threading.Lock()   # the log file
-        self._seq = 0
+        # Rows are kept without their seq: a row's seq is its position after
+        # _base. Appending is then one list.append, which no signal can split
+        # into a seq taken and a row not stored (a false gap).
+        self._base = 0                     # seq of _pending[0]
         self._pending: list[tuple] = []
         self._log: LogFile | None = None
+        self._log_first = 0                # seq of _logged[0]
         self._logged: list[tuple] = []     # rows in the current log, kept for sealing
-        self._unsealed: list[tuple[LogFile, list]] = []  # rotated logs awaiting sealing
+        self._unsealed: list[tuple[LogFile, int, list]] = []  # rotated logs awaiting sealing
         self._durable_seq = -1
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,15 +106,11 @@ class Writer:
 
     def append(self, row: tuple) -> int:
         """Append an already-validated row (ROW_FIELDS without seq); returns its seq."""
-        _critical.depth += 1
-        try:
-            with self._lock:
-                seq = self._seq
-                self._pending.append((seq, *row))
-                self._seq = seq + 1
-                n = len(self._pending)
-        finally:
-            _leave_critical()
+        with self._lock:
+            pending = self._pending
+            pending.append(row)
+            n = len(pending)
+            seq = self._base + n - 1
         if self._thread is None:
             self._start_thread()
         if n % self.batch_events == 0:
@@ -132,24 +132,28 @@ class Writer:
                 return  # another thread's fsync already covered it
             with self._lock:
                 rows, self._pending = self._pending, []
+                first = self._base
+                self._base = first + len(rows)
             if not rows:
                 return
             try:
                 if self._log is None:
-                    self._log = LogFile(self._log_path(rows[0][0]), self._header())
+                    self._log = LogFile(self._log_path(first), self._header())
+                    self._log_first = first
                     _lock_file(self._log.fd)
-                self._log.append(encode_rows(rows), sync=True)
+                self._log.append(encode_rows(first, rows), sync=True)
             except OSError as exc:
                 # Keep the rows for the next try; the torn log is abandoned, so a
                 # partial record is only ever at the end of a file.
                 with self._lock:
                     self._pending[:0] = rows
+                    self._base = first
                 if self._log is not None:
                     self._rotate_log()
                 self._warn_once(exc)
                 return
             self._logged.extend(rows)
-            self._durable_seq = rows[-1][0]
+            self._durable_seq = first + len(rows) - 1
 
     def _log_path(self, first_seq: int) -> str:
         os.makedirs(self.store.wal_dir, exist_ok=True)
@@ -164,9 +168,8 @@ class Writer:
 
         The log stays open, and so locked, until sealed: compact must not take
         it for a dead writer's log in between."""
-        log, rows = self._log, self._logged
+        self._unsealed.append((self._log, self._log_first, self._logged))
         self._log, self._logged = None, []
-        self._unsealed.append((log, rows))
 
     # --- sealing -------------------------------------------------------
     def seal(self) -> None:
@@ -176,11 +179,11 @@ class Writer:
             if self._log is not None:
                 self._rotate_log()
             todo, self._unsealed = self._unsealed, []
-        for log, rows in todo:
+        for log, first, rows in todo:
             try:
                 if rows:
-                    table = to_table(rows, self.writer_id)
-                    self.store.write_segments(table, f"{self.writer_id}-{rows[0][0]:012d}.parquet")
+                    table = to_table(rows, self.writer_id, first_seq=first)
+                    self.store.write_segments(table, f"{self.writer_id}-{first:012d}.parquet")
                 try:
                     os.unlink(log.path)
                 except FileNotFoundError:
@@ -188,7 +191,7 @@ class Writer:
                 log.close()
             except OSError as exc:
                 with self._io_lock:
-                    self._unsealed.append((log, rows))
+                    self._unsealed.append((log, first, rows))
                 self._warn_once(exc)
 
     def close(self) -> None:
@@ -231,7 +234,7 @@ class Writer:
 
     def _after_fork(self):
         # the parent keeps its own descriptors and locks on these logs
-        for log in [self._log] + [log for log, _ in self._unsealed]:
+        for log in [self._log] + [log for log, _, _ in self._unsealed]:
             if log is not None:
                 log.close()
         self._reset()
