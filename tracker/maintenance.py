@@ -26,21 +26,19 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import struct
 import time
 import uuid
-import zlib
 from dataclasses import asdict, dataclass, field
 
 from .rows import to_table
 from .schema import COLUMNS, SCHEMA_VERSION, arrow_schema
 from .store import Store
-from .wal import MAGIC, fsync_dir, read_log
+from .read import sql_list
+from .wal import fsync_dir, read_log
 from .writer import log_is_live
 
 ERROR, WARNING = "error", "warning"
 REQUIRED_COLUMNS = COLUMNS          # every v1 column; later versions only add columns
-_REC = struct.Struct("<II")         # a log record's <length><crc32> head (see wal.py)
 # An empty log younger than this may be one a writer is creating right now
 # (the file exists a moment before its header and lock do).
 EMPTY_LOG_GRACE_S = 60.0
@@ -197,33 +195,6 @@ def _newer(rel: str, version) -> str:
             f"v{SCHEMA_VERSION}): upgrade hptrack to read it; compact leaves it alone")
 
 
-def _torn_at_creation(data: bytes) -> bool:
-    """An empty log, or one whose magic/header record was cut short and holds nothing else."""
-    if len(data) <= len(MAGIC):
-        return MAGIC.startswith(data)
-    if not data.startswith(MAGIC):
-        return False
-    rest = len(data) - len(MAGIC)
-    if rest < _REC.size:
-        return True
-    length, _ = _REC.unpack_from(data, len(MAGIC))
-    return length > rest - _REC.size
-
-
-def _damage_before_good_record(data: bytes, pos: int) -> bool:
-    """True when the bad record at ``pos`` is followed by an intact one: damage
-    in the middle of a log, not a torn tail (a crash can only cut the last)."""
-    if len(data) - pos < _REC.size:
-        return False
-    length, _ = _REC.unpack_from(data, pos)
-    nxt = pos + _REC.size + length
-    if nxt + _REC.size > len(data):
-        return False
-    length2, crc2 = _REC.unpack_from(data, nxt)
-    payload = data[nxt + _REC.size:nxt + _REC.size + length2]
-    return len(payload) == length2 and length2 > 0 and zlib.crc32(payload) == crc2
-
-
 @dataclass
 class _Log:
     path: str
@@ -239,15 +210,13 @@ class _Log:
 def _inspect_log(st: Store, path: str) -> _Log | None:
     rel = _rel(st, path)
     try:
-        with open(path, "rb") as f:
-            data = f.read()
         lc = read_log(path)
     except FileNotFoundError:
         return None  # sealed and deleted since it was listed
     live = writer_alive(path, lc.header)
     log = _Log(path, rel, lc.header, lc.rows, live, [], sealable=False, disposable=False)
     if lc.problem:
-        if _torn_at_creation(data):
+        if lc.cut_at_creation:
             try:
                 young = time.time() - os.path.getmtime(path) < EMPTY_LOG_GRACE_S
             except FileNotFoundError:
@@ -268,8 +237,8 @@ def _inspect_log(st: Store, path: str) -> _Log | None:
         return log
     log.sealable = True
     if lc.torn_bytes:
-        pos = len(data) - lc.torn_bytes
-        if _damage_before_good_record(data, pos):
+        pos = lc.size - lc.torn_bytes
+        if lc.damaged:
             log.sealable = False
             log.problems.append(Problem(
                 path, "damaged_log", ERROR,
@@ -364,10 +333,6 @@ def _wal_arrow(report, logs):
     return pa.concat_tables(tables)
 
 
-def _sql_list(paths) -> str:
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
-
-
 _IDENTITY_COLUMNS = ("event_id", "writer_id", "seq", "ts", "search_id")
 _IDENTITY = "filename, event_id, writer_id, seq, search_id, schema_version, ts"
 
@@ -377,7 +342,7 @@ def _load_identity(con, segments, wal) -> None:
     con.sql("DROP TABLE IF EXISTS ev")
     parts = []
     if segments:
-        parts.append(f"SELECT {_IDENTITY} FROM read_parquet({_sql_list(segments)}, filename = true, "
+        parts.append(f"SELECT {_IDENTITY} FROM read_parquet({sql_list(segments)}, filename = true, "
                      "union_by_name = true, hive_partitioning = false)")
     if wal is not None:
         parts.append(f"SELECT {_IDENTITY} FROM _wal")

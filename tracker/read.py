@@ -148,7 +148,8 @@ def wal_table(store: Store):
     return pa.concat_tables(tables) if tables else schema().empty_table()
 
 
-def _sql_list(paths) -> str:
+def sql_list(paths) -> str:
+    """A DuckDB list literal of file paths."""
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
@@ -169,7 +170,7 @@ def connect(store=None, as_of=None):
     if segments:
         con.sql(
             "CREATE VIEW _raw_events AS "
-            f"SELECT * FROM read_parquet({_sql_list(segments)}, union_by_name = true, hive_partitioning = false) "
+            f"SELECT * FROM read_parquet({sql_list(segments)}, union_by_name = true, hive_partitioning = false) "
             "UNION ALL BY NAME SELECT * FROM _wal_events"
         )
     else:

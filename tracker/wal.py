@@ -91,17 +91,22 @@ class LogContents:
     path: str
     header: dict | None = None
     rows: list = field(default_factory=list)
+    size: int = 0
     torn_bytes: int = 0      # bytes after the last good record
     problem: str | None = None  # set when the file is not a log at all
+    cut_at_creation: bool = False  # empty, or magic/header cut short: holds nothing
+    damaged: bool = False    # a bad record followed by an intact one: not a crash's torn tail
 
 
 def read_log(path: str) -> LogContents:
     out = LogContents(path)
     with open(path, "rb") as f:
         data = f.read()
+    out.size = len(data)
     if not data.startswith(MAGIC):
         out.problem = "not an hptrack log (bad magic)" if data else "empty file"
         out.torn_bytes = len(data)
+        out.cut_at_creation = MAGIC.startswith(data)
         return out
     pos, end = len(MAGIC), len(data)
     first = True
@@ -125,7 +130,32 @@ def read_log(path: str) -> LogContents:
     out.torn_bytes = end - pos
     if out.header is None:
         out.problem = "log header is missing or torn"
+        out.cut_at_creation = _record_cut(data, len(MAGIC))
+    elif out.torn_bytes:
+        out.damaged = _intact_record_after(data, pos)
     return out
+
+
+def _record_cut(data: bytes, pos: int) -> bool:
+    """Whether the record at ``pos`` runs past the end of the data (a torn write)."""
+    if len(data) - pos < _HEAD.size:
+        return True
+    length, _ = _HEAD.unpack_from(data, pos)
+    return length > len(data) - pos - _HEAD.size
+
+
+def _intact_record_after(data: bytes, pos: int) -> bool:
+    """True when the bad record at ``pos`` is followed by an intact one: damage
+    in the middle of a log, not a torn tail (a crash can only cut the last)."""
+    if len(data) - pos < _HEAD.size:
+        return False
+    length, _ = _HEAD.unpack_from(data, pos)
+    nxt = pos + _HEAD.size + length
+    if nxt + _HEAD.size > len(data):
+        return False
+    length2, crc2 = _HEAD.unpack_from(data, nxt)
+    payload = data[nxt + _HEAD.size:nxt + _HEAD.size + length2]
+    return len(payload) == length2 and length2 > 0 and zlib.crc32(payload) == crc2
 
 
 def fsync_dir(path: str) -> None:
