@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 
 import click
 
@@ -44,7 +45,14 @@ class _Failed(click.ClickException):
 class HptrackGroup(click.Group):
     def invoke(self, ctx):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    # a library warning (e.g. a damaged file left out) as one plain line
+                    for w in caught:
+                        click.echo(f"Warning: {str(w.message).removeprefix('hptrack: ')}", err=True)
         except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, BrokenPipeError):
             raise
         except Exception as e:
@@ -84,9 +92,11 @@ class HptrackGroup(click.Group):
               show_default="$HPTRACK_STORE or ./.hptrack",
               help="The store folder.")
 @click.option("--debug", is_flag=True, help="Show the full traceback when a command fails.")
+@click.option("--strict", is_flag=True,
+              help="Fail when a store file is damaged, instead of leaving it out with a warning.")
 @click.version_option(package_name="hptrack", prog_name="hptrack")
 @click.pass_context
-def cli(ctx, store, debug):
+def cli(ctx, store, debug, strict):
     """hptrack: every hyperparameter search as an immutable event log, queryable with SQL.
 
     The store holds the views events, searches, trials, params, reports and
@@ -99,7 +109,7 @@ def cli(ctx, store, debug):
       hptrack query "SELECT name, n_trials FROM searches" --format csv
       hptrack --store runs/.hptrack verify
     """
-    ctx.obj = {"store": store, "debug": debug}
+    ctx.obj = {"store": store, "debug": debug, "strict": strict}
 
 
 def _store(ctx) -> str:
@@ -164,7 +174,7 @@ def ls_cmd(ctx, fmt, as_of):
     """
     from hptrack.overview import ls
 
-    df = ls(_store(ctx), as_of=as_of)
+    df = ls(_store(ctx), as_of=as_of, strict=ctx.obj["strict"])
     if fmt != "table":
         return _emit(df, fmt)
     if df.is_empty():
@@ -209,7 +219,7 @@ def show_cmd(ctx, search, fmt, as_of, limit):
     """
     from hptrack.overview import show
 
-    view = show(search, _store(ctx), as_of=as_of)
+    view = show(search, _store(ctx), as_of=as_of, strict=ctx.obj["strict"])
     trials = view.trials if limit is None else view.trials.head(limit)
     if fmt == "csv":
         return _emit(trials, "csv")
@@ -262,15 +272,17 @@ def query_cmd(ctx, sql, fmt, as_of):
 
     if sql == "-":
         sql = sys.stdin.read()
-    _emit(query(sql, _store(ctx), as_of=as_of), fmt)
+    _emit(query(sql, _store(ctx), as_of=as_of, strict=ctx.obj["strict"]), fmt)
 
 
 # --- verify / compact ------------------------------------------------------------
 @cli.command("verify", short_help="Check every file of the store; exit 1 if data is unreadable or lost.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json"), case_sensitive=False),
               default="table", show_default=True, help="table for people; json for programs.")
+@click.option("--quarantine", is_flag=True,
+              help="Move each file with an error to <store>/quarantine/ (nothing is deleted).")
 @click.pass_context
-def verify_cmd(ctx, fmt):
+def verify_cmd(ctx, fmt, quarantine):
     """Check the store: every segment and log readable, no seq gap, no duplicate
     event, and report leftover temporary files. Exit code 1 if it is not ok.
 
@@ -278,11 +290,12 @@ def verify_cmd(ctx, fmt):
     Examples:
       hptrack verify
       hptrack verify --format json | jq '.problems'
+      hptrack verify --quarantine     # move damaged files aside, keep them
     """
     from hptrack.maintenance import verify
 
     root = _store(ctx)
-    report = verify(root)
+    report = verify(root, quarantine=quarantine)
     if fmt == "json":
         click.echo(output.dumps(report.to_dict()))
     else:
@@ -296,6 +309,8 @@ def verify_cmd(ctx, fmt):
         n_warn = len(report.problems) - n_err
         click.echo(f"{'OK' if report.ok else 'NOT OK'}: {root}: {summary}; "
                    f"{n_err} error(s), {n_warn} warning(s)")
+        for src, dst in report.quarantined:
+            click.echo(f"moved {os.path.relpath(src, root)} to {os.path.relpath(dst, root)}")
     if not report.ok:
         errors = [p for p in report.problems if p.severity == "error"] or report.problems
         click.echo(f"Error: verify found {len(errors)} problem(s) in {root}", err=True)

@@ -184,7 +184,9 @@ def raw_connection(root):
 
     st = Store(root)
     con = hptrack.connect(root)
-    con.register("_check_wal", wal_table(st))
+    wal, left_out = wal_table(st)
+    assert left_out == [], left_out
+    con.register("_check_wal", wal)
     segs = st.segment_files()
     if segs:
         files = "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in segs) + "]"

@@ -220,9 +220,21 @@ def test_verify_damaged_store_exits_1(wine, tmp_path):
     assert one_error_line(r).startswith("Error: verify found 1 problem(s)")
     rep = json.loads(run("verify", "--format", "json", store=store).stdout)
     assert rep["ok"] is False and rep["problems"][0]["path"] == str(bad)
-    # Other commands fail on the damaged file with one line pointing at verify.
+    # Other commands leave the damaged file out and say so in one line...
     r = run("ls", store=store)
-    assert r.exit_code == 1 and "hptrack verify" in one_error_line(r)
+    assert r.exit_code == 0 and "wine-tree" in r.stdout
+    (warning,) = r.stderr.splitlines()
+    assert warning.startswith("Warning: left out 1 damaged file(s)") and "broken.parquet" in warning
+    # ... or, with --strict, refuse with the file named.
+    r = run("--strict", "ls", store=store)
+    assert r.exit_code == 1 and "broken.parquet" in one_error_line(r)
+    # --quarantine moves it aside, keeping it; then the store is clean.
+    r = run("verify", "--quarantine", store=store)
+    assert r.exit_code == 1 and "moved events/search=x/broken.parquet to quarantine/" in r.stdout
+    assert not bad.exists()
+    assert (store / "quarantine" / "events" / "search=x" / "broken.parquet").read_bytes() == b"not parquet at all"
+    assert run("verify", store=store).exit_code == 0
+    assert run("--strict", "ls", store=store).exit_code == 0
 
 
 def test_compact_keeps_every_event(wine, tmp_path):

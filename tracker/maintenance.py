@@ -30,30 +30,18 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from .checks import ERROR, REQUIRED_COLUMNS, WARNING, Problem, newer, rel_path, segment_problems, short
 from .rows import to_table
-from .schema import COLUMNS, SCHEMA_VERSION, arrow_schema
+from .schema import COLUMNS, SCHEMA_VERSION
 from .store import Store
 from .read import sql_list
 from .wal import fsync_dir, read_log
 from .writer import log_is_live
 
-ERROR, WARNING = "error", "warning"
-REQUIRED_COLUMNS = COLUMNS          # every v1 column; later versions only add columns
 # An empty log younger than this may be one a writer is creating right now
 # (the file exists a moment before its header and lock do).
 EMPTY_LOG_GRACE_S = 60.0
 _MAX_GAPS_LISTED = 5
-
-
-@dataclass
-class Problem:
-    path: str        # the file concerned (the store folder for store-wide problems)
-    kind: str        # e.g. "temp_file", "unreadable_segment", "seq_gap"
-    severity: str    # "error" (data unreadable or lost) or "warning" (normal leftovers)
-    message: str     # plain words: which file, what is wrong, what to do
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -64,6 +52,7 @@ class VerifyReport:
     n_logs: int = 0
     n_events: int = 0       # distinct events readable from segments and logs
     n_searches: int = 0
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (from, to)
 
     @property
     def ok(self) -> bool:
@@ -81,7 +70,8 @@ class VerifyReport:
     def to_dict(self) -> dict:
         return {"root": self.root, "ok": self.ok, "n_segments": self.n_segments,
                 "n_logs": self.n_logs, "n_events": self.n_events, "n_searches": self.n_searches,
-                "problems": [p.to_dict() for p in self.problems]}
+                "problems": [p.to_dict() for p in self.problems],
+                "quarantined": [{"from": a, "to": b} for a, b in self.quarantined]}
 
 
 @dataclass
@@ -135,66 +125,6 @@ def writer_alive(path: str, header: dict | None) -> bool:
 
 # --- files -----------------------------------------------------------------
 
-def _rel(st: Store, path: str) -> str:
-    return os.path.relpath(path, st.root)
-
-
-def _norm_type(t):
-    import pyarrow as pa
-
-    if pa.types.is_dictionary(t):
-        t = t.value_type
-    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
-        return pa.string()
-    return t
-
-
-def _segment_problems(st: Store, path: str) -> list[Problem] | None:
-    """Problems found in a segment's size and footer; None if it vanished."""
-    import pyarrow.parquet as pq
-
-    rel = _rel(st, path)
-    try:
-        size = os.path.getsize(path)
-    except FileNotFoundError:
-        return None
-    if size == 0:
-        return [Problem(path, "empty_segment", ERROR,
-                        f"{rel}: zero-byte segment (a copy or write that never finished); it holds "
-                        "no events and makes every query fail: delete it")]
-    try:
-        sch = pq.read_schema(path)
-    except FileNotFoundError:
-        return None
-    except Exception as exc:
-        return [Problem(path, "unreadable_segment", ERROR,
-                        f"{rel}: not a readable Parquet file ({_short(exc)}); queries fail while it is "
-                        "in the store: move it out (restore it from a backup if you have one)")]
-    missing = [c for c in REQUIRED_COLUMNS if c not in sch.names]
-    if missing:
-        return [Problem(path, "missing_columns", ERROR,
-                        f"{rel}: not an hptrack event file, it lacks the column(s) {', '.join(missing)}; "
-                        "move it out of the store")]
-    expected = arrow_schema()
-    wrong = [f"{c} is {sch.field(c).type}, expected {expected.field(c).type}"
-             for c in REQUIRED_COLUMNS if _norm_type(sch.field(c).type) != expected.field(c).type]
-    if wrong:
-        return [Problem(path, "wrong_column_types", ERROR,
-                        f"{rel}: column types do not match the event schema ({'; '.join(wrong)}); "
-                        "move it out of the store")]
-    return []
-
-
-def _short(exc) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:200]
-
-
-def _newer(rel: str, version) -> str:
-    return (f"{rel}: written by a newer hptrack (schema v{version}; this hptrack reads up to "
-            f"v{SCHEMA_VERSION}): upgrade hptrack to read it; compact leaves it alone")
-
-
 @dataclass
 class _Log:
     path: str
@@ -208,7 +138,7 @@ class _Log:
 
 
 def _inspect_log(st: Store, path: str) -> _Log | None:
-    rel = _rel(st, path)
+    rel = rel_path(st, path)
     try:
         lc = read_log(path)
     except FileNotFoundError:
@@ -233,7 +163,7 @@ def _inspect_log(st: Store, path: str) -> _Log | None:
         return log
     version = lc.header.get("schema_version", 1)
     if isinstance(version, int) and version > SCHEMA_VERSION:
-        log.problems.append(Problem(path, "newer_schema", ERROR, _newer(rel, version)))
+        log.problems.append(Problem(path, "newer_schema", ERROR, newer(rel, version)))
         return log
     log.sealable = True
     if lc.torn_bytes:
@@ -264,7 +194,7 @@ def _inspect_log(st: Store, path: str) -> _Log | None:
 
 # --- verify ----------------------------------------------------------------
 
-def verify(store=None) -> VerifyReport:
+def verify(store=None, quarantine=False) -> VerifyReport:
     """Check every file of a store; return what is wrong, in plain words.
 
     Errors mean data that cannot be read or is missing (damaged segments, logs
@@ -272,6 +202,10 @@ def verify(store=None) -> VerifyReport:
     numbers). Warnings are leftovers a crash is allowed to leave (temporary
     files, torn log tails, logs of dead writers, events stored twice) and
     foreign files; ``compact`` clears the leftovers.
+
+    ``quarantine=True`` moves every file with an error (never a live writer's
+    log) to ``<store>/quarantine/``, keeping its path inside the store; nothing
+    is deleted, and readers no longer stumble on it.
 
     >>> r = verify()
     >>> r.ok, r.n_events, [p.message for p in r.problems]
@@ -284,12 +218,12 @@ def verify(store=None) -> VerifyReport:
         return report
     for path in st.temp_files():
         report.problems.append(Problem(path, "temp_file", WARNING,
-                                       f"{_rel(st, path)}: leftover temporary file from an interrupted "
+                                       f"{rel_path(st, path)}: leftover temporary file from an interrupted "
                                        "write; safe to delete (compact removes it)"))
     for path in st.other_files():
         where = "events/" if path.startswith(st.events_dir + os.sep) else "wal/"
         report.problems.append(Problem(path, "foreign_file", WARNING,
-                                       f"{_rel(st, path)}: not an hptrack file; hptrack ignores it, but "
+                                       f"{rel_path(st, path)}: not an hptrack file; hptrack ignores it, but "
                                        f"nothing but hptrack files belongs in {where}: move it out of the store"))
     # Logs first, then segments: a log sealed in between is then seen twice
     # (harmless) rather than not at all (a false gap).
@@ -301,7 +235,22 @@ def verify(store=None) -> VerifyReport:
     _scan_events(st, report, logs)
     order = {ERROR: 0, WARNING: 1}
     report.problems.sort(key=lambda p: (order.get(p.severity, 2), p.kind, p.path))
+    if quarantine:
+        live = {lg.path for lg in logs if lg.live}
+        for path in dict.fromkeys(p.path for p in report.errors):
+            if os.path.isfile(path) and path not in live:
+                report.quarantined.append((path, _quarantine(st, path)))
     return report
+
+
+def _quarantine(st: Store, path: str) -> str:
+    """Move ``path`` under <store>/quarantine/, never over another file."""
+    target = os.path.join(st.root, "quarantine", rel_path(st, path))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    if os.path.exists(target):
+        target += f".{uuid.uuid4().hex[:8]}"
+    os.rename(path, target)
+    return target
 
 
 def _log_table(lg: _Log):
@@ -312,7 +261,7 @@ def _log_table(lg: _Log):
         lg.sealable = False
         lg.problems.append(Problem(lg.path, "bad_log", ERROR,
                                    f"{lg.rel}: its records do not match the event "
-                                   f"schema ({_short(exc)}); move it out of wal/ (compact leaves it alone)"))
+                                   f"schema ({short(exc)}); move it out of wal/ (compact leaves it alone)"))
         return None
 
 
@@ -368,7 +317,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
         for path in segments:
             if path in bad:
                 continue
-            found = _segment_problems(st, path)
+            found = segment_problems(st, path)
             if found is None:
                 continue
             if found:
@@ -389,7 +338,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
                 except duckdb.Error as exc:
                     if os.path.exists(path):
                         bad[path] = [Problem(path, "unreadable_segment", ERROR,
-                                             f"{_rel(st, path)}: its data cannot be decoded ({_short(exc)}); "
+                                             f"{rel_path(st, path)}: its data cannot be decoded ({short(exc)}); "
                                              "queries fail while it is in the store: move it out "
                                              "(restore it from a backup if you have one)")]
             if len(bad) == n_bad:
@@ -409,11 +358,11 @@ def _check_rows(st: Store, report: VerifyReport, con) -> None:
     for path, version in q("SELECT filename, max(schema_version) FROM ev GROUP BY 1 "
                            "HAVING max(schema_version) > ? ORDER BY 1", SCHEMA_VERSION):
         if path.endswith(".parquet"):  # logs were judged by their header
-            report.problems.append(Problem(path, "newer_schema", ERROR, _newer(_rel(st, path), version)))
+            report.problems.append(Problem(path, "newer_schema", ERROR, newer(rel_path(st, path), version)))
     for path, n in q("SELECT filename, count(*) FROM ev WHERE event_id IS NULL OR writer_id IS NULL "
                      "OR seq IS NULL OR ts IS NULL OR search_id IS NULL GROUP BY 1 ORDER BY 1"):
         report.problems.append(Problem(path, "incomplete_rows", ERROR,
-                                       f"{_rel(st, path)}: {n} rows lack an event_id, writer_id, seq, ts "
+                                       f"{rel_path(st, path)}: {n} rows lack an event_id, writer_id, seq, ts "
                                        "or search_id, so they cannot be identified; move the file out"))
     gaps: dict[str, list[tuple[int, int]]] = {}
     for writer, first, last in q(
@@ -437,7 +386,7 @@ def _check_rows(st: Store, report: VerifyReport, con) -> None:
         files = [r[0] for r in q(
             "SELECT DISTINCT filename FROM ev WHERE event_id IN "
             "(SELECT event_id FROM ev GROUP BY 1 HAVING count(*) > 1) ORDER BY 1")]
-        named = ", ".join(_rel(st, f) for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        named = ", ".join(rel_path(st, f) for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
         report.problems.append(Problem(
             st.root, "duplicates", WARNING,
             f"{total - distinct} events are stored twice (in {named}); expected after an interrupted "
@@ -595,7 +544,7 @@ def _merge_partitions(st: Store, result: CompactResult) -> None:
             continue
         tables, read = [], []
         for path in paths:
-            if _segment_problems(st, path):  # [] means clean, None means gone
+            if segment_problems(st, path):  # [] means clean, None means gone
                 result.skipped.append(path)
                 continue
             try:

@@ -36,10 +36,10 @@ ORDER BY s.started_at, s.name
 STATE_ORDER = {"complete": 0, "running": 1, "pruned": 2, "failed": 3}
 
 
-def ls(store=None, as_of=None, con=None):
+def ls(store=None, as_of=None, con=None, *, strict=False):
     """One row per search in ``store`` (polars): name, strategy, metric, direction,
     trial counts by state, best value (by the search's direction) and when it started."""
-    con = con or connect(store, as_of)
+    con = con or connect(store, as_of, strict=strict)
     return con.sql(_LS_SQL).pl()
 
 
@@ -54,7 +54,7 @@ class SearchView:
         return {"search": self.settings, "trials": self.trials.to_dicts()}
 
 
-def show(search: str, store=None, as_of=None, con=None) -> SearchView:
+def show(search: str, store=None, as_of=None, con=None, *, strict=False) -> SearchView:
     """The settings of ``search`` (name or id) and its trials, best first.
 
     Complete trials come first, ordered by value in the search's direction,
@@ -63,7 +63,7 @@ def show(search: str, store=None, as_of=None, con=None) -> SearchView:
     """
     import polars as pl
 
-    con = con or connect(store, as_of)
+    con = con or connect(store, as_of, strict=strict)
     search_id, _ = resolve_search(con, search)
     (row,) = con.sql(
         "SELECT s.*, l.best, l.best_trial FROM searches s "

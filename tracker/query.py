@@ -129,14 +129,14 @@ def check_sql(sql: str, con=None):
     return statement
 
 
-def read_only_connection(store=None, as_of=None):
+def read_only_connection(store=None, as_of=None, *, strict=False):
     """A connection over ``store`` that can open only the store's files and spills nothing.
 
     It still accepts COPY into the store (DuckDB's allowed_directories grants
     writing too): run only statements that passed :func:`check_sql`.
     """
     st = Store(store)
-    con = connect(st, as_of)
+    con = connect(st, as_of, strict=strict)
     # Spilling off first: DuckDB adds the temp directory to allowed_directories.
     con.sql("SET temp_directory = ''")
     con.sql("SET allowed_directories = ?", params=[[st.root + os.sep]])
@@ -166,7 +166,7 @@ def _permission_message(e, root: str) -> str:
     return f"query refused: {one_line(e)}"
 
 
-def query(sql: str, store=None, as_of=None, params=None):
+def query(sql: str, store=None, as_of=None, params=None, *, strict=False):
     """Run one read-only SELECT over ``store`` and return a polars DataFrame.
 
     ``as_of`` (datetime or ISO-8601 string) folds only the events up to then.
@@ -181,7 +181,7 @@ def query(sql: str, store=None, as_of=None, params=None):
 
     check_sql(sql)
     st = Store(store)
-    con = read_only_connection(st, as_of)
+    con = read_only_connection(st, as_of, strict=strict)
     try:
         return con.sql(sql, params=params).pl()
     except duckdb.PermissionException as e:

@@ -9,12 +9,13 @@ was deleting it, a compaction cut short) are de-duplicated on ``event_id``.
 
 from __future__ import annotations
 
-import os
 import warnings
 from datetime import datetime, timezone
 
-from .errors import SearchNotFound
+from .checks import rel_path, segment_problems, short
+from .errors import SearchNotFound, StoreError
 from .rows import schema, to_table
+from .schema import SCHEMA_VERSION
 from .store import Store
 from .wal import read_log
 
@@ -129,23 +130,45 @@ def parse_time(value) -> datetime:
 
 
 def wal_table(store: Store):
-    """All events held in write-ahead logs (live writers and crashed ones)."""
+    """All events held in write-ahead logs (live writers and crashed ones), and
+    ``(path, reason)`` of each log left out because it cannot be read."""
     import pyarrow as pa
 
-    tables = []
+    tables, left_out = [], []
     for path in store.wal_files():
         try:
             log = read_log(path)
         except FileNotFoundError:
             continue  # sealed and deleted since we listed it
-        if log.header and log.rows:
+        if log.problem:
+            if not log.cut_at_creation:  # an empty log of a crashed writer is normal
+                left_out.append((path, log.problem))
+            continue
+        version = log.header.get("schema_version", 1)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            left_out.append((path, f"written by a newer hptrack (schema v{version})"))
+            continue
+        if log.rows:
             try:
-                tables.append(to_table(log.rows, log.header["writer_id"], log.header.get("schema_version", 1)))
+                tables.append(to_table(log.rows, log.header["writer_id"], version))
             except (ValueError, TypeError, OverflowError, KeyError) as exc:
-                # one bad log must not make the whole store unreadable
-                warnings.warn(f"hptrack: skipped write-ahead log {path}: {exc}; run `hptrack verify`",
-                              RuntimeWarning, stacklevel=2)
-    return pa.concat_tables(tables) if tables else schema().empty_table()
+                left_out.append((path, f"records do not match the event schema ({short(exc)})"))
+    return (pa.concat_tables(tables) if tables else schema().empty_table()), left_out
+
+
+def readable_segments(store: Store):
+    """The store's segments that pass the footer checks, and ``(path, reason)``
+    of the others (see hptrack.checks)."""
+    good, left_out = [], []
+    for path in store.segment_files():
+        found = segment_problems(store, path)
+        if found is None:
+            continue  # replaced by a compaction since we listed it
+        if found:
+            left_out.append((path, found[0].message))
+        else:
+            good.append(path)
+    return good, left_out
 
 
 def sql_list(paths) -> str:
@@ -153,9 +176,14 @@ def sql_list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
-def connect(store=None, as_of=None):
+def connect(store=None, as_of=None, *, strict=False):
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
+
+    A damaged file (unreadable, foreign, from a newer hptrack) is left out with
+    a warning naming it; with ``strict=True`` it is an error instead.
+    ``hptrack verify`` says more, ``hptrack verify --quarantine`` moves such
+    files aside.
 
     >>> con = hptrack.connect()
     >>> con.sql("SELECT name, n_trials FROM searches").show()
@@ -163,10 +191,12 @@ def connect(store=None, as_of=None):
     import duckdb
 
     st = Store(store)
+    wal, bad_logs = wal_table(st)
+    segments, bad_segments = readable_segments(st)
+    _report_left_out(st, bad_logs + bad_segments, strict)
     con = duckdb.connect(":memory:")
     con.sql("SET python_enable_replacements = false")
-    con.register("_wal_events", wal_table(st))
-    segments = st.segment_files()
+    con.register("_wal_events", wal)
     if segments:
         con.sql(
             "CREATE VIEW _raw_events AS "
@@ -182,6 +212,18 @@ def connect(store=None, as_of=None):
         as_of_filter = "ts <= getvariable('hptrack_as_of')"
     con.sql(_VIEW_SQL.format(as_of_filter=as_of_filter))
     return con
+
+
+def _report_left_out(st: Store, left_out, strict: bool) -> None:
+    if not left_out:
+        return
+    listed = "; ".join(f"{rel_path(st, p)}: {why}" for p, why in left_out)
+    if strict:
+        raise StoreError(f"store {st.root} has {len(left_out)} damaged file(s): {listed} - "
+                         "`hptrack verify --quarantine` moves them aside")
+    warnings.warn(f"hptrack: left out {len(left_out)} damaged file(s) of store {st.root}: {listed} - "
+                  "run `hptrack verify` for details, `hptrack verify --quarantine` to move them aside",
+                  RuntimeWarning, stacklevel=3)
 
 
 def resolve_search(con, search: str) -> tuple[str, str]:
@@ -201,7 +243,7 @@ TRIAL_COLUMNS = ("trial_number", "trial_id", "state", "value", "started_at", "fi
                  "duration_s", "last_step", "error")
 
 
-def trials(search: str, store=None, as_of=None, con=None):
+def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
     """One row per trial of ``search`` (name or id), one column per param.
 
     Param columns keep the param's name; a name that clashes with a trial
@@ -212,7 +254,7 @@ def trials(search: str, store=None, as_of=None, con=None):
 
     from .schema import decode_param
 
-    con = con or connect(store, as_of)
+    con = con or connect(store, as_of, strict=strict)
     search_id, _ = resolve_search(con, search)
     base = con.sql(
         f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials WHERE search_id = ? ORDER BY trial_number",
