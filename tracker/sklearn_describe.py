@@ -1,0 +1,241 @@
+"""What a scikit-learn search is, as JSON: strategy, space, cv, scoring, estimator, data.
+
+These are the ``search_started`` attributes of :mod:`hptrack.sklearn`. Every
+function returns plain JSON values, so the payload reads back the same in SQL
+(``payload ->> 'cv'``) as in Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+
+import numpy as np
+
+# skopt dimensions and scipy distributions are recognised by their attributes,
+# so neither library has to be importable here.
+_SKOPT_DIMENSIONS = ("Real", "Integer", "Categorical", "Space")
+
+
+def strategy_of(search_cv) -> str:
+    """grid / random / halving / bayes, else custom, from the class (and its bases)."""
+    names = [c.__name__ for c in type(search_cv).__mro__]
+    modules = [c.__module__ or "" for c in type(search_cv).__mro__]
+    if any("Halving" in n for n in names):
+        return "halving"
+    if any(n == "BayesSearchCV" for n in names) or any(m.startswith("skopt") for m in modules):
+        return "bayes"
+    if "GridSearchCV" in names:
+        return "grid"
+    if "RandomizedSearchCV" in names:
+        return "random"
+    return "custom"
+
+
+def jsonable(v):
+    """A JSON value for a hyperparameter value, a distribution, a dimension or an object."""
+    if v is None or isinstance(v, (bool, str)):
+        return v
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, numbers.Integral):
+        return int(v)
+    if isinstance(v, numbers.Real):
+        f = float(v)
+        return f if np.isfinite(f) else repr(f)
+    if isinstance(v, dict):
+        return {str(k): jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, range)):
+        return [jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return [jsonable(x) for x in v.tolist()]
+    dist = getattr(v, "dist", None)
+    if dist is not None and hasattr(v, "args") and hasattr(v, "kwds"):
+        # a frozen scipy.stats distribution: name and arguments rebuild it
+        return {"distribution": getattr(dist, "name", type(dist).__name__),
+                "args": jsonable(list(v.args)), "kwds": jsonable(dict(v.kwds))}
+    if type(v).__name__ in _SKOPT_DIMENSIONS and (type(v).__module__ or "").startswith("skopt"):
+        return _skopt_dimension(v)
+    if hasattr(v, "get_params") and hasattr(v, "fit"):
+        return {"estimator": _qualname(v), "params": estimator_params(v)}
+    if callable(v):
+        return getattr(v, "__qualname__", None) or repr(v)
+    return repr(v)
+
+
+def _skopt_dimension(d) -> dict:
+    out = {"type": type(d).__name__, "name": getattr(d, "name", None)}
+    if hasattr(d, "categories"):
+        out["categories"] = jsonable(list(d.categories))
+    else:
+        out.update(low=jsonable(d.low), high=jsonable(d.high), prior=getattr(d, "prior", None))
+        if getattr(d, "base", None) is not None:
+            out["base"] = jsonable(d.base)
+    return out
+
+
+def _qualname(obj) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def space_of(search_cv):
+    """The grid, the distributions or the skopt search space, serialised."""
+    for attr in ("param_grid", "param_distributions", "search_spaces"):
+        space = getattr(search_cv, attr, None)
+        if space is not None:
+            return jsonable(space)
+    return None
+
+
+def searched_names(space) -> set:
+    """Param names that the space varies (a dict, or a list of dicts / (dict, n) pairs)."""
+    names = set()
+    items = space if isinstance(space, (list, tuple)) else [space]
+    for item in items:
+        if isinstance(item, tuple) and item and isinstance(item[0], dict):
+            item = item[0]
+        if isinstance(item, dict):
+            names.update(item)
+    return names
+
+
+def estimator_params(estimator, exclude=()) -> dict:
+    """The estimator's fixed params (deep), leaving out nested estimators themselves."""
+    try:
+        params = estimator.get_params(deep=True)
+    except Exception:
+        return {}
+    out = {}
+    for k, v in params.items():
+        if k in exclude or (hasattr(v, "get_params") and hasattr(v, "fit")):
+            continue
+        if k == "steps" or k.endswith("transformers"):
+            continue  # nested estimators, already listed by their own params
+        out[k] = jsonable(v)
+    return out
+
+
+def cv_of(cv) -> dict:
+    """The cv argument: an int, None (sklearn's default 5 folds), or a splitter and its settings."""
+    if cv is None:
+        return {"type": "default", "n_splits": 5}
+    if isinstance(cv, numbers.Integral):
+        return {"type": "int", "n_splits": int(cv)}
+    info = {"type": type(cv).__name__}
+    for k, v in sorted(vars(cv).items()) if hasattr(cv, "__dict__") else []:
+        if not k.startswith("_"):
+            info[k] = jsonable(v)
+    if "n_splits" not in info and hasattr(cv, "get_n_splits"):
+        try:
+            info["n_splits"] = int(cv.get_n_splits())
+        except Exception:
+            pass
+    return info
+
+
+def scoring_of(scoring):
+    if scoring is None:
+        return None
+    if isinstance(scoring, str):
+        return scoring
+    if isinstance(scoring, dict):
+        return {str(k): scoring_of(v) for k, v in scoring.items()}
+    if isinstance(scoring, (list, tuple, set)):
+        return [scoring_of(s) for s in scoring]
+    return jsonable(scoring)
+
+
+def metric_names(search_cv) -> list[str] | None:
+    """Names of the metrics before fit: None for a single metric (or a callable scorer)."""
+    scoring = search_cv.scoring
+    if isinstance(scoring, dict):
+        return list(scoring)
+    if isinstance(scoring, (list, tuple, set)):
+        return list(scoring)
+    return None
+
+
+def objective_name(search_cv) -> str:
+    """The name of the trial's value: the refit metric, the scoring string, or 'score'."""
+    refit = search_cv.refit
+    if isinstance(refit, str):
+        return refit
+    names = metric_names(search_cv)
+    if names:
+        return names[0]
+    return search_cv.scoring if isinstance(search_cv.scoring, str) else "score"
+
+
+def seed_of(search_cv):
+    """The search's random_state if it is an int, else the estimator's, else None."""
+    for obj in (search_cv, getattr(search_cv, "estimator", None)):
+        rs = getattr(obj, "random_state", None)
+        if isinstance(rs, numbers.Integral) and not isinstance(rs, bool):
+            return int(rs)
+    return None
+
+
+def fingerprint(X, y=None) -> dict:
+    """Shape, dtypes and a SHA-256 of X and y: the same data gives the same fingerprint."""
+    out = {"X": _array_fingerprint(X)}
+    if y is not None:
+        out["y"] = _array_fingerprint(y)
+    return out
+
+
+def _array_fingerprint(a) -> dict:
+    h = hashlib.sha256()
+    info = {"type": type(a).__name__}
+    if hasattr(a, "tocsr"):  # scipy sparse
+        m = a.tocsr()
+        for part in (m.data, m.indices, m.indptr):
+            h.update(np.ascontiguousarray(part).tobytes())
+        info.update(shape=list(m.shape), dtypes=str(m.dtype), nnz=int(m.nnz))
+    else:
+        dtypes = getattr(a, "dtypes", None)
+        if dtypes is not None and hasattr(dtypes, "items"):  # a DataFrame
+            info["dtypes"] = {str(k): str(v) for k, v in dtypes.items()}
+            info["columns"] = [str(c) for c in a.columns]
+        elif getattr(a, "dtype", None) is not None:
+            info["dtypes"] = str(a.dtype)
+        arr = np.asarray(a)
+        info["shape"] = list(arr.shape)
+        if arr.dtype == object:
+            h.update(repr(arr.tolist()).encode())
+        else:
+            h.update(str(arr.dtype).encode())
+            h.update(np.ascontiguousarray(arr).tobytes())
+    info["sha256"] = h.hexdigest()
+    return info
+
+
+def search_attrs(search_cv, X, y) -> dict:
+    """Everything search_started records beyond name, strategy, metric, space and seed."""
+    space = getattr(search_cv, "param_grid", None)
+    if space is None:
+        space = getattr(search_cv, "param_distributions", None)
+    if space is None:
+        space = getattr(search_cv, "search_spaces", None)
+    est = search_cv.estimator
+    refit = search_cv.refit
+    attrs = {
+        "search_class": _qualname(search_cv),
+        "estimator": _qualname(est),
+        "estimator_params": estimator_params(est, exclude=searched_names(space or {})),
+        "cv": cv_of(search_cv.cv),
+        "scoring": scoring_of(search_cv.scoring),
+        "refit": refit if isinstance(refit, (bool, str)) else jsonable(refit),
+        "n_jobs": search_cv.n_jobs,
+        "error_score": jsonable(search_cv.error_score),
+        "return_train_score": bool(getattr(search_cv, "return_train_score", False)),
+        "dataset_fingerprint": fingerprint(X, y),
+        "search_random_state": jsonable(getattr(search_cv, "random_state", None))
+        if isinstance(getattr(search_cv, "random_state", None), (numbers.Integral, type(None))) else
+        repr(search_cv.random_state),
+    }
+    for k in ("n_iter", "factor", "resource", "min_resources", "max_resources",
+              "aggressive_elimination", "n_candidates", "n_points"):
+        if hasattr(search_cv, k):
+            attrs[k] = jsonable(getattr(search_cv, k))
+    return attrs
