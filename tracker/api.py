@@ -217,8 +217,8 @@ class Trial:
                       else f"objective value is a {type(value).__name__}, not a number")
             self.fail(reason, ts=ts)
             return
-        self.state = "complete"
         payload = schema.encode_payload({"metrics": metrics}) if metrics else None
+        self.state = "complete"
         self._end((now_us() if ts is None else schema.to_micros(ts), "trial_completed", self._sid,
                    self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
 
@@ -287,7 +287,10 @@ def _float(field, v) -> float:
         return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
         raise TypeError(f"{field} must be a number, got {type(v).__name__} {v!r:.80}")
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:
+        raise ValueError(f"{field} {v!r:.40} is too large for a float64") from None
 
 
 def _opt_float(field, v):

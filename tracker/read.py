@@ -91,13 +91,12 @@ CREATE VIEW params AS
 WITH p AS (
     SELECT search_id, trial_id, event_id, unnest(params) AS p
     FROM events WHERE params IS NOT NULL AND len(params) > 0
-), last_set AS (
-    -- the whole last value per name (arg_max of single fields would skip NULLs)
-    SELECT search_id, trial_id, p.name AS name, arg_max(p, event_id) AS p
-    FROM p GROUP BY search_id, trial_id, p.name
 ), latest AS (
-    SELECT search_id, trial_id, name, p.kind AS kind, p.num AS value_num, p.str AS value_str
-    FROM last_set
+    -- the whole last value per name (arg_max of single fields would skip NULLs,
+    -- and arg_max over the struct turns -0.0 into 0.0)
+    SELECT search_id, trial_id, p.name AS name, p.kind AS kind, p.num AS value_num, p.str AS value_str
+    FROM p
+    QUALIFY row_number() OVER (PARTITION BY search_id, trial_id, p.name ORDER BY event_id DESC) = 1
 )
 SELECT *,
        CASE kind WHEN 'int' THEN coalesce(value_str, CAST(CAST(value_num AS HUGEINT) AS VARCHAR))
@@ -196,6 +195,9 @@ def connect(store=None, as_of=None, *, strict=False):
     _report_left_out(st, bad_logs + bad_segments, strict)
     con = duckdb.connect(":memory:")
     con.sql("SET python_enable_replacements = false")
+    # This rewrite turns the views' "first/last event wins" (QUALIFY row_number() = 1)
+    # into an aggregate that changes -0.0 into 0.0; values must come back as stored.
+    con.sql("SET disabled_optimizers = 'top_n_window_elimination'")
     con.register("_wal_events", wal)
     if segments:
         con.sql(
@@ -272,6 +274,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
         kinds.setdefault(name, set()).add(kind)
     ids = base["trial_id"].to_list()
     columns = []
+    assigned = set()
     for name, values in by_name.items():
         ks = kinds[name] - {"null"}
         dtype = {frozenset({"int"}): pl.Int64, frozenset({"float"}): pl.Float64,
@@ -280,10 +283,14 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
         col = [values.get(i) for i in ids]
         if dtype is pl.String:
             col = [None if v is None else str(v) for v in col]
-        elif dtype is pl.Int64 and any(v is not None and abs(v) >= 2**63 for v in col):
+        elif dtype is pl.Int64 and any(v is not None and not -2**63 <= v < 2**63 for v in col):
             dtype, col = pl.String, [None if v is None else str(v) for v in col]
         elif dtype is pl.Float64:
             col = [None if v is None else float(v) for v in col]
-        col_name = f"param:{name}" if name in TRIAL_COLUMNS else name
+        col_name = name
+        # never two columns of one name; a param's own name beats a prefixed one
+        while col_name in TRIAL_COLUMNS or col_name in assigned or (col_name != name and col_name in by_name):
+            col_name = f"param:{col_name}"
+        assigned.add(col_name)
         columns.append(pl.Series(col_name, col, dtype=dtype))
     return base.with_columns(columns) if columns else base

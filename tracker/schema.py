@@ -121,9 +121,9 @@ def encode_param(name, value):
     if t is str and value.isascii():
         return [name, "str", None, value]
     if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value.item()
-    elif isinstance(value, np.generic):
-        value = value.item()
+        value = value[()]
+    if isinstance(value, np.generic):
+        value = _numpy_scalar(name, value)
     if value is None:
         return [name, "null", None, None]
     if isinstance(value, bool):
@@ -147,6 +147,20 @@ def encode_param(name, value):
         "params may be int, float, bool, str, None or numpy scalars - "
         "pass str(value) or a number instead"
     )
+
+
+def _numpy_scalar(name, value):
+    """The Python value of a numpy scalar, refusing what Python numbers cannot hold exactly."""
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        raise TypeError(f"param {name!r}: cannot store a numpy {value.dtype} ({value}); "
+                        "pass str(value) or a number instead")
+    if isinstance(value, np.floating) and value.dtype.itemsize > 8:
+        as_float = float(value)
+        if not (np.isnan(value) or value == as_float):
+            raise TypeError(f"param {name!r}: the {value.dtype} {value!r} does not fit a float64 "
+                            "exactly; pass float(value) or str(value)")
+        return as_float
+    return value.item()
 
 
 def encode_params(params):
@@ -308,6 +322,12 @@ def validate(event: dict, now_us: int) -> tuple:
 
 
 def is_finite_number(v) -> bool:
+    """A real number (not a bool) that is finite as a float64."""
     if type(v) is float:
         return math.isfinite(v)
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int beyond float64
+        return False

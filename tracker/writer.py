@@ -25,6 +25,7 @@ import random
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -35,6 +36,7 @@ from .store import Store, resolve
 from .wal import LogFile, encode_rows
 
 FLUSH_INTERVAL_S = 1.0
+FALLBACK_ENV = "HPTRACK_FALLBACK_DIR"
 SEAL_EVENTS = 50_000
 BATCH_EVENTS = 10_000
 
@@ -94,6 +96,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._warned = False
+        self._last_error: BaseException | None = None
 
     def new_id(self) -> str:
         """A random 64-bit id as 16 hex digits (trial ids)."""
@@ -203,6 +206,32 @@ class Writer:
             thread.join()
         self.seal()
         self._thread, self._closed = None, False
+        if self._pending:
+            self._save_fallback()
+
+    def _save_fallback(self) -> None:
+        """The store could not take these rows: put them in a log file elsewhere
+        and say where, so that nothing acknowledged is silently lost."""
+        with self._lock:
+            rows, first = self._pending, self._base
+        folder = os.environ.get(FALLBACK_ENV) or os.path.join(tempfile.gettempdir(), "hptrack-fallback")
+        why = self._last_error
+        try:
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{self.writer_id}-{first:012d}.wal")
+            log = LogFile(path, {**self._header(), "store": self.store.root})
+            log.append(encode_rows(first, rows), sync=True)
+            log.close()
+        except OSError as exc:
+            print(f"hptrack: could not save {len(rows)} events to store {self.store.root} ({why}) "
+                  f"nor to a fallback file in {folder} ({exc}): they are lost", file=sys.stderr)
+            return
+        with self._lock:
+            del self._pending[:len(rows)]
+            self._base = first + len(rows)
+        print(f"hptrack: could not save {len(rows)} events to store {self.store.root} ({why}); "
+              f"they are in {path} - to restore them, copy that file into "
+              f"{self.store.wal_dir}{os.sep} and run `hptrack compact`", file=sys.stderr)
 
     # --- background ----------------------------------------------------
     def _start_thread(self):
@@ -227,10 +256,12 @@ class Writer:
                 self._warn_once(exc)
 
     def _warn_once(self, exc):
+        self._last_error = exc
         if not self._warned:
             self._warned = True
-            warnings.warn(f"hptrack: cannot write to store {self.store.root}: {exc}; "
-                          "events are kept in memory and retried", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"hptrack: cannot write to store {self.store.root}: {exc}; the run goes on, "
+                          "events are kept in memory and retried (at exit, what could not be saved "
+                          "goes to a fallback file)", RuntimeWarning, stacklevel=2)
 
     def _after_fork(self):
         # the parent keeps its own descriptors and locks on these logs
