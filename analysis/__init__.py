@@ -1,1 +1,29 @@
-"""hptrack analysis: sensitivity, overfitting diagnostics and strategy comparison."""
+"""hptrack analysis: which hyperparameters matter, whether the winner is overfit
+to its validation data, and which strategy buys the best model for a budget.
+
+Pure functions from tables to results; names are imported lazily so that
+``import hptrack.analysis`` stays cheap.
+
+>>> from hptrack import analysis
+>>> analysis.importance("rf-grid")          # sensitivity (fANOVA, permutation, impurity)
+>>> analysis.diagnose("rf-grid")            # hyperparameter-overfitting diagnostics
+>>> analysis.compare(["grid", "random"])    # strategy comparison
+"""
+
+import importlib
+
+_EXPORTS = {
+    "importance": ".sensitivity",
+    "interactions": ".sensitivity",
+    "marginals": ".sensitivity",
+    "diagnose": ".overfitting",
+    "compare": ".compare",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module 'hptrack.analysis' has no attribute {name!r}")
