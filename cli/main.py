@@ -347,6 +347,11 @@ def compact_cmd(ctx, fmt):
                f"({result.events} events in segments; sealed {result.sealed_logs} logs; "
                f"removed {result.removed_duplicates} duplicate events{extra})")
 
+from .diagnose_cmd import diagnose_cmd  # noqa: E402
+cli.add_command(diagnose_cmd)
+from .compare_cmd import compare_cmd  # noqa: E402
+cli.add_command(compare_cmd)
+
 
 def main(argv=None):
     """Console-script entry point."""

@@ -1,0 +1,289 @@
+"""Is the winner of a search overfit to its validation data?
+
+``diagnose(search)`` reads the trials and their fold scores (``split='fold'``)
+and test scores (``split='test'``) from the store and answers, with the
+statistics of :mod:`hptrack.analysis.stats`:
+
+- how many configurations are statistically tied with the best
+  (Nadeau-Bengio corrected resampled t-test on the fold scores);
+- how optimistic the best CV score is (BBC-CV, and Tibshirani & Tibshirani as
+  a cheap second opinion), and the corrected estimate;
+- how stable the winner is over bootstrap resamples of the folds;
+- the validation-test gap, when the best trial has a test score;
+- the nested-CV estimate beside the plain best CV score, when a nested run
+  (``hptrack.sklearn.nested_cv``) is in the store.
+
+>>> d = hptrack.analysis.diagnose("rf-grid")
+>>> d.warnings
+['the winner is statistically tied with 14 other configurations ...']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import stats
+
+__all__ = ["Diagnosis", "diagnose"]
+
+
+@dataclass
+class Diagnosis:
+    """What :func:`diagnose` found. Scores are in the metric's own units and
+    direction; ``optimistic_bias`` and ``val_test_gap`` are positive when the
+    reported best looks better than it is."""
+    search: str
+    search_id: str
+    metric: str
+    direction: str
+    n_trials: int                       # completed trials with a value
+    n_folds: int = 0                    # folds every analysed configuration has
+    n_configs: int = 0                  # configurations with all those folds
+    best_trial_id: str | None = None
+    best_trial_number: int | None = None
+    best_params: dict = field(default_factory=dict)
+    best_value: float | None = None     # the best trial's recorded value
+    best_cv: float | None = None        # mean of its fold scores
+    best_cv_se: float | None = None     # standard error of that mean over the folds
+    alpha: float = 0.05
+    n_tied: int | None = None           # other configurations tied with the best
+    tied_trial_ids: list = field(default_factory=list)
+    optimistic_bias: float | None = None    # BBC-CV
+    corrected_best: float | None = None     # best_cv with the BBC-CV bias removed
+    corrected_ci: tuple | None = None
+    tibshirani_bias: float | None = None
+    p_best_stays_best: float | None = None
+    top_k: int | None = None
+    top_k_kendall_tau: float | None = None
+    test_score: float | None = None
+    val_test_gap: float | None = None
+    nested: dict | None = None
+    warnings: list = field(default_factory=list)
+    not_computed: dict = field(default_factory=dict)   # diagnostic -> why not
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if d["corrected_ci"] is not None:
+            d["corrected_ci"] = list(d["corrected_ci"])
+        return d
+
+
+def diagnose(search, store=None, alpha=0.05, seed=0, n_boot=1000, top_k=5, con=None,
+             as_of=None) -> Diagnosis:
+    """Hyperparameter-overfitting diagnostics of ``search`` (name or id).
+
+    Needs fold scores (``trial.score(v, split="fold", fold=k)``, written by
+    ``hptrack.sklearn.track``) for the tie, bias and stability diagnostics;
+    without them it says which it could not compute and why.
+    """
+    from hptrack.read import connect, resolve_search
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    con = con or connect(store, as_of)
+    search_id, name = resolve_search(con, search)
+    direction, metric, payload = con.sql(
+        "SELECT direction, metric, payload FROM searches WHERE search_id = ?", params=[search_id]
+    ).fetchall()[0]
+    payload = json.loads(payload) if payload else {}
+    direction = direction or "maximize"
+    sign = 1.0 if direction == "maximize" else -1.0   # internally: higher is better
+    trials = con.sql(
+        "SELECT trial_id, trial_number, value FROM trials WHERE search_id = ? AND state = 'complete' "
+        "AND value IS NOT NULL ORDER BY trial_number", params=[search_id]).fetchall()
+    d = Diagnosis(search=name, search_id=search_id, metric=metric or "value", direction=direction,
+                  n_trials=len(trials), alpha=alpha)
+    if payload.get("kind") == "nested_cv":
+        _nested_outer(con, d, search_id)
+        return d
+    if not trials:
+        d.not_computed["all"] = "the search has no completed trial with a value"
+        d.warnings.append("nothing to diagnose: the search has no completed trial with a value")
+        return d
+
+    values = {tid: sign * v for tid, _, v in trials}
+    best_tid, best_num, best_val = max(trials, key=lambda t: (sign * t[2], -t[1]))
+    d.best_trial_id, d.best_trial_number, d.best_value = best_tid, best_num, best_val
+    d.best_params = _params(con, search_id, best_tid)
+
+    scores = con.sql(
+        "SELECT trial_id, split, fold, metric, value FROM scores WHERE search_id = ? "
+        "AND split IN ('fold', 'test') ORDER BY ts", params=[search_id]).fetchall()
+    fold_metric = _pick_metric([s for s in scores if s[1] == "fold"], d.metric)
+    folds: dict[str, dict[int, float]] = {}
+    tests: dict[str, float] = {}
+    for tid, split, fold, m, v in scores:
+        if tid not in values:
+            continue  # failed, pruned or running trials are not candidates
+        if split == "fold" and m == fold_metric and fold is not None:
+            folds.setdefault(tid, {})[fold] = sign * v     # the latest score of a fold wins
+        elif split == "test" and (fold_metric is None or m in (fold_metric, d.metric, "value")):
+            tests[tid] = sign * v
+
+    _fold_diagnostics(d, values, folds, best_tid, sign, alpha, seed, n_boot, top_k)
+    _test_gap(d, tests, sign)
+    _nested_inner(con, d, payload, sign)
+    _warn(d, sign)
+    return d
+
+
+def _params(con, search_id, trial_id) -> dict:
+    from hptrack.schema import decode_param
+
+    rows = con.sql("SELECT name, kind, value_num, value_str FROM params WHERE search_id = ? AND "
+                   "trial_id = ? ORDER BY name", params=[search_id, trial_id]).fetchall()
+    return {n: decode_param(k, num, s) for n, k, num, s in rows}
+
+
+def _pick_metric(fold_rows, search_metric):
+    """The fold-score metric that is the objective: the search's metric name,
+    else the default 'value', else the only (or most common) one."""
+    counts: dict[str, int] = {}
+    for row in fold_rows:
+        counts[row[3]] = counts.get(row[3], 0) + 1
+    if not counts:
+        return None
+    for m in (search_metric, "value"):
+        if m in counts:
+            return m
+    return max(counts, key=counts.get)
+
+
+def _fold_diagnostics(d, values, folds, best_tid, sign, alpha, seed, n_boot, top_k):
+    if not folds:
+        why = ("no fold scores recorded (record them with trial.score(v, split='fold', fold=k), "
+               "or use hptrack.sklearn.track)")
+        for key in ("n_tied", "optimistic_bias", "corrected_best", "tibshirani_bias",
+                    "p_best_stays_best", "top_k_kendall_tau"):
+            d.not_computed[key] = why
+        return
+    # the fold set most configurations share; configurations missing a fold are left out
+    fold_sets: dict[frozenset, int] = {}
+    for f in folds.values():
+        fold_sets[frozenset(f)] = fold_sets.get(frozenset(f), 0) + 1
+    common = max(fold_sets, key=lambda fs: (fold_sets[fs] * len(fs), len(fs)))
+    ids = [t for t in values if t in folds and common <= set(folds[t])]
+    fold_list = sorted(common)
+    d.n_folds, d.n_configs = len(fold_list), len(ids)
+    left_out = sum(1 for t in values if t not in ids)
+    if left_out:
+        d.warnings.append(f"{left_out} of {len(values)} completed trials lack some of the "
+                          f"{len(fold_list)} folds and were left out of the fold diagnostics")
+    if len(fold_list) < 2 or len(ids) < 2:
+        why = (f"needs at least 2 folds and 2 configurations with all folds; found "
+               f"{len(fold_list)} fold(s) and {len(ids)} configuration(s)")
+        for key in ("n_tied", "optimistic_bias", "corrected_best", "tibshirani_bias",
+                    "p_best_stays_best", "top_k_kendall_tau"):
+            d.not_computed[key] = why
+        if ids and best_tid in ids:
+            d.best_cv = sign * float(np.mean([folds[best_tid][k] for k in fold_list]))
+        return
+    m = np.array([[folds[t][k] for k in fold_list] for t in ids])
+    means = m.mean(axis=1)
+    b = int(np.argmax(means))
+    if ids[b] != best_tid:
+        d.warnings.append(
+            f"the trial with the best value (#{d.best_trial_number}) is not the one with the best "
+            "mean fold score; the fold diagnostics are about the latter")
+        d.best_trial_id = ids[b]
+    d.best_cv = sign * float(means[b])
+    tied = stats.tied_with_best(m, alpha=alpha, best=b)
+    d.n_tied = int(tied.sum())
+    d.tied_trial_ids = [ids[i] for i in np.flatnonzero(tied)]
+    bbc = stats.bbc_cv(m, n_boot=n_boot, seed=seed)
+    d.optimistic_bias = float(bbc.bias)
+    d.corrected_best = sign * float(bbc.estimate)
+    d.corrected_ci = tuple(sorted(sign * x for x in bbc.ci))
+    d.tibshirani_bias = stats.tibshirani_bias(m)
+    d.top_k = min(top_k, len(ids))
+    d.p_best_stays_best, d.top_k_kendall_tau = stats.rank_stability(
+        m, n_boot=n_boot, seed=seed, top_k=d.top_k)
+    d.best_cv_se = float(m[b].std(ddof=1) / np.sqrt(m.shape[1]))
+
+
+def _test_gap(d, tests, sign):
+    tid = d.best_trial_id
+    if tid not in tests:
+        d.not_computed["val_test_gap"] = ("no test score on the best trial (record one with "
+                                          "trial.score(v, split='test') or "
+                                          "hptrack.sklearn.log_test_score)")
+        return
+    d.test_score = sign * tests[tid]
+    ref = d.best_cv if d.best_cv is not None else d.best_value
+    d.val_test_gap = sign * (ref - d.test_score)
+
+
+def _nested_inner(con, d, payload, sign):
+    """For an inner search of a nested run: the outer (nested-CV) estimate."""
+    parent = payload.get("parent_search_id")
+    if not parent:
+        d.not_computed["nested"] = "no nested-CV run for this search (see hptrack.sklearn.nested_cv)"
+        return
+    outer = _outer_scores(con, parent)
+    if outer:
+        ref = d.best_cv if d.best_cv is not None else d.best_value
+        est = float(np.mean(outer))
+        d.nested = {"outer_search_id": parent, "n_outer_folds": len(outer), "nested_estimate": est,
+                    "plain_best_cv": ref, "gap": sign * (ref - est)}
+
+
+def _outer_scores(con, outer_id):
+    return [v for (v,) in con.sql(
+        "SELECT value FROM trials WHERE search_id = ? AND state = 'complete' AND value IS NOT NULL "
+        "ORDER BY trial_number", params=[outer_id]).fetchall()]
+
+
+def _nested_outer(con, d, outer_id):
+    """The search is a nested-CV run: compare its outer estimate with the inner
+    searches' plain best CV scores."""
+    sign = 1.0 if d.direction == "maximize" else -1.0
+    outer = _outer_scores(con, outer_id)
+    inner = con.sql(
+        "SELECT s.search_id, max(t.value * ?) * ? FROM searches s JOIN trials t USING (search_id) "
+        "WHERE s.payload ->> 'parent_search_id' = ? AND t.state = 'complete' GROUP BY s.search_id",
+        params=[sign, sign, outer_id]).fetchall()
+    for key in ("n_tied", "optimistic_bias", "corrected_best", "p_best_stays_best"):
+        d.not_computed[key] = ("this is a nested-CV run whose trials are outer folds; "
+                               "diagnose its inner searches ('<name>/outer-<k>') for these")
+    if not outer:
+        d.warnings.append("the nested-CV run has no completed outer fold")
+        return
+    est = float(np.mean(outer))
+    plain = float(np.mean([v for _, v in inner])) if inner else None
+    d.nested = {"outer_search_id": outer_id, "n_outer_folds": len(outer), "nested_estimate": est,
+                "outer_sd": float(np.std(outer, ddof=1)) if len(outer) > 1 else None,
+                "plain_best_cv": plain, "gap": None if plain is None else sign * (plain - est)}
+    _warn(d, sign)
+
+
+def _fmt(x) -> str:
+    return f"{x:.4g}"
+
+
+def _warn(d, sign):
+    w = d.warnings
+    se = d.best_cv_se
+    if d.n_tied:
+        others = d.n_configs - 1
+        w.append(f"the winner is statistically tied with {d.n_tied} of the other {others} "
+                 f"configurations (corrected resampled t-test on {d.n_folds} folds, "
+                 f"alpha={d.alpha}); choosing among them is largely luck")
+    if d.optimistic_bias is not None and se is not None and d.optimistic_bias > 0.5 * se:
+        w.append(f"its CV score {_fmt(d.best_cv)} is optimistic by about {_fmt(d.optimistic_bias)} "
+                 f"(BBC-CV; {d.optimistic_bias / se:.1f} standard errors); expect about "
+                 f"{_fmt(d.corrected_best)} on new data (Tibshirani-Tibshirani bias: "
+                 f"{_fmt(d.tibshirani_bias)})")
+    if d.p_best_stays_best is not None and d.p_best_stays_best < 0.8:
+        w.append(f"the winner stays best in only {d.p_best_stays_best:.0%} of bootstrap resamples "
+                 f"of the folds (Kendall's tau of the top {d.top_k}: {d.top_k_kendall_tau:.2f})")
+    if d.val_test_gap is not None and d.val_test_gap > (se if se else 0.0):
+        w.append(f"the test score {_fmt(d.test_score)} is worse than the CV score by "
+                 f"{_fmt(d.val_test_gap)}")
+    if d.nested and d.nested.get("gap") is not None and d.nested["gap"] > 0:
+        w.append(f"the nested-CV estimate {_fmt(d.nested['nested_estimate'])} is worse than the "
+                 f"plain best CV score {_fmt(d.nested['plain_best_cv'])} by {_fmt(d.nested['gap'])}")
+    if d.n_folds and d.n_folds < 5 and d.n_tied is not None:
+        w.append(f"only {d.n_folds} folds: the tests have little power, so ties are likely")

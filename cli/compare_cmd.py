@@ -1,0 +1,74 @@
+"""``hptrack compare SEARCH...``: which strategy buys the best model for a budget?"""
+
+from __future__ import annotations
+
+import click
+
+from . import output
+from .main import _AS_OF_OPT, _FORMAT_OPT, _emit, _store, cli  # noqa: F401
+
+_PARTS = ("summary", "searches", "curves", "bands", "ranks")
+
+
+@click.command("compare", short_help="Compare strategies: best-so-far curves, ranks, tests.")
+@click.argument("searches", nargs=-1, required=True)
+@click.option("--by", type=click.Choice(["trials", "time", "resource"]), default="trials",
+              show_default=True, help="The budget axis.")
+@click.option("--target", type=float, default=None, help="A value to reach: report the cost to reach it.")
+@click.option("--reference", type=float, default=None,
+              help="The known optimum: report normalised regret.")
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
+              show_default=True)
+@click.option("--show", "part", type=click.Choice(_PARTS), default="summary", show_default=True,
+              help="Which table to print (json with summary prints everything).")
+@_FORMAT_OPT
+@_AS_OF_OPT
+@click.pass_context
+def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
+    """Compare SEARCHES (names or ids) of the same task and metric.
+
+    Searches are grouped by their strategy; repeated seeds of a strategy give
+    mean curves with 95% bootstrap bands, average ranks, a Friedman test and
+    pairwise Wilcoxon signed-rank tests with Holm correction on the best value
+    reached within the common budget.
+
+    \b
+    Examples:
+      hptrack compare grid-s0 grid-s1 random-s0 random-s1
+      hptrack compare $(hptrack query "SELECT name FROM searches" --format csv | tail -n +2) --by time
+      hptrack compare a b --target 0.95 --show searches --format csv
+    """
+    from hptrack.analysis.compare import compare
+    from hptrack.read import connect
+
+    con = connect(_store(ctx), as_of, strict=ctx.obj["strict"])
+    r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con)
+    frame = {"summary": r.summary, "searches": r.per_search, "curves": r.curves,
+             "bands": r.bands, "ranks": r.ranks}[part]
+    if fmt == "json" and part == "summary":
+        click.echo(output.dumps(r.to_dict()))
+        return
+    if fmt != "table" or part != "summary":
+        return _emit(frame, fmt)
+    click.echo(f"by {r.by}; common budget {output.cell(r.horizon, digits=5)}; "
+               f"{r.direction} {r.metric}")
+    output.print_frame(r.summary, digits=4)
+    for line in _test_lines(r.tests):
+        click.echo(line)
+
+
+def _test_lines(tests):
+    if "skipped" in tests:
+        return [f"No significance tests: {tests['skipped']}."]
+    f = tests["friedman"]
+    lines = [(f"Friedman over {tests['n_blocks']} paired runs: chi2 = {f['chi2']:.3g} (p = {f['p']:.3g}), "
+              f"Iman-Davenport F = {f['iman_davenport_f']:.3g} (p = {f['p_f']:.3g})")]
+    if "nemenyi" in tests:
+        sig = [f"{p['a']} vs {p['b']}" for p in tests["nemenyi"]["pairs"] if p["significant"]]
+        lines.append(f"Nemenyi critical difference {tests['nemenyi']['cd']:.3g}: "
+                     f"{', '.join(sig) if sig else 'no pair differs'}")
+    for w in tests["wilcoxon_holm"]:
+        better = w["a"] if w["mean_diff"] > 0 else w["b"]
+        verdict = f"{better} better" if w["significant"] else "no significant difference"
+        lines.append(f"Wilcoxon {w['a']} vs {w['b']}: p (Holm) = {w['p_holm']:.3g}, {verdict}")
+    return lines

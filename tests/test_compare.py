@@ -1,0 +1,189 @@
+"""hptrack.analysis.compare on searches written through the real API."""
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from hptrack import api
+from hptrack.analysis.compare import compare
+
+SEEDS = 200
+X_STAR = 0.37  # the optimum of the important param
+
+
+def objective(x, y):
+    # y is irrelevant: this is Bergstra & Bengio's (2012) low effective dimension
+    return 1.0 - (x - X_STAR) ** 2
+
+
+@pytest.fixture(scope="module")
+def bergstra(tmp_path_factory):
+    """200 seeds of a 3x3 grid and of 9 random trials, each its own search."""
+    store = tmp_path_factory.mktemp("bb")
+    axis = [0.0, 0.5, 1.0]
+    grid = [(x, y) for x in axis for y in axis]
+    names = {"grid": [], "random": []}
+    best_x = {"grid": [], "random": []}
+    for seed in range(SEEDS):
+        rng = np.random.default_rng(seed)
+        for strategy, points in (("grid", grid), ("random", rng.uniform(0, 1, (9, 2)).tolist())):
+            name = f"{strategy}-s{seed}"
+            s = api.search(name, strategy=strategy, direction="maximize", metric="f",
+                           seed=seed, store=store, durability="batch")
+            for x, y in points:
+                with s.trial({"x": x, "y": y}) as t:
+                    t.complete(objective(x, y))
+            names[strategy].append(name)
+            best_x[strategy].append(min(points, key=lambda p: abs(p[0] - X_STAR))[0])
+        s.writer.flush()
+    return store, names, best_x
+
+
+def test_random_beats_grid_in_most_seeds(bergstra):
+    _, _, best_x = bergstra
+    dist = {k: np.abs(np.array(v) - X_STAR) for k, v in best_x.items()}
+    wins = int(np.sum(dist["random"] < dist["grid"]))
+    # P(random wins) = 1 - (1 - 2 * 0.13)^9 = 0.93; "most" of 200 seeds
+    assert wins > 0.8 * SEEDS
+
+
+def test_compare_ranks_random_ahead_significantly(bergstra):
+    store, names, _ = bergstra
+    r = compare(names["grid"] + names["random"], store=store, n_boot=200)
+    s = {row["strategy"]: row for row in r.summary.to_dicts()}
+    assert s["random"]["n_searches"] == s["grid"]["n_searches"] == SEEDS
+    assert s["random"]["mean_rank"] < 1.3 and s["grid"]["mean_rank"] > 1.7
+    assert s["random"]["final_best_mean"] > s["grid"]["final_best_mean"]
+    assert s["grid"]["final_best_mean"] == pytest.approx(objective(0.5, 0))
+    assert r.summary["strategy"][0] == "random"          # sorted by mean rank
+    assert r.tests["n_blocks"] == SEEDS                  # paired by seed
+    assert r.tests["friedman"]["p"] < 1e-6
+    (w,) = r.tests["wilcoxon_holm"]
+    assert w["significant"] and w["p_holm"] < 1e-6
+    assert (w["a"], w["b"]) == ("grid", "random") and w["mean_diff"] < 0
+    # curves: 9 trials per search, best-so-far never decreasing
+    assert r.curves.height == 2 * SEEDS * 9
+    one = r.curves.filter(r.curves["search"] == "random-s3")["best"].to_numpy()
+    assert np.all(np.diff(one) >= 0)
+    # the band holds the mean; ranks over time end at the summary's ranks
+    band = r.bands.filter((r.bands["strategy"] == "random") & (r.bands["x"] == 9.0)).to_dicts()[0]
+    assert band["lo"] <= band["mean"] <= band["hi"]
+    last = r.ranks.filter(r.ranks["x"] == 9.0)
+    assert dict(zip(last["strategy"], last["mean_rank"]))["random"] == pytest.approx(s["random"]["mean_rank"])
+
+
+def _timed_search(store, name, values, seconds, strategy, seed, resources=None, direction="maximize"):
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    s = api.search(name, strategy=strategy, direction=direction, seed=seed, store=store)
+    clock = t0
+    for i, (v, dt) in enumerate(zip(values, seconds)):
+        t = s.trial({"i": i}, ts=clock)
+        if resources is not None:
+            t.report(0, 0.0 if v is None else v, resource=resources[i], ts=clock)
+        clock += timedelta(seconds=dt)
+        if v is None:
+            t.fail("boom", ts=clock)
+        else:
+            t.complete(v, ts=clock)
+    s.finish()
+    return name
+
+
+def test_axes_target_reference_and_auc(tmp_path):
+    _timed_search(tmp_path, "a", [0.5, 0.7, 0.9], [10, 10, 10], "random", 0, resources=[1, 1, 1])
+    _timed_search(tmp_path, "b", [0.8, None, 0.85, 0.6], [1, 1, 1, 1], "tpe", 0, resources=[5, 5, 5, 5])
+    r = compare(["a", "b"], by="trials", store=tmp_path, target=0.8, reference=1.0, n_boot=50)
+    ps = {row["search"]: row for row in r.per_search.to_dicts()}
+    assert r.horizon == 3
+    assert ps["a"]["final_best"] == 0.9 and ps["b"]["final_best"] == 0.85
+    assert ps["a"]["to_target"] == 3 and ps["b"]["to_target"] == 1
+    assert ps["a"]["regret"] == pytest.approx(0.1)
+    # regret normalised by the range from the worst value seen (0.5) to the optimum
+    assert ps["b"]["normalised_regret"] == pytest.approx(0.15 / 0.5)
+    # AUC over trials 1..3: a = (0, .4, .8)/3 ; b = (.6, .6, .7)/3
+    assert ps["a"]["auc"] == pytest.approx(1.2 / 3)
+    assert ps["b"]["auc"] == pytest.approx(1.9 / 3)
+    assert ps["b"]["best_at_horizon"] == 0.85
+    assert r.tests["skipped"].startswith("needs at least 2 strategies and 2 searches")
+
+    t = compare(["a", "b"], by="time", store=tmp_path, target=0.8)
+    ps = {row["search"]: row for row in t.per_search.to_dicts()}
+    assert ps["a"]["to_target"] == pytest.approx(30.0) and ps["b"]["to_target"] == pytest.approx(1.0)
+    assert t.horizon == pytest.approx(4.0)
+    assert ps["a"]["best_at_horizon"] is None         # nothing finished within 4 s
+
+    res = compare(["a", "b"], by="resource", store=tmp_path, target=0.85)
+    ps = {row["search"]: row for row in res.per_search.to_dicts()}
+    assert ps["a"]["to_target"] == 3.0 and ps["b"]["to_target"] == 15.0
+    assert ps["b"]["budget"] == 20.0
+
+
+def test_minimize_and_errors(tmp_path):
+    _timed_search(tmp_path, "l1", [3.0, 1.0], [1, 1], "grid", 0, direction="minimize")
+    _timed_search(tmp_path, "l2", [2.0, 2.5], [1, 1], "random", 0, direction="minimize")
+    r = compare(["l1", "l2"], store=tmp_path, target=2.0)
+    ps = {row["search"]: row for row in r.per_search.to_dicts()}
+    assert ps["l1"]["final_best"] == 1.0 and ps["l2"]["to_target"] == 1 and ps["l1"]["to_target"] == 2
+    assert r.summary["strategy"][0] == "grid"
+    _timed_search(tmp_path, "up", [1.0], [1], "grid", 0)
+    with pytest.raises(ValueError, match="direction"):
+        compare(["l1", "up"], store=tmp_path)
+    with pytest.raises(ValueError, match="resource"):
+        compare(["l1"], by="resource", store=tmp_path)
+    with pytest.raises(ValueError, match="by must be"):
+        compare(["l1"], by="money", store=tmp_path)
+    from hptrack.errors import SearchNotFound
+    with pytest.raises(SearchNotFound):
+        compare(["l1", "nope"], store=tmp_path)
+
+
+def test_cli_compare(bergstra):
+    import json
+
+    from click.testing import CliRunner
+    from hptrack.cli.main import cli
+
+    store, names, _ = bergstra
+    some = names["grid"][:20] + names["random"][:20]
+    run = CliRunner().invoke(cli, ["--store", str(store), "compare", *some])
+    assert run.exit_code == 0, run.output
+    assert "random" in run.output and "Friedman over 20 paired runs" in run.output
+    assert "Wilcoxon grid vs random" in run.output and "random better" in run.output
+    run = CliRunner().invoke(cli, ["--store", str(store), "compare", *some, "--format", "json"])
+    data = json.loads(run.output)
+    assert data["summary"][0]["strategy"] == "random" and data["tests"]["n_blocks"] == 20
+    run = CliRunner().invoke(cli, ["--store", str(store), "compare", *some[:2], "--show", "curves",
+                                   "--format", "csv"])
+    assert run.exit_code == 0 and run.output.startswith("search,strategy,seed,x,value,best")
+    assert len(run.output.strip().splitlines()) == 1 + 2 * 9
+    run = CliRunner().invoke(cli, ["--store", str(store), "compare", "grid-s0", "--by", "resource"])
+    assert run.exit_code == 1 and "resource" in run.output
+
+
+def test_three_strategies_nemenyi_and_bands(tmp_path):
+    rng = np.random.default_rng(0)
+    names = []
+    for seed in range(12):
+        for strategy, mu in (("grid", 0.0), ("random", 0.5), ("tpe", 1.0)):
+            name = f"{strategy}-{seed}"
+            s = api.search(name, strategy=strategy, direction="minimize", seed=seed, store=tmp_path,
+                           durability="batch")
+            for _ in range(5):
+                with s.trial({}) as t:
+                    t.complete(float(5.0 - mu + rng.normal(0, 0.1)))
+            names.append(name)
+    s.writer.flush()
+    r = compare(names, store=tmp_path, n_boot=200)
+    assert r.summary["strategy"].to_list() == ["tpe", "random", "grid"]
+    assert r.tests["friedman"]["p_f"] < 1e-6
+    ne = r.tests["nemenyi"]
+    assert ne["cd"] == pytest.approx(2.343 * np.sqrt(3 * 4 / (6 * 12)), abs=1e-3)
+    pairs = {(p["a"], p["b"]): p for p in ne["pairs"]}
+    assert pairs[("grid", "tpe")]["significant"] and pairs[("grid", "tpe")]["rank_diff"] == 2.0
+    assert all(w["significant"] for w in r.tests["wilcoxon_holm"])
+    # minimising: the band is ordered in the metric's own units
+    b = r.bands.drop_nulls()
+    assert (b["lo"] <= b["mean"]).all() and (b["mean"] <= b["hi"]).all()
+    tpe = b.filter(b["strategy"] == "tpe")["mean"].to_numpy()
+    assert np.all(np.diff(tpe) <= 1e-12)  # best-so-far of a loss only goes down
