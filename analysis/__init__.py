@@ -20,7 +20,7 @@ _EXPORTS = {
     "compare": ".compare",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["compare", "diagnose", "importance", "interactions", "marginals"]
 
 
 def __getattr__(name):

@@ -351,6 +351,8 @@ from .diagnose_cmd import diagnose_cmd  # noqa: E402
 cli.add_command(diagnose_cmd)
 from .compare_cmd import compare_cmd  # noqa: E402
 cli.add_command(compare_cmd)
+from .importance_cmd import importance_cmd  # noqa: E402
+cli.add_command(importance_cmd)
 
 
 def main(argv=None):

@@ -111,7 +111,6 @@ def test_missing_folds_are_left_out(tmp_path):
 
 
 def test_nested_cv_run(tmp_path):
-    sklearn = pytest.importorskip("sklearn")  # noqa: F841
     import hptrack.sklearn as hs
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression

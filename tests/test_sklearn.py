@@ -183,7 +183,7 @@ def test_halving_random_rungs(tmp_path):
 
 
 def test_bayes_search_cv(tmp_path):
-    skopt = pytest.importorskip("skopt")
+    import skopt
     from skopt.space import Categorical, Integer, Real
 
     X, y = IRIS

@@ -1,0 +1,275 @@
+"""Trials -> a numeric design on the unit cube, for the sensitivity estimators.
+
+A source is a search (name or id, read from a store) or a table (polars or
+pandas) with one column per param and a ``value`` column. Each param becomes
+one column in [0, 1] whose uniform measure stands for the param's range:
+
+- float: linear in [low, high], or in [log low, log high] when the search
+  space says the param is log-scaled (or ``log=`` names it);
+- int: one equal cell per integer of [low, high] (on the log scale when log);
+- categorical / bool: one equal cell per category;
+- a param missing in some trials (conditional): missing is one more cell,
+  as wide as the share of trials that miss it.
+
+Bounds come from the recorded space when it has them, else from the trials.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+TRIAL_COLUMNS = ("trial_number", "trial_id", "state", "value", "started_at", "finished_at",
+                 "duration_s", "last_step", "error")
+MISSING = "<missing>"
+
+
+@dataclass
+class Param:
+    name: str
+    kind: str                   # float, int, categorical, bool
+    log: bool = False
+    low: float | None = None    # on the analysed (log10 when log) scale
+    high: float | None = None
+    categories: list = field(default_factory=list)
+    missing: float = 0.0        # share of the unit interval that stands for "missing"
+
+    def to_unit(self, values) -> np.ndarray:
+        """Unit-cube coordinates of raw values (None = missing)."""
+        present_width = 1.0 - self.missing
+        out = np.full(len(values), 1.0 - self.missing / 2)
+        if self.kind in ("categorical", "bool"):
+            k = len(self.categories)
+            index = {c: i for i, c in enumerate(self.categories)}
+            for r, v in enumerate(values):
+                if v is not None:
+                    out[r] = (index[v] + 0.5) / k * present_width
+            return out
+        for r, v in enumerate(values):
+            if v is None:
+                continue
+            x = self._scale(v)
+            if self.kind == "int" and not self.log:
+                cells = self.high - self.low + 1
+                u = (min(max(x, self.low), self.high) - self.low + 0.5) / cells
+            else:
+                u = 0.5 if self.high == self.low else (x - self.low) / (self.high - self.low)
+            out[r] = min(max(u, 0.0), 1.0) * present_width
+        return out
+
+    def from_unit(self, u: float):
+        """The raw value at unit coordinate u (None in the missing cell)."""
+        if u >= 1.0 - self.missing:
+            return None
+        u = u / (1.0 - self.missing)
+        if self.kind in ("categorical", "bool"):
+            return self.categories[min(int(u * len(self.categories)), len(self.categories) - 1)]
+        if self.kind == "int" and not self.log:
+            return int(self.low + min(int(u * (self.high - self.low + 1)), self.high - self.low))
+        x = self.low + u * (self.high - self.low)
+        x = 10 ** x if self.log else x
+        return round(x) if self.kind == "int" else x
+
+    def _scale(self, v):
+        v = float(v)
+        if self.log:
+            if v <= 0:
+                raise ValueError(f"param {self.name!r} is log-scaled but has value {v}")
+            return math.log10(v)
+        return v
+
+
+@dataclass
+class Design:
+    X: np.ndarray
+    y: np.ndarray
+    params: list
+    direction: str | None
+    n_excluded: int            # trials left out (state, missing value, budget)
+
+    @property
+    def names(self):
+        return [p.name for p in self.params]
+
+
+# --- the recorded space ---------------------------------------------------------
+def space_hint(spec) -> dict:
+    """What a space entry says about a param: log, low, high, categories.
+
+    Understands lists (grid values / choices), ``{"low", "high", "log"}``
+    (hptrack style), Optuna's distribution JSON, skopt dimensions (``prior: "log-uniform"``) and
+    scipy distributions as hptrack.sklearn records them (loguniform /
+    reciprocal with args [a, b]; uniform with args [loc, scale])."""
+    out: dict = {}
+    if isinstance(spec, list):
+        if spec and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec):
+            out.update(low=min(spec), high=max(spec))
+        else:
+            out["categories"] = spec
+        return out
+    if not isinstance(spec, dict):
+        return out
+    if isinstance(spec.get("attributes"), dict):
+        # an Optuna distribution as distribution_to_json writes it (hptrack.optuna)
+        return space_hint(spec["attributes"])
+    if "categories" in spec or "choices" in spec:
+        out["categories"] = list(spec.get("categories") or spec.get("choices"))
+    if "low" in spec and "high" in spec:
+        out.update(low=spec["low"], high=spec["high"])
+    if spec.get("log") is True or str(spec.get("prior", "")).startswith("log") \
+            or spec.get("scale") == "log":
+        out["log"] = True
+    dist = spec.get("distribution")
+    args = list(spec.get("args") or [])
+    kwds = spec.get("kwds") or {}
+    if dist in ("loguniform", "reciprocal"):
+        out["log"] = True
+        a, b = (args + [kwds.get("a"), kwds.get("b")])[:2] if len(args) < 2 else args[:2]
+        if a is not None and b is not None:
+            out.update(low=a, high=b)
+    elif dist == "uniform":
+        loc = args[0] if args else kwds.get("loc", 0.0)
+        scale = args[1] if len(args) > 1 else kwds.get("scale", 1.0)
+        out.update(low=loc, high=loc + scale)
+    elif dist == "randint" and len(args) >= 2:
+        out.update(low=args[0], high=args[1] - 1)
+    return out
+
+
+def _space_map(space) -> dict:
+    if isinstance(space, str):
+        import json
+
+        try:
+            space = json.loads(space)
+        except ValueError:
+            return {}
+    if isinstance(space, list):  # a list of grids: merge their hints
+        merged: dict = {}
+        for s in space:
+            for k, v in _space_map(s).items():
+                merged.setdefault(k, v)
+        return merged
+    if not isinstance(space, dict):
+        return {}
+    return {name: space_hint(spec) for name, spec in space.items()}
+
+
+# --- reading ----------------------------------------------------------------------
+def read(source, store=None, *, as_of=None, budget=None, include=None):
+    """(table, space dict, direction) for a search name/id or a table."""
+    import polars as pl
+
+    if isinstance(source, str):
+        from hptrack.read import connect, resolve_search, trials
+
+        con = connect(store, as_of)
+        try:
+            search_id, _ = resolve_search(con, source)
+            table = trials(search_id, con=con)
+            row = con.sql("SELECT CAST(space AS VARCHAR), direction FROM searches WHERE search_id = ?",
+                          params=[search_id]).fetchall()
+            space, direction = row[0] if row else (None, None)
+            if budget is not None:
+                table = _at_budget(con, search_id, table, budget)
+        finally:
+            con.close()
+        return table, _space_map(space), direction
+    if budget is not None:
+        raise ValueError("budget= needs a search (its intermediate reports), not a table")
+    if not isinstance(source, pl.DataFrame):
+        if type(source).__module__.startswith("pandas"):
+            source = pl.from_pandas(source)
+        else:
+            raise TypeError(f"source must be a search name/id or a polars/pandas DataFrame, "
+                            f"got {type(source).__name__}")
+    return source, {}, None
+
+
+def _at_budget(con, search_id, table, budget):
+    """Each trial's reported value at step ``budget`` (or at the last step all
+    trials reached, for ``budget="common"``); trials without it are dropped."""
+    import polars as pl
+
+    reports = con.sql(
+        "SELECT trial_id, step, arg_max(value, ts) AS value FROM reports "
+        "WHERE search_id = ? AND step IS NOT NULL AND value IS NOT NULL GROUP BY trial_id, step",
+        params=[search_id]).pl()
+    if budget == "common":
+        if reports.is_empty():
+            raise ValueError("budget='common': the search has no intermediate reports")
+        budget = reports.group_by("trial_id").agg(pl.col("step").max())["step"].min()
+    elif isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise ValueError(f"budget must be a step (int) or 'common', got {budget!r}")
+    at = reports.filter(pl.col("step") == budget).select("trial_id", pl.col("value").alias("_v"))
+    # a budget level counts every trial that got there, pruned or not
+    out = table.join(at, on="trial_id", how="inner").with_columns(pl.col("_v").alias("value"))
+    return out.drop("_v").with_columns(pl.lit("complete").alias("state"))
+
+
+def design(source, store=None, *, params=None, include=("complete",), budget=None,
+           top_quantile=None, direction=None, log=None, as_of=None) -> Design:
+    """The unit-cube design of a source. See the module docstring."""
+    import polars as pl
+
+    table, space, recorded_direction = read(source, store, as_of=as_of, budget=budget)
+    direction = direction or recorded_direction
+    n0 = table.height
+    if "value" not in table.columns:
+        raise ValueError("the table needs a 'value' column (the objective)")
+    if "state" in table.columns and include is not None:
+        table = table.filter(pl.col("state").is_in(list(include)))
+    table = table.filter(pl.col("value").cast(pl.Float64).is_finite())
+    if top_quantile is not None:
+        if not 0 < top_quantile <= 1:
+            raise ValueError(f"top_quantile must be in (0, 1], got {top_quantile}")
+        if direction not in ("maximize", "minimize"):
+            raise ValueError("top_quantile needs direction='maximize' or 'minimize' for a table")
+        k = max(2, math.ceil(top_quantile * table.height))
+        table = table.sort("value", descending=direction == "maximize").head(k)
+    names = list(params) if params is not None else [c for c in table.columns if c not in TRIAL_COLUMNS]
+    missing_cols = [n for n in names if n not in table.columns]
+    if missing_cols:
+        raise ValueError(f"no column for param(s) {missing_cols}; columns are {table.columns}")
+    if not names:
+        raise ValueError("no param columns to analyse")
+    if table.height < 4:
+        raise ValueError(f"too few usable trials to analyse ({table.height}; failed, pruned "
+                         "and running trials are left out unless include= asks for them)")
+    log = set(log or ())
+    plist = [_param(n, table[n], space.get(n, {}), n in log) for n in names]
+    X = np.column_stack([p.to_unit(table[p.name].to_list()) for p in plist])
+    y = table["value"].cast(pl.Float64).to_numpy()
+    return Design(X, y, plist, direction, n0 - table.height)
+
+
+def _param(name, col, hint: dict, force_log: bool) -> Param:
+    import polars as pl
+
+    values = col.to_list()
+    present = [v for v in values if v is not None]
+    missing = (len(values) - len(present)) / len(values) if values else 0.0
+    dtype = col.dtype
+    if dtype == pl.Boolean:
+        return Param(name, "bool", categories=[False, True], missing=missing)
+    if dtype.is_numeric() and not hint.get("categories"):
+        kind = "int" if dtype.is_integer() else "float"
+        log = force_log or bool(hint.get("log"))
+        p = Param(name, kind, log=log, missing=missing)
+        scaled = [p._scale(v) for v in present] or [0.0]
+        lo, hi = min(scaled), max(scaled)
+        if hint.get("low") is not None and hint.get("high") is not None:
+            try:
+                lo = min(lo, p._scale(hint["low"]))
+                hi = max(hi, p._scale(hint["high"]))
+            except (TypeError, ValueError):
+                pass  # a space bound we cannot read: the trials' range it is
+        p.low, p.high = lo, hi
+        if kind == "int" and not log:
+            p.low, p.high = math.floor(lo), math.ceil(hi)
+        return p
+    cats = list(hint.get("categories") or [])
+    cats = [c for c in cats if c in set(present)] + sorted({v for v in present if v not in cats}, key=str)
+    return Param(name, "categorical", categories=cats, missing=missing)

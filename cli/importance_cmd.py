@@ -1,0 +1,57 @@
+"""``hptrack importance SEARCH``: which hyperparameters matter (hptrack.analysis.importance)."""
+
+from __future__ import annotations
+
+import click
+
+from .main import _AS_OF_OPT, _FORMAT_OPT, _emit, _store
+
+_METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=False)
+
+
+@click.command("importance")
+@click.argument("search")
+@click.option("--method", type=_METHODS, default="fanova", show_default=True,
+              help="fanova: share of the objective's variance over the whole space that each "
+                   "param explains alone; permutation: drop in held-out R^2 when a param is "
+                   "shuffled; impurity: a random forest's mean decrease in impurity.")
+@click.option("--interactions", "pairs", is_flag=True,
+              help="Show the pairwise interaction fractions (fanova second order) instead.")
+@click.option("--top-quantile", type=click.FloatRange(0, 1, min_open=True), default=None,
+              metavar="Q", help="Analyse only the best Q of the trials, e.g. 0.2.")
+@click.option("--budget", metavar="STEP", default=None,
+              help="Analyse every trial's reported value at STEP (or 'common': the last step "
+                   "all trials reached), pruned trials included.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_FORMAT_OPT
+@_AS_OF_OPT
+@click.pass_context
+def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, fmt, as_of):
+    """Importance of each hyperparameter of SEARCH (name or id).
+
+    'importance' is the method's own number (for fanova, the raw first-order
+    variance fraction: these sum to at most 1, the rest is interactions);
+    'share' is the same normalised to sum to 1, as Optuna prints it. Failed,
+    pruned and running trials are left out.
+
+    \b
+    Examples:
+      hptrack importance rf-random
+      hptrack importance rf-random --method permutation --format csv
+      hptrack importance rf-random --interactions
+    """
+    from hptrack.analysis.sensitivity import importance, interactions
+
+    if budget is not None and budget != "common":
+        try:
+            budget = int(budget)
+        except ValueError:
+            raise click.BadParameter("a step number or 'common'", param_hint="--budget") from None
+    kw = {"store": _store(ctx), "seed": seed, "top_quantile": top_quantile, "budget": budget, "as_of": as_of}
+    if pairs:
+        if method != "fanova":
+            raise click.BadParameter("interactions come from fanova only", param_hint="--method")
+        df = interactions(search, **kw)
+    else:
+        df = importance(search, method=method.lower(), **kw)
+    _emit(df, fmt)

@@ -1,0 +1,291 @@
+"""Sensitivity analysis (hptrack.analysis.importance / interactions / marginals)
+checked against functions whose variance decomposition is known analytically."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from hptrack.analysis.sensitivity import importance, interactions, marginals
+from hptrack.analysis.source import design
+from hptrack.api import search
+
+ISHIGAMI = {"x1": 0.314, "x2": 0.442, "x3": 0.0}
+ISHIGAMI_X1X3 = 0.244
+
+
+def ishigami(x1, x2, x3, a=7.0, b=0.1):
+    return np.sin(x1) + a * np.sin(x2) ** 2 + b * x3 ** 4 * np.sin(x1)
+
+
+@pytest.fixture(scope="module")
+def ishigami_store(tmp_path_factory):
+    """2,000 random trials of Ishigami plus two ignored params, recorded through the API."""
+    store = str(tmp_path_factory.mktemp("ishigami") / "store")
+    rng = np.random.default_rng(42)
+    space = {f"x{i}": {"low": -math.pi, "high": math.pi} for i in (1, 2, 3)}
+    space |= {"dummy_a": {"low": 0.0, "high": 1.0}, "dummy_b": [1, 2, 3, 4, 5]}
+    with search("ishigami", strategy="random", direction="minimize", space=space, store=store,
+                durability="batch", seed=42) as s:
+        for _ in range(2000):
+            x = rng.uniform(-math.pi, math.pi, 3)
+            params = {"x1": float(x[0]), "x2": float(x[1]), "x3": float(x[2]),
+                      "dummy_a": float(rng.random()), "dummy_b": int(rng.integers(1, 6))}
+            s.trial(params).complete(float(ishigami(*x)))
+    return store
+
+
+def test_ishigami_first_order_fractions_match_sobol(ishigami_store):
+    df = importance("ishigami", store=ishigami_store)
+    got = dict(zip(df["param"], df["importance"]))
+    for p, truth in ISHIGAMI.items():
+        assert got[p] == pytest.approx(truth, abs=0.05), (p, got)
+    assert got["dummy_a"] < 0.02 and got["dummy_b"] < 0.02
+    assert df["param"][0] == "x2"
+    assert df["variance_fraction"].to_list() == df["importance"].to_list()
+    assert sum(df["share"]) == pytest.approx(1.0)
+    assert sum(df["importance"]) <= 1.0
+    assert (df["std"] >= 0).all() and (df["std"] < 0.05).all()
+
+
+def test_ishigami_interaction_carries_the_rest(ishigami_store):
+    df = interactions("ishigami", store=ishigami_store)
+    assert df.columns == ["param_a", "param_b", "importance", "std"]
+    assert df.height == 10
+    top = df.row(0, named=True)
+    assert {top["param_a"], top["param_b"]} == {"x1", "x3"}
+    assert top["importance"] == pytest.approx(ISHIGAMI_X1X3, abs=0.05)
+    assert df["importance"][1:].max() < 0.02
+
+
+def test_cli_importance(ishigami_store):
+    from click.testing import CliRunner
+    from hptrack.cli.main import cli
+
+    r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "ishigami",
+                                 "--method", "impurity", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.output)
+    assert rows[0]["param"] in ("x1", "x2") and set(rows[0]) >= {"importance", "std", "share"}
+    r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "ishigami",
+                                 "--interactions", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[0] == "param_a,param_b,importance,std" and lines[1].startswith("x1,x3,")
+    r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "nope"])
+    assert r.exit_code == 1 and "no search named 'nope'" in r.output
+
+
+def _uniform_table(n, bounds, f, seed=0):
+    rng = np.random.default_rng(seed)
+    cols = {k: rng.uniform(lo, hi, n) for k, (lo, hi) in bounds.items()}
+    return pl.DataFrame({**cols, "value": f(**cols)})
+
+
+def test_linear_function_matches_coefficients():
+    coef = {"a": 3.0, "b": -2.0, "c": 1.0, "d": 0.0}
+    bounds = {"a": (0, 1), "b": (0, 2), "c": (-1, 2), "d": (0, 1)}
+    df = _uniform_table(800, bounds, lambda **c: sum(coef[k] * c[k] for k in coef))
+    var = {k: coef[k] ** 2 * (hi - lo) ** 2 / 12 for k, (lo, hi) in bounds.items()}
+    total = sum(var.values())
+    got = importance(df, n_trees=200, n_members=3)
+    for p, v in zip(got["param"], got["importance"]):
+        assert v == pytest.approx(var[p] / total, abs=0.03), p
+
+
+def test_rank_agreement_with_optuna_fanova():
+    import optuna
+    from scipy.stats import spearmanr
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(t):
+        p = [t.suggest_float(f"p{i}", 0, 1) for i in range(4)]
+        return 4 * p[0] ** 2 + 2 * math.sin(3 * p[1]) + 0.7 * p[2] + 0.05 * p[3]
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=200)
+    theirs = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    table = pl.DataFrame([{**t.params, "value": t.value} for t in study.trials])
+    ours = importance(table, n_trees=150, n_members=2)
+    mine = dict(zip(ours["param"], ours["share"]))
+    names = sorted(theirs)
+    assert ours["param"][0] == max(theirs, key=theirs.get)
+    rho = spearmanr([theirs[n] for n in names], [mine[n] for n in names]).statistic
+    assert rho >= 0.8
+
+
+def test_deterministic_for_a_fixed_seed():
+    df = _uniform_table(300, {"a": (0, 1), "b": (0, 1), "c": (0, 1)},
+                        lambda a, b, c: a * b + np.sin(4 * c))
+    kw = {"n_trees": 60, "n_members": 2}
+    first, again = importance(df, seed=3, **kw), importance(df, seed=3, **kw)
+    assert first.equals(again)
+    assert not first.equals(importance(df, seed=4, **kw))
+    for method in ("permutation", "impurity"):
+        assert importance(df, method=method, seed=1, n_trees=30).equals(
+            importance(df, method=method, seed=1, n_trees=30))
+
+
+def test_permutation_and_impurity_rank_the_dominant_param_first():
+    df = _uniform_table(400, {"a": (0, 1), "b": (0, 1), "c": (0, 1)},
+                        lambda a, b, c: 5 * a + b + 0 * c)
+    for method in ("permutation", "impurity"):
+        got = importance(df, method=method, n_trees=50)
+        assert got["param"].to_list()[:2] == ["a", "b"], method
+        assert got["variance_fraction"].null_count() == 3
+        assert sum(got["share"]) == pytest.approx(1.0)
+
+
+def test_log_scale_from_the_recorded_space(tmp_path):
+    """A log-uniform param is uniform on the log scale: analysed there when the space says so."""
+    store = str(tmp_path / "s")
+    rng = np.random.default_rng(1)
+    with search("logs", space={"lr": {"low": 1e-5, "high": 1e-1, "log": True},
+                               "width": {"distribution": "uniform", "args": [0, 10], "kwds": {}}},
+                store=store, durability="batch") as s:
+        for _ in range(300):
+            lr, width = 10 ** rng.uniform(-5, -1), rng.uniform(0, 10)
+            s.trial({"lr": lr, "width": width}).complete(math.log10(lr) + 0.2 * width)
+    d = design("logs", store=store)
+    lr = d.params[d.names.index("lr")]
+    assert lr.log and lr.low == pytest.approx(-5, abs=0.01) and lr.high == pytest.approx(-1, abs=0.01)
+    col = d.X[:, d.names.index("lr")]
+    assert 0.4 < col.mean() < 0.6  # uniform on the log scale
+    # on the linear scale the same values crowd at the low end
+    linear = design(pl.DataFrame({"lr": 10 ** ((col * 4) - 5), "value": d.y}))
+    assert linear.X[:, 0].mean() < 0.2
+    # log10(lr) has var 16/12, 0.2*width has var 4/12: fractions 0.8 and 0.2
+    got = dict(importance("logs", store=store, n_trees=150, n_members=2).select("param", "importance").iter_rows())
+    assert got["lr"] == pytest.approx(0.8, abs=0.05) and got["width"] == pytest.approx(0.2, abs=0.05)
+    assert design("logs", store=store, log=["width"]).params[1].log
+
+
+def test_categorical_bool_conditional_and_excluded_states(tmp_path):
+    store = str(tmp_path / "s")
+    rng = np.random.default_rng(2)
+    effect = {"adam": 2.0, "sgd": 0.0, "rmsprop": 1.0}
+    with search("mixed", store=store, durability="batch") as s:
+        for i in range(400):
+            opt = ["adam", "sgd", "rmsprop"][i % 3]
+            flag = bool(rng.integers(2))
+            params = {"opt": opt, "flag": flag, "noise": float(rng.random())}
+            y = effect[opt] + 0.5 * flag
+            if opt == "sgd":  # conditional: momentum exists only for sgd
+                params["momentum"] = float(rng.uniform(0, 1))
+                y += params["momentum"]
+            s.trial(params).complete(y)
+        for i in range(30):  # failed and pruned trials with absurd values must not count
+            t = s.trial({"opt": "adam", "flag": True, "noise": 0.5})
+            t.report(1, 1e6)
+            t.prune(1) if i % 2 else t.fail("boom")
+    d = design("mixed", store=store)
+    assert d.X.shape == (400, 4) and d.n_excluded == 30
+    kinds = {p.name: p.kind for p in d.params}
+    assert kinds == {"opt": "categorical", "flag": "bool", "noise": "float", "momentum": "float"}
+    momentum = d.params[d.names.index("momentum")]
+    assert momentum.missing == pytest.approx(2 / 3, abs=0.01)
+    assert momentum.from_unit(0.99) is None
+    df = importance("mixed", store=store, n_trees=100, n_members=2)
+    ranked = df["param"].to_list()
+    assert ranked[0] == "opt" and ranked[-1] == "noise"
+    assert df.filter(pl.col("param") == "noise")["importance"][0] < 0.02
+    assert design("mixed", store=store, include=("complete", "pruned", "failed")).X.shape[0] >= 400
+    m = marginals("mixed", "opt", store=store, n_trees=100, n_members=2)
+    curve = dict(zip(m["value"], m["mean"]))
+    assert curve["adam"] > curve["rmsprop"] > curve["sgd"] - 0.3
+
+
+def test_top_quantile_and_budget(tmp_path):
+    store = str(tmp_path / "s")
+    rng = np.random.default_rng(3)
+    with search("budgeted", store=store, direction="minimize", durability="batch") as s:
+        for i in range(200):
+            a, b = float(rng.random()), float(rng.random())
+            t = s.trial({"a": a, "b": b})
+            t.report(1, a)      # early on only a matters
+            t.report(2, b)      # later only b
+            t.prune(2) if i % 4 == 0 else t.complete(b)
+    early = importance("budgeted", store=store, budget=1, n_trees=100, n_members=2)
+    assert early["param"][0] == "a" and early["importance"][0] > 0.9
+    late = importance("budgeted", store=store, budget="common", n_trees=100, n_members=2)
+    assert late["param"][0] == "b"
+    assert design("budgeted", store=store, budget=1).X.shape[0] == 200  # pruned trials count
+    assert design("budgeted", store=store, top_quantile=0.25).X.shape[0] == 38
+    best = design("budgeted", store=store, top_quantile=0.25)
+    assert best.y.max() <= np.quantile(design("budgeted", store=store).y, 0.26)
+
+
+def test_marginal_curve_of_a_linear_param():
+    df = _uniform_table(400, {"a": (0, 2), "b": (0, 1)}, lambda a, b: 3 * a + b)
+    m = marginals(df, "a", grid=5, n_trees=150, n_members=2)
+    assert m.columns == ["value", "mean", "std"] and m.height == 5
+    assert m["value"][0] == pytest.approx(0, abs=0.01) and m["value"][-1] == pytest.approx(2, abs=0.01)
+    slope = np.polyfit(m["value"].to_numpy(), m["mean"].to_numpy(), 1)[0]
+    assert slope == pytest.approx(3, rel=0.15)
+
+
+def test_bad_input_is_refused_clearly():
+    df = pl.DataFrame({"a": [1.0, 2.0, 3.0, 4.0, 5.0], "value": [1.0, 2, 3, 4, 5]})
+    with pytest.raises(ValueError, match="method"):
+        importance(df, method="shap")
+    with pytest.raises(ValueError, match="'value' column"):
+        importance(df.drop("value"))
+    with pytest.raises(ValueError, match="direction"):
+        importance(df, top_quantile=0.5)
+    with pytest.raises(TypeError, match="source"):
+        importance([1, 2, 3])
+    with pytest.raises(ValueError, match="no param 'z'"):
+        marginals(df, "z")
+
+
+def test_progress_bar_stays_off_without_a_terminal(monkeypatch):
+    from hptrack.analysis import sensitivity
+
+    bar = sensitivity._Progress(3, "fanova", delay=0.0)
+    bar(1)
+    assert bar.bar is None  # pytest's stderr is not a TTY
+    monkeypatch.setattr(sensitivity, "_tty", lambda: True)
+    bar = sensitivity._Progress(3, "fanova", delay=0.0)
+    bar(1)
+    assert bar.bar is not None  # past the delay on a terminal it shows
+    bar.close()
+    quick = sensitivity._Progress(3, "fanova", delay=60.0)
+    quick(3)
+    assert quick.bar is None  # a fast computation never shows one
+
+
+def test_forest_surrogate_of_the_paper_is_available():
+    df = _uniform_table(400, {"a": (0, 1), "b": (0, 1), "c": (0, 1)}, lambda a, b, c: 2 * a + b)
+    got = importance(df, surrogate="forest", n_trees=32)
+    assert got["param"].to_list() == ["a", "b", "c"]
+    assert got["importance"][0] == pytest.approx(0.8, abs=0.05)
+    with pytest.raises(ValueError, match="surrogate"):
+        importance(df, surrogate="gp")
+
+
+def test_pandas_tables_are_accepted():
+    import pandas as pd
+    df = _uniform_table(200, {"a": (0, 1), "b": (0, 1)}, lambda a, b: 3 * a + b)
+    got = importance(df.to_pandas(), n_trees=60, n_members=2)
+    assert got["param"].to_list() == ["a", "b"]
+    assert isinstance(df.to_pandas(), pd.DataFrame)
+
+
+def test_space_hints_of_the_integrations():
+    from hptrack.analysis.source import space_hint
+
+    optuna_json = {"name": "FloatDistribution",
+                   "attributes": {"low": 1e-5, "high": 0.1, "log": True, "step": None}}
+    assert space_hint(optuna_json) == {"low": 1e-5, "high": 0.1, "log": True}
+    assert space_hint({"name": "CategoricalDistribution",
+                       "attributes": {"choices": ["a", "b"]}}) == {"categories": ["a", "b"]}
+    assert space_hint({"distribution": "loguniform", "args": [1e-3, 1.0], "kwds": {}}) == \
+        {"log": True, "low": 1e-3, "high": 1.0}
+    assert space_hint({"type": "Real", "low": 1e-4, "high": 1.0, "prior": "log-uniform"})["log"]
+    assert space_hint([3, 5, 7]) == {"low": 3, "high": 7}
+    assert space_hint(["gini", "entropy"]) == {"categories": ["gini", "entropy"]}
