@@ -15,6 +15,7 @@ Read::
 """
 
 from .api import Search, Trial, search, track
+from .early_stopping import EarlyStopping
 from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
 from .maintenance import compact, verify
 from .overview import ls, show
@@ -27,7 +28,16 @@ from .writer import Writer
 __version__ = "0.1.0"
 
 __all__ = [
-    "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION", "Search",
+    "EarlyStopping", "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION",
+    "Search",
     "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "compact", "connect", "ls", "query",
     "search", "show", "track", "trials", "verify",
 ]
+
+
+def __getattr__(name):
+    # integrations with heavy optional dependencies (Optuna, process pools) load on first use
+    if name in ("optuna", "pbt"):
+        import importlib
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'hptrack' has no attribute {name!r}")

@@ -69,7 +69,7 @@ class Search:
     """A named search in a store. Use :func:`search` to open one."""
 
     def __init__(self, name, *, strategy="custom", direction="maximize", metric="value",
-                 space=None, seed=None, store=None, durability="trial", **attrs):
+                 space=None, seed=None, store=None, durability="trial", ts=None, **attrs):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"search name must be a non-empty string, got {name!r}")
         if strategy not in STRATEGIES:
@@ -93,7 +93,10 @@ class Search:
             "user": _user(), "pid": os.getpid(), "python": platform.python_version(),
         }
         info.update(attrs)
-        self.writer.write({"type": "search_started", "search_id": self.search_id, "payload": info})
+        started = {"type": "search_started", "search_id": self.search_id, "payload": info}
+        if ts is not None:  # importers (hptrack.optuna.import_study) keep the original time
+            started["ts"] = ts
+        self.writer.write(started)
 
     def trial(self, params=None, *, trial_number=None, ts=None) -> "Trial":
         """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None)."""
@@ -109,9 +112,12 @@ class Search:
         self.writer.write({"type": "annotation", "search_id": self.search_id,
                            "payload": {"text": text, **attrs}})
 
-    def finish(self, status="ok", **attrs) -> None:
-        self.writer.write({"type": "search_finished", "search_id": self.search_id,
-                           "payload": {"status": status, **attrs}})
+    def finish(self, status="ok", *, ts=None, **attrs) -> None:
+        event = {"type": "search_finished", "search_id": self.search_id,
+                 "payload": {"status": status, **attrs}}
+        if ts is not None:
+            event["ts"] = ts
+        self.writer.write(event)
         self.writer.flush()
 
     def __enter__(self):
@@ -127,7 +133,7 @@ class Search:
 
 
 def search(name, *, strategy="custom", direction="maximize", metric="value", space=None,
-           seed=None, store=None, durability="trial", **attrs) -> Search:
+           seed=None, store=None, durability="trial", ts=None, **attrs) -> Search:
     """Open the search ``name`` in ``store`` (default ./.hptrack or $HPTRACK_STORE).
 
     Opening a name that exists appends to that search. ``durability="trial"``
@@ -135,10 +141,11 @@ def search(name, *, strategy="custom", direction="maximize", metric="value", spa
     ``complete``/``fail``/``prune`` returns; ``"batch"`` buffers and flushes by
     size and at least every second, trading up to that much history on a crash
     for a few microseconds per trial. Extra keyword arguments are stored with
-    the search (e.g. ``dataset="breast_cancer"``).
+    the search (e.g. ``dataset="breast_cancer"``). ``ts`` backdates the
+    ``search_started`` event (for importers of old history).
     """
     return Search(name, strategy=strategy, direction=direction, metric=metric, space=space,
-                  seed=seed, store=store, durability=durability, **attrs)
+                  seed=seed, store=store, durability=durability, ts=ts, **attrs)
 
 
 def _user():
@@ -190,6 +197,20 @@ class Trial:
         self._append((now_us() if ts is None else schema.to_micros(ts), "trial_reported", self._sid,
                       self.trial_id, self.number, step, _opt_float("resource", resource),
                       _float("value", value), None, None, None, None, payload))
+
+    def set_params(self, params, *, ts=None, **attrs) -> None:
+        """Add or change params of a running trial, for spaces defined while the
+        trial runs (Optuna's ``suggest_*``, PBT). Written as an ``annotation``
+        event of this trial carrying ``params`` (the ``params`` view keeps the
+        last value per name) and ``attrs`` in its payload, e.g. distributions."""
+        self._check_running("set params of")
+        params = dict(params) if params else {}
+        encoded = [schema.encode_param(k, v) for k, v in params.items()]
+        payload = schema.encode_payload({"text": None, "set_params": list(params), **attrs})
+        self._append((now_us() if ts is None else schema.to_micros(ts), "annotation", self._sid,
+                      self.trial_id, self.number, None, None, None, None, None, None,
+                      encoded or None, payload))
+        self.params.update(params)
 
     def score(self, value, *, split="validation", fold=None, metric=None, ts=None, **attrs) -> None:
         """An extra evaluation: a fold score, a test score, a train score."""
@@ -270,6 +291,12 @@ class Trial:
         return f"<Trial {self.number} of {self.search.name!r} {self.state}>"
 
 
+def _is_optuna_trial(obj) -> bool:
+    # never import optuna here: only a program that already did can pass its Trial
+    mod = sys.modules.get("optuna.trial")
+    return mod is not None and isinstance(obj, mod.Trial)
+
+
 def _is_pruned(exc) -> bool:
     if isinstance(exc, Pruned):
         return True
@@ -311,6 +338,11 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
     Exceptions are recorded as failed trials and re-raised; ``hptrack.Pruned``
     and ``optuna.TrialPruned`` are recorded as pruned and re-raised. The search
     is opened at the first call.
+
+    An Optuna objective ``objective(trial)`` is recorded as Optuna runs it: each
+    ``suggest_*`` becomes a param with its distribution, each ``trial.report``
+    is written at once, and the study's direction, sampler and pruner go into
+    the search (see :mod:`hptrack.optuna`).
     """
     def decorate(fn):
         sig = inspect.signature(fn)
@@ -318,6 +350,12 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
+            if args and _is_optuna_trial(args[0]):
+                # only programs that use Optuna import it
+                from .optuna import run_objective
+                return run_objective(state, fn, args, kwargs, name=name, strategy=strategy,
+                                     metric=metric, space=space, seed=seed, store=store,
+                                     durability=durability, attrs=attrs)
             s = state.get("search")
             if s is None:
                 s = state["search"] = search(name, strategy=strategy, direction=direction,

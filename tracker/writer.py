@@ -20,6 +20,7 @@ parent's rows. At interpreter exit and on SIGTERM every writer flushes and seals
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401  (see below)
 import os
 import random
 import signal
@@ -34,6 +35,10 @@ from . import schema
 from .rows import to_table
 from .store import Store, resolve
 from .wal import LogFile, encode_rows
+
+# pyarrow imports pandas lazily, at the first conversion - possibly our seal at
+# exit, when pandas' import of concurrent.futures.thread can no longer register
+# its atexit hook and fails. Importing that module up front avoids it.
 
 FLUSH_INTERVAL_S = 1.0
 FALLBACK_ENV = "HPTRACK_FALLBACK_DIR"

@@ -1,0 +1,262 @@
+"""Optuna integration: record studies live (decorator or callback) or import old ones.
+
+Three ways in, one event shape:
+
+- ``@hptrack.track("name")`` on an objective ``objective(trial)``: every
+  ``suggest_*`` is written when it happens (params with their distribution),
+  every ``trial.report(value, step)`` too (extra keyword metrics such as
+  ``lr=`` are accepted and recorded), ``TrialPruned`` ends the trial as pruned
+  at its last reported step, and the return value (one or several) completes it.
+- ``study.optimize(objective, callbacks=[hptrack.optuna.Callback()])``: every
+  finished trial with its intermediate values, state, datetimes and user attrs.
+- ``hptrack.optuna.import_study(storage, study_name)``: an existing study with
+  its original timestamps.
+
+A trial is ``trial_started`` (at Optuna's ``datetime_start``), then an
+``annotation`` carrying the params and ``payload.distributions`` (one per
+suggest on the live path, one for all params otherwise), its reports, an
+``annotation`` with ``payload.user_attrs`` if any, then the terminal event.
+Multi-objective values are in ``payload.values`` of ``trial_completed``; its
+``value`` column holds the first objective.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from datetime import datetime, timezone
+
+import optuna
+from optuna.distributions import distribution_to_json
+from optuna.trial import TrialState
+
+from . import schema
+from .api import _is_pruned, search
+from .writer import now_us
+
+# Optuna sampler class -> hptrack strategy; anything else is "custom".
+_STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",
+             "GPSampler": "bayes", "BoTorchSampler": "bayes", "QMCSampler": "random"}
+
+
+def describe(obj):
+    """A JSON description of a sampler or pruner: its class and scalar settings."""
+    if obj is None:
+        return None
+    settings = {}
+    for key, value in vars(obj).items():
+        key = key.lstrip("_")
+        if value is None or isinstance(value, (bool, int, float, str)):
+            settings[key] = value
+        elif isinstance(value, (optuna.samplers.BaseSampler, optuna.pruners.BasePruner)):
+            settings[key] = describe(value)  # wrappers: PatientPruner, PartialFixedSampler
+        elif hasattr(value, "_asdict"):  # TPE's parzen estimator parameters
+            settings[key] = {k: v for k, v in value._asdict().items()
+                             if v is None or isinstance(v, (bool, int, float, str))}
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (int, float, str)) for v in value):
+            settings[key] = list(value)
+    cls = type(obj)
+    return {"class": f"{cls.__module__.split('._')[0]}.{cls.__qualname__}", "settings": settings}
+
+
+def _utc(dt):
+    # Optuna stores naive local times; astimezone() reads a naive time as local
+    return None if dt is None else dt.astimezone(timezone.utc)
+
+
+def _open(name, study, *, store=None, strategy="custom", metric="value", space=None, seed=None,
+          durability="trial", ts=None, attrs=None):
+    directions = [d.name.lower() for d in study.directions]
+    sampler = study.sampler
+    if strategy == "custom":
+        strategy = _STRATEGY.get(type(sampler).__name__, "custom")
+    # Optuna 5 samplers do not keep their seed; pass seed= to record it
+    extra = dict(attrs or {})
+    if len(directions) > 1:
+        extra.setdefault("directions", directions)
+    return search(name, strategy=strategy, direction=directions[0], metric=metric, space=space,
+                  seed=seed if isinstance(seed, int) else None, store=store,
+                  durability=durability, ts=ts, sampler=describe(sampler),
+                  pruner=describe(study.pruner), optuna_study=study.study_name, **extra)
+
+
+def _complete(t, values, ts=None):
+    """End ``t`` with one objective value or several (multi-objective)."""
+    if isinstance(values, (list, tuple)):
+        values = list(values)
+        if len(values) == 1:
+            values = values[0]
+    if not isinstance(values, list):
+        t.complete(values, ts=ts)
+        return
+    bad = [v for v in values if not schema.is_finite_number(v)]
+    if bad:
+        t.fail(f"objective values contain {bad[0]!r}", ts=ts)
+        return
+    t._check_running("complete")
+    t.state = "complete"
+    t._end((now_us() if ts is None else schema.to_micros(ts), "trial_completed", t._sid,
+            t.trial_id, t.number, None, None, float(values[0]), None, None, None, None,
+            schema.encode_payload({"values": [float(v) for v in values]})))
+
+
+def _distributions(dists):
+    return {k: _json_dist(d) for k, d in dists.items()}
+
+
+def _json_dist(dist):
+    return json.loads(distribution_to_json(dist))
+
+
+# --- the decorator path -----------------------------------------------------------------
+
+def run_objective(state, fn, args, kwargs, *, name, strategy, metric, space, seed, store,
+                  durability, attrs):
+    """One call of a ``@hptrack.track`` objective given an Optuna trial (see module doc)."""
+    trial = args[0]
+    with state.setdefault("lock", threading.Lock()):  # n_jobs>1 threads share the wrapper
+        s = state.get("search")
+        if s is None:
+            s = state["search"] = _open(name, trial.study, store=store, strategy=strategy,
+                                        metric=metric, space=space, seed=seed,
+                                        durability=durability, attrs=attrs)
+    t = s.trial({}, trial_number=trial.number, ts=_utc(trial.datetime_start))
+    steps = _instrument(trial, t)
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        _user_attrs(t, trial.user_attrs)
+        if _is_pruned(exc):
+            step = getattr(exc, "step", None)
+            t.prune(step if isinstance(step, int) else (max(steps) if steps else None))
+        else:
+            t.fail(exc)
+        raise
+    finally:
+        _uninstrument(trial)
+    if t.state == "running":
+        _user_attrs(t, trial.user_attrs)
+        _complete(t, result)
+    return result
+
+
+_HOOKED = ("suggest_float", "suggest_int", "suggest_categorical", "report")
+
+
+def _instrument(trial, t):
+    """Hook the Optuna trial's own methods (on the instance) so the objective keeps
+    a real ``optuna.trial.Trial`` (isinstance checks, pruning callbacks) and every
+    suggest and report is written when it happens. Returns the reported steps."""
+    steps = set()
+
+    def hook_suggest(method):
+        @functools.wraps(method)
+        def suggest(name, *a, **kw):
+            value = method(name, *a, **kw)
+            if name not in t.params or t.params[name] != value:
+                t.set_params({name: value},
+                             distributions={name: _json_dist(trial.distributions[name])})
+            return value
+        return suggest
+
+    real_report = trial.report
+
+    @functools.wraps(real_report)
+    def report(value, step, **metrics):
+        real_report(value, step)
+        if step not in steps:  # Optuna keeps the first value of a repeated step
+            steps.add(step)
+            t.report(step, value, **metrics)
+
+    for method in _HOOKED[:-1]:
+        setattr(trial, method, hook_suggest(getattr(trial, method)))
+    trial.report = report
+    trial._hptrack_trial = t
+    return steps
+
+
+def _uninstrument(trial):
+    for method in _HOOKED + ("_hptrack_trial",):
+        trial.__dict__.pop(method, None)
+
+
+def hptrack_trial(trial):
+    """The :class:`hptrack.Trial` recording an Optuna trial inside a ``@hptrack.track``
+    objective (e.g. for ``t.score(...)`` or ``EarlyStopping(trial=...)``), else None."""
+    return getattr(trial, "_hptrack_trial", None)
+
+
+def _user_attrs(t, attrs, ts=None):
+    if attrs:
+        t.set_params({}, ts=ts, user_attrs=attrs)
+
+
+# --- the callback path and import --------------------------------------------------------
+
+def _record(s, ft):
+    """Write one FrozenTrial with its own timestamps. Running/waiting trials stay running."""
+    start = _utc(ft.datetime_start) or datetime.now(timezone.utc)
+    end = _utc(ft.datetime_complete) or start
+    t = s.trial({}, trial_number=ft.number, ts=start)
+    if ft.params:
+        t.set_params(ft.params, ts=start, distributions=_distributions(ft.distributions))
+    for step in sorted(ft.intermediate_values):
+        # Optuna keeps no time per report; they are known at the end at the latest
+        t.report(step, ft.intermediate_values[step], ts=end)
+    _user_attrs(t, ft.user_attrs, ts=end)
+    if ft.state == TrialState.COMPLETE:
+        _complete(t, ft.values, ts=end)
+    elif ft.state == TrialState.PRUNED:
+        t.prune(ft.last_step, ts=end)
+    elif ft.state == TrialState.FAIL:
+        t.fail(ft.system_attrs.get("fail_reason") or "failed in Optuna", ts=end)
+    return t
+
+
+class Callback:
+    """Record every finished trial of ``study.optimize(..., callbacks=[Callback()])``.
+
+    ``name`` defaults to the study's name. Safe with ``n_jobs>1`` and with
+    several processes optimizing one study: each records the trials it ran.
+    """
+
+    def __init__(self, name=None, store=None, **attrs):
+        self.name, self.store, self.attrs = name, store, attrs
+        self._search = None
+        self._lock = threading.Lock()
+
+    def search(self, study):
+        with self._lock:
+            if self._search is None:
+                self._search = _open(self.name or study.study_name, study, store=self.store,
+                                     attrs=self.attrs)
+            return self._search
+
+    def __call__(self, study, frozen_trial):
+        _record(self.search(study), frozen_trial)
+
+
+def import_study(storage, study_name, store=None, *, name=None):
+    """Write an existing Optuna study (a storage URL or object) as the search
+    ``name`` (default: the study name), keeping the original timestamps.
+    Returns the search id. Importing twice appends the trials twice."""
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    starts = [_utc(t.datetime_start) for t in trials if t.datetime_start is not None]
+    ends = [_utc(t.datetime_complete) for t in trials if t.datetime_complete is not None]
+    space = {}
+    for ft in trials:
+        space.update(_distributions(ft.distributions))
+    s = _open(name or study_name, study, store=store, space=space or None,
+              ts=min(starts) if starts else None, durability="batch",
+              attrs={"imported_from": "optuna",
+                     "user_attrs": study.user_attrs or None})
+    for ft in trials:
+        _record(s, ft)
+    last = max(starts + ends) if starts else None
+    s.finish("ok", ts=last, imported_trials=len(trials))
+    return s.search_id
+
+
+__all__ = ["Callback", "describe", "hptrack_trial", "import_study", "run_objective"]
