@@ -68,5 +68,5 @@ def _show(value) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(output.cell(v, digits=5) for v in value) + "]"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={output.cell(v, digits=5)}" for k, v in value.items())
+        return ", ".join(f"{k}={'None' if v is None else output.cell(v, digits=5)}" for k, v in value.items())
     return output.cell(value, digits=5)

@@ -146,7 +146,7 @@ _AS_OF_OPT = click.option("--as-of", metavar="TIME", default=None,
 
 # --- ls ----------------------------------------------------------------------------
 def _started(value) -> str:
-    return output.cell(value, seconds=True)[:16]
+    return output.cell(value, seconds=True)[5:16]  # MM-DD HH:MM: the year rarely helps here
 
 
 def _trial_counts(row) -> str:
@@ -186,11 +186,12 @@ def ls_cmd(ctx, fmt, as_of):
         rows.append([r["name"], r["strategy"] or "", objective, _trial_counts(r),
                      output.cell(r["best"], digits=5), _started(r["started_at"])])
     # Within 80 columns for usual names; only the trials cell folds when squeezed.
-    _print(output.table(["search", "strategy", "objective", "trials", "best", "started (UTC)"], rows,
+    _print(output.table(["search", "strategy", "objective", "trials", "best", "started UTC"], rows,
                         numeric={"best"},
                         # a name is an identifier people copy: never fold it; the trials
-                        # cell is the one that folds when the table is squeezed
-                        no_wrap={"search", "strategy", "objective", "best", "started (UTC)"}))
+                        # cell is the one that wraps (between words) when the table is squeezed
+                        no_wrap={"search", "strategy", "objective", "best", "started UTC"},
+                        min_widths={"trials": 7}))
 
 
 # --- show --------------------------------------------------------------------------

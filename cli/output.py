@@ -100,8 +100,9 @@ def cell(value, *, digits=6, seconds=False) -> str:
     return str(value)
 
 
-def table(columns, rows, *, title=None, numeric=(), no_wrap=()):
-    """A rich Table; ``numeric`` columns are right-aligned, ``no_wrap`` ones never fold."""
+def table(columns, rows, *, title=None, numeric=(), no_wrap=(), min_widths=None):
+    """A rich Table; ``numeric`` columns are right-aligned, ``no_wrap`` ones never fold,
+    ``min_widths`` maps a column to the width it never shrinks below."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -113,7 +114,7 @@ def table(columns, rows, *, title=None, numeric=(), no_wrap=()):
     for c in columns:
         # Text, not str: a value such as "[red]" must print as itself, not as markup.
         t.add_column(Text(c, style="bold"), justify="right" if c in numeric else "left", overflow="fold",
-                     no_wrap=c in no_wrap)
+                     no_wrap=c in no_wrap, min_width=(min_widths or {}).get(c))
     for r in rows:
         t.add_row(*(Text(v) for v in r))
     return t
