@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-TRIAL_COLUMNS = ("trial_number", "trial_id", "state", "value", "started_at", "finished_at",
-                 "duration_s", "last_step", "error")
-MISSING = "<missing>"
+from ..read import TRIAL_COLUMNS
 
 
 @dataclass

@@ -12,9 +12,6 @@ from dataclasses import dataclass, field
 
 from .read import connect, resolve_search, trials as trials_of
 
-LS_COLUMNS = ("name", "strategy", "metric", "direction", "n_trials", "n_complete", "n_failed",
-              "n_pruned", "n_running", "best", "best_trial", "started_at", "finished_at", "search_id")
-
 # The best value follows the search's direction; only complete trials count,
 # a failed or pruned trial's last value is not a result.
 _LS_SQL = """

@@ -35,7 +35,6 @@ EVENT_TYPES = (
     "search_finished",
     "annotation",
 )
-TRIAL_END_TYPES = ("trial_completed", "trial_failed", "trial_pruned")
 
 # Order of the fields of a row, as the writer keeps and logs it.
 ROW_FIELDS = (
