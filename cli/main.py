@@ -354,12 +354,15 @@ from .compare_cmd import compare_cmd  # noqa: E402
 cli.add_command(compare_cmd)
 from .importance_cmd import importance_cmd  # noqa: E402
 cli.add_command(importance_cmd)
+from .report_cmd import report_cmd  # noqa: E402
+cli.add_command(report_cmd)
+from .demo_cmd import demo_cmd  # noqa: E402
+cli.add_command(demo_cmd)
+from .export_cmd import export_cmd  # noqa: E402
+cli.add_command(export_cmd)
 
 
 def main(argv=None):
     """Console-script entry point."""
     return cli.main(args=argv, prog_name="hptrack")
 
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

@@ -37,7 +37,12 @@ __all__ = [
 
 def __getattr__(name):
     # integrations with heavy optional dependencies (Optuna, process pools) load on first use
-    if name in ("optuna", "pbt"):
-        import importlib
+    import importlib
+    if name in ("optuna", "pbt", "demo"):
         return importlib.import_module(f".{name}", __name__)
+    # hptrack.report / hptrack.export: functions whose modules load on first use
+    if name == "report":
+        return importlib.import_module(".analysis.report", __name__).report
+    if name == "export":
+        return importlib.import_module(".exports", __name__).export
     raise AttributeError(f"module 'hptrack' has no attribute {name!r}")

@@ -1,0 +1,503 @@
+"""What happened in a store, and what to do next: ``hptrack report``.
+
+``build(searches, store, as_of)`` reads one consistent snapshot of the store
+(every view folded as of one instant) and runs the analyses per search:
+best configuration, trials by state, wall time, importance, overfitting
+diagnostics, and a strategy comparison for searches that share a task
+(``dataset`` attribute) and metric. ``render_terminal`` prints it with rich;
+``hptrack.analysis.report_html.write`` turns it into one offline HTML file.
+
+The snapshot is stated in every report: the as-of time and a sha256 over the
+sorted event ids it read, so ``hptrack report --as-of <time>`` rebuilds it.
+
+>>> r = hptrack.report()                       # prints, returns the Report
+>>> hptrack.report(["grid", "tpe"], html="report.html")
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .source import TRIAL_COLUMNS
+
+__all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "report"]
+
+MIN_TRIALS_IMPORTANCE = 8     # fANOVA on fewer complete trials is noise
+TOP_CONFIGS = 5               # configurations whose fold scores are shown
+N_MARGINALS = 2
+
+
+@dataclass
+class SearchReport:
+    name: str
+    search_id: str
+    strategy: str | None
+    direction: str
+    metric: str
+    task: str | None
+    seed: int | None
+    states: dict                       # state -> count
+    started_at: datetime | None
+    finished_at: datetime | None       # null while the search is still open
+    wall_s: float | None               # first trial start to last trial end (or as-of)
+    best: dict | None = None           # trial_number, trial_id, value, params
+    test_score: float | None = None
+    failed: list = field(default_factory=list)     # (trial_number, error)
+    pruned: list = field(default_factory=list)     # (trial_number, last_step)
+    running: list = field(default_factory=list)    # (trial_number, started_at)
+    importance: object = None          # polars (param, importance, std, ..., share)
+    importance_note: str | None = None
+    marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
+    diagnosis: object = None           # hptrack.analysis.overfitting.Diagnosis
+    diagnosis_note: str | None = None
+    trials: object = None              # hptrack.trials() frame
+    params: list = field(default_factory=list)
+    reports: object = None             # polars: trial_number, state, step, value
+    folds: object = None               # polars: trial_number, fold, value (top configs)
+    tests: object = None               # polars: trial_number, value (validation), test
+    lineage: object = None             # PBT forks, polars
+    schedule: object = None            # PBT winner's schedule, polars
+
+
+@dataclass
+class Group:
+    task: str | None
+    metric: str
+    direction: str
+    searches: list                     # names
+    comparison: object = None          # hptrack.analysis.compare.Comparison
+    note: str | None = None
+    best_strategy: str | None = None
+    best_reason: str | None = None
+
+
+@dataclass
+class Report:
+    store: str
+    as_of: datetime
+    events_sha256: str
+    n_events: int
+    searches: list
+    groups: list
+    built_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def snapshot(self) -> str:
+        return (f"as of {self.as_of.isoformat(timespec='microseconds')}; {self.n_events} events; "
+                f"sha256 {self.events_sha256[:16]}")
+
+
+# --- gathering ----------------------------------------------------------------------
+def build(searches=None, store=None, as_of=None, *, progress=None, seed=0) -> Report:
+    """Read the store once (as of ``as_of``, default now) and run every analysis."""
+    from hptrack.read import connect, parse_time, resolve_search
+    from hptrack.store import resolve
+
+    as_of = parse_time(as_of) if as_of is not None else datetime.now(timezone.utc)
+    con = connect(store, as_of)
+    if searches:
+        ids = [resolve_search(con, s)[0] for s in dict.fromkeys(searches)]
+    else:
+        ids = [r[0] for r in con.sql("SELECT search_id FROM searches ORDER BY started_at, name").fetchall()]
+    digest, n_events = _snapshot_hash(con, ids)
+    reports = []
+    with _Bar(progress, total=3 * len(ids) + 1) as bar:
+        for sid in ids:
+            reports.append(_search(con, sid, bar, seed, store, as_of))
+        groups = _groups(con, reports, bar, seed)
+    return Report(str(resolve(store)), as_of, digest, n_events, reports, groups)
+
+
+def _snapshot_hash(con, ids):
+    if not ids:
+        return hashlib.sha256(b"").hexdigest(), 0
+    marks = ",".join("?" * len(ids))
+    rows = con.sql(f"SELECT event_id FROM events WHERE search_id IN ({marks}) ORDER BY event_id",
+                   params=ids).fetchall()
+    h = hashlib.sha256()
+    for (eid,) in rows:
+        h.update(eid.encode() + b"\n")
+    return h.hexdigest(), len(rows)
+
+
+def _search(con, sid, bar, seed, store, as_of) -> SearchReport:
+    import polars as pl
+    from hptrack.read import trials as trials_frame
+
+    (name, strategy, direction, metric, started, finished, seed_, payload) = con.sql(
+        "SELECT name, strategy, direction, metric, started_at, finished_at, seed, payload "
+        "FROM searches WHERE search_id = ?", params=[sid]).fetchall()[0]
+    payload = json.loads(payload) if payload else {}
+    direction = direction or "maximize"
+    df = trials_frame(sid, con=con)
+    params = [c for c in df.columns if c not in TRIAL_COLUMNS]
+    states = {s: 0 for s in ("complete", "pruned", "failed", "running")}
+    for s, n in df.group_by("state").len().iter_rows():
+        states[s] = n
+    sr = SearchReport(name=name, search_id=sid, strategy=strategy, direction=direction,
+                      metric=metric or "value", task=payload.get("dataset") or payload.get("task"),
+                      seed=seed_, states=states, started_at=started, finished_at=finished,
+                      wall_s=_wall(df, as_of), trials=df, params=params)
+    sr.failed = [(n, e) for n, e in df.filter(pl.col("state") == "failed")
+                 .select("trial_number", "error").iter_rows()]
+    sr.pruned = [(n, s) for n, s in df.filter(pl.col("state") == "pruned")
+                 .select("trial_number", "last_step").iter_rows()]
+    sr.running = [(n, t) for n, t in df.filter(pl.col("state") == "running")
+                  .select("trial_number", "started_at").iter_rows()]
+    done = df.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
+    if done.height:
+        best = done.sort(["value", "trial_number"], descending=[direction == "maximize", False]).row(0, named=True)
+        sr.best = {"trial_number": best["trial_number"], "trial_id": best["trial_id"],
+                   "value": best["value"], "params": {p: best[p] for p in params}}
+    _tables(con, sr, done)
+    bar.advance(f"{name}: importance")
+    _importance(sr, done, store, as_of, seed)
+    bar.advance(f"{name}: diagnostics")
+    _diagnose(sr, con, seed)
+    bar.advance(f"{name}: done")
+    if strategy == "pbt":
+        _pbt(sr, con)
+    return sr
+
+
+def _wall(df, as_of):
+    """Seconds from the first trial's start to the last trial's end; running
+    trials count up to the snapshot's as-of time (so a rebuild gives the same)."""
+    if df.height == 0:
+        return None
+    start = df["started_at"].min()
+    end = df["finished_at"].max()
+    if df["finished_at"].null_count():
+        end = as_of if end is None else max(end, as_of)
+    return (end - start).total_seconds() if start is not None and end is not None else None
+
+
+def _tables(con, sr, done):
+    """The raw series the plots need, read from the same snapshot."""
+    import polars as pl
+
+    sid = sr.search_id
+    sr.reports = con.sql(
+        "SELECT t.trial_number, t.state, r.step, r.value FROM reports r JOIN trials t "
+        "USING (search_id, trial_id) WHERE r.search_id = ? ORDER BY t.trial_number, r.step, r.ts",
+        params=[sid]).pl()
+    top = done.sort("value", descending=sr.direction == "maximize").head(TOP_CONFIGS)
+    ids = top["trial_id"].to_list()
+    if ids:
+        marks = ",".join("?" * len(ids))
+        sr.folds = con.sql(
+            f"SELECT t.trial_number, s.fold, s.value, s.metric FROM scores s JOIN trials t "
+            f"USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'fold' "
+            f"AND s.trial_id IN ({marks}) ORDER BY t.value {'DESC' if sr.direction == 'maximize' else 'ASC'}, "
+            f"s.fold", params=[sid, *ids]).pl()
+        if sr.folds.height and sr.folds["metric"].n_unique() > 1:
+            keep = sr.metric if sr.metric in sr.folds["metric"].to_list() else sr.folds["metric"].mode()[0]
+            sr.folds = sr.folds.filter(pl.col("metric") == keep)
+    sr.tests = con.sql(
+        "SELECT t.trial_number, t.value, last(s.value ORDER BY s.ts) AS test FROM scores s "
+        "JOIN trials t USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'test' "
+        "GROUP BY ALL ORDER BY t.trial_number", params=[sid]).pl()
+    if sr.best is not None:
+        hit = sr.tests.filter(pl.col("trial_number") == sr.best["trial_number"])
+        sr.test_score = hit["test"][0] if hit.height else None
+
+
+def _importance(sr, done, store, as_of, seed):
+    from hptrack.analysis.sensitivity import importance, marginals
+
+    varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
+    if done.height < MIN_TRIALS_IMPORTANCE:
+        sr.importance_note = (f"skipped: {done.height} complete trial(s), importance needs at least "
+                              f"{MIN_TRIALS_IMPORTANCE}")
+        return
+    if not varying:
+        sr.importance_note = "skipped: no param varies over the complete trials"
+        return
+    try:
+        # by search id, so the recorded space (bounds, log scales) is used; same snapshot
+        kw = {"store": store, "as_of": as_of, "seed": seed, "n_members": 3, "n_trees": 150}
+        sr.importance = importance(sr.search_id, **kw)
+        for p in sr.importance["param"].head(N_MARGINALS).to_list():
+            sr.marginals[p] = marginals(sr.search_id, p, **kw)
+    except Exception as e:  # noqa: BLE001  (an analysis that cannot run is reported, not fatal)
+        sr.importance_note = f"not computed: {type(e).__name__}: {e}"
+
+
+def _diagnose(sr, con, seed):
+    from hptrack.analysis.overfitting import diagnose
+
+    try:
+        sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed, n_boot=500)
+    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+        sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
+
+
+def _pbt(sr, con):
+    from hptrack.pbt import lineage, schedule
+
+    try:
+        sr.lineage = lineage(sr.search_id, con=con)
+        if sr.best is not None:
+            sr.schedule = schedule(sr.search_id, sr.best["trial_id"], con=con)
+    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+        sr.diagnosis_note = (sr.diagnosis_note or "") + f" PBT lineage not read: {e}"
+
+
+def _groups(con, reports, bar, seed):
+    """Searches that share task, metric and direction are compared with each other."""
+    from hptrack.analysis.compare import compare
+
+    by_key: dict = {}
+    for r in reports:
+        by_key.setdefault((r.task, r.metric, r.direction), []).append(r)
+    groups = []
+    for (task, metric, direction), members in by_key.items():
+        g = Group(task, metric, direction, [m.name for m in members])
+        groups.append(g)
+        usable = [m for m in members if m.best is not None]
+        if len(members) < 2:
+            continue
+        if len(usable) < 2:
+            g.note = "no comparison: fewer than 2 of these searches have a complete trial"
+            continue
+        try:
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                g.comparison = compare([m.search_id for m in usable], con=con, seed=seed, n_boot=500)
+        except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+            g.note = f"no comparison: {type(e).__name__}: {e}"
+            continue
+        top = g.comparison.summary.row(0, named=True)
+        g.best_strategy = top["strategy"]
+        g.best_reason = (f"best mean rank over the common budget of {g.comparison.horizon:g} trials "
+                         f"(rank {top['mean_rank']:.2f}, best {metric} {top['final_best_mean']:.4f})")
+    bar.advance("comparison")
+    return groups
+
+
+class _Bar:
+    """A transient rich progress bar on stderr while the analyses run (only on a terminal)."""
+
+    def __init__(self, enabled, total):
+        self.enabled = _tty() if enabled is None else enabled
+        self.total, self.progress, self.task = total, None, None
+
+    def __enter__(self):
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.progress = Progress(console=Console(stderr=True), transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("report", total=self.total)
+        return self
+
+    def advance(self, label):
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=label[:40])
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _tty():
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --- terminal -------------------------------------------------------------------------
+def _num(v, digits=4):
+    if v is None:
+        return "None"
+    if isinstance(v, float):
+        return f"{v:.{digits}g}" if abs(v) >= 1e4 or (v != 0 and abs(v) < 1e-3) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _duration(s):
+    if s is None:
+        return "-"
+    if s < 120:
+        return f"{s:.1f}s"
+    return f"{s / 60:.1f}min" if s < 7200 else f"{s / 3600:.1f}h"
+
+
+def render_terminal(rep: Report, console=None) -> None:
+    """Print ``rep`` with rich: at most 80 columns wide when not on a terminal
+    (and then without colour codes), one block per group of comparable searches."""
+    from rich.console import Console
+
+    if console is None:
+        console = Console(width=None if sys.stdout.isatty() else 80, highlight=False)
+    console.rule("hptrack report")
+    console.print(f"store {rep.store}")
+    console.print(f"snapshot: as of {rep.as_of.isoformat(timespec='microseconds')}, {rep.n_events} events")
+    console.print(f"  sha256 {rep.events_sha256}", soft_wrap=True)
+    console.print(f"rebuild:  hptrack report --as-of {rep.as_of.isoformat(timespec='microseconds')}",
+                  soft_wrap=True)
+    if not rep.searches:
+        console.print("no searches in this snapshot")
+        return
+    by_name = {s.name: s for s in rep.searches}
+    for g in rep.groups:
+        console.print()
+        console.rule(f"task {g.task or '(no dataset attribute)'} - {g.direction} {g.metric} - "
+                     f"{len(g.searches)} search(es)")
+        for name in g.searches:
+            _print_search(console, by_name[name])
+        _print_group(console, g)
+
+
+def _say(console, markup, indent=2, hang=2):
+    """One paragraph, wrapped to the console with continuation lines indented."""
+    from rich.padding import Padding
+    from rich.text import Text
+
+    text = Text.from_markup(markup)
+    console.print(Padding(text, (0, 0, 0, indent)) if not hang else _Hanging(text, indent, hang))
+
+
+class _Hanging:
+    """Rich renderable: first line at ``indent``, the rest at ``indent + hang``."""
+
+    def __init__(self, text, indent, hang):
+        self.text, self.indent, self.hang = text, indent, hang
+
+    def __rich_console__(self, console, options):
+        from rich.segment import Segment
+
+        width = max(20, options.max_width - self.indent - self.hang)
+        lines = self.text.wrap(console, width)
+        for i, line in enumerate(lines):
+            yield Segment(" " * (self.indent + (self.hang if i else 0)))
+            yield from line.render(console)
+            yield Segment.line()
+
+
+def _status(s):
+    if s.running:
+        return f"running ({len(s.running)} trial(s) not finished)"
+    return "finished" if s.finished_at is not None else "open (never marked finished; no trial running)"
+
+
+def _print_search(console, s: SearchReport):
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print()
+    _say(console, f"[bold]{escape(s.name)}[/bold]  strategy {s.strategy or '-'}, "
+                  f"{s.direction} {s.metric}, {_status(s)}, wall time {_duration(s.wall_s)}", indent=0)
+    st = s.states
+    _say(console, f"trials: {sum(st.values())} = {st['complete']} complete, {st['pruned']} pruned, "
+                  f"{st['failed']} failed, {st['running']} running")
+    for n, err in s.failed[:5]:
+        _say(console, f"[red]failed[/red]  trial {n}: {escape(str(err or 'no error recorded'))}")
+    if len(s.failed) > 5:
+        _say(console, f"... and {len(s.failed) - 5} more failed trials")
+    if s.pruned:
+        steps = ", ".join(f"{n}@{'-' if st_ is None else st_}" for n, st_ in s.pruned[:8])
+        more = f" (+{len(s.pruned) - 8})" if len(s.pruned) > 8 else ""
+        _say(console, f"[yellow]pruned[/yellow]  trial@step: {steps}{more}")
+    for n, t in s.running[:5]:
+        since = t.isoformat(timespec="seconds") if t is not None else "?"
+        _say(console, f"[cyan]running[/cyan] trial {n}: started {since}, no result yet")
+    if s.best is None:
+        console.print("  best: none (no complete trial with a value)")
+    else:
+        b = s.best
+        test = f", test {_num(s.test_score)}" if s.test_score is not None else ""
+        _say(console, f"best: trial {b['trial_number']}, {s.metric} {_num(b['value'])}{test}")
+        params = ", ".join(f"{k}={_num(v)}" for k, v in b["params"].items())
+        _say(console, f"      {escape(params)}")
+    if s.importance is not None:
+        t = Table(title=None, box=None, pad_edge=False, show_header=True, header_style="bold")
+        t.add_column("  param (fANOVA)")
+        t.add_column("share", justify="right")
+        t.add_column("var. fraction", justify="right")
+        for row in s.importance.head(5).iter_rows(named=True):
+            t.add_row(f"  {row['param']}", f"{row['share']:.0%}", _num(row["importance"], 3))
+        _say(console, "importance:")
+        console.print(t)
+    else:
+        _say(console, f"importance: {s.importance_note}")
+    _print_diagnosis(console, s)
+
+
+def _print_diagnosis(console, s):
+    from rich.markup import escape
+
+    d = s.diagnosis
+    if d is None:
+        _say(console, f"diagnostics: {s.diagnosis_note}")
+        return
+    facts = []
+    if d.n_tied is not None:
+        facts.append(f"{d.n_tied} config(s) tied with the best over {d.n_folds} folds")
+    if d.optimistic_bias is not None:
+        facts.append(f"optimistic bias {_num(d.optimistic_bias)}, corrected best {_num(d.corrected_best)}")
+    if d.val_test_gap is not None:
+        facts.append(f"validation-test gap {_num(d.val_test_gap)}")
+    if d.p_best_stays_best is not None:
+        facts.append(f"P(best stays best) {d.p_best_stays_best:.2f}")
+    _say(console, "diagnostics: " + ("; ".join(facts) if facts else "none computed"))
+    for w in d.warnings:
+        _say(console, f"[yellow]warning:[/yellow] {escape(w)}")
+    for what, why in list(d.not_computed.items())[:3]:
+        if what != "all" and not str(why).startswith("no nested-CV run"):
+            _say(console, f"not computed: {escape(what)}: {escape(str(why))}")
+
+
+def _print_group(console, g: Group):
+    from rich.table import Table
+
+    if g.note:
+        console.print()
+        _say(console, g.note)
+    c = g.comparison
+    if c is None:
+        return
+    console.print()
+    t = Table(title=f"strategy comparison (by trials, common budget {c.horizon:g})", box=None,
+              header_style="bold", title_justify="left")
+    for col, j in (("strategy", "left"), ("searches", "right"), (f"best {g.metric}", "right"),
+                   ("at budget", "right"), ("AUC", "right"), ("mean rank", "right")):
+        t.add_column(col, justify=j)
+    for r in c.summary.iter_rows(named=True):
+        t.add_row(str(r["strategy"]), str(r["n_searches"]), _num(r["final_best_mean"]),
+                  _num(r["best_at_horizon_mean"]), _num(r["auc_mean"], 3), f"{r['mean_rank']:.2f}")
+    console.print(t)
+    _say(console, f"best strategy: [bold]{g.best_strategy}[/bold] - {g.best_reason}")
+    if c.tests.get("skipped"):
+        _say(console, f"significance tests: skipped, {c.tests['skipped']}")
+        if c.tests.get("n_blocks", 0) < 2:
+            _say(console, "one search per strategy: a difference this small may be noise; repeat "
+                          "each strategy over seeds to test it")
+    elif "friedman" in c.tests:
+        f = c.tests["friedman"]
+        _say(console, f"Friedman p = {f['p']:.3g} (Iman-Davenport p = {f['p_f']:.3g}) over "
+                      f"{c.tests['n_blocks']} seeds")
+
+
+# --- library entry point --------------------------------------------------------------
+def report(searches=None, store=None, html=None, as_of=None, *, console=None, progress=None,
+           quiet=False) -> Report:
+    """Build the report of ``searches`` (names or ids; default every search in the
+    store), print it to the terminal unless ``quiet``, and write it as one
+    self-contained HTML file when ``html`` is a path. Returns the Report."""
+    if isinstance(searches, str):
+        searches = [searches]
+    rep = build(searches, store, as_of, progress=progress)
+    if not quiet:
+        render_terminal(rep, console)
+    if html is not None:
+        from .report_html import write
+        write(rep, html)
+    return rep

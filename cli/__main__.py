@@ -1,0 +1,5 @@
+"""`python -m hptrack.cli ...` runs the hptrack command."""
+
+from .main import main
+
+main()

@@ -1,0 +1,40 @@
+"""``hptrack export SEARCH``: one search as parquet, csv or json, for sharing."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .main import _AS_OF_OPT, _store
+
+
+@click.command("export", short_help="Export a search's trials (or events) as parquet, csv or json.")
+@click.argument("search")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "csv", "json"]), default="parquet",
+              show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="File to write (default: csv/json to stdout, parquet to SEARCH.parquet).")
+@click.option("--events", is_flag=True, help="Export the raw event log instead of the trials table.")
+@_AS_OF_OPT
+@click.pass_context
+def export_cmd(ctx, search, fmt, output, events, as_of):
+    """Export SEARCH (name or id): one row per trial with its params, or with
+    --events every event of the search.
+
+    \b
+    Examples:
+      hptrack export rf-grid --format csv > rf-grid.csv
+      hptrack export rf-grid --format parquet -o rf-grid.parquet --events
+    """
+    from hptrack.exports import export
+
+    what = "events" if events else "trials"
+    if output is None and fmt == "parquet":
+        output = f"{search}.parquet"
+    result = export(search, fmt, output, store=_store(ctx), as_of=as_of, what=what)
+    if output is None:
+        sys.stdout.buffer.write(result)
+        sys.stdout.flush()
+    else:
+        click.echo(f"wrote {result}", err=True)

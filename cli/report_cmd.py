@@ -1,0 +1,33 @@
+"""``hptrack report [SEARCH...]``: what happened, in the terminal and as one HTML file."""
+
+from __future__ import annotations
+
+import click
+
+from .main import _AS_OF_OPT, _store
+
+
+@click.command("report", short_help="Summarise searches: best, states, importance, diagnostics, comparison.")
+@click.argument("searches", nargs=-1)
+@click.option("--html", "html", type=click.Path(dir_okay=False), default=None,
+              help="Also write a self-contained HTML report (plots, works offline) to FILE.")
+@_AS_OF_OPT
+@click.pass_context
+def report_cmd(ctx, searches, html, as_of):
+    """Report on SEARCHES (names or ids; default: every search in the store),
+    grouped by task (the `dataset` attribute) and metric.
+
+    The report states its snapshot (as-of time and a sha256 of the events it
+    read); `--as-of` with that time rebuilds the same report.
+
+    \b
+    Examples:
+      hptrack report
+      hptrack report rf-grid rf-tpe --html report.html
+      hptrack report --as-of 2026-11-27T10:30:00Z
+    """
+    from hptrack.analysis.report import report
+
+    report(list(searches) or None, store=_store(ctx), html=html, as_of=as_of)
+    if html:
+        click.echo(f"wrote {html}", err=True)
