@@ -209,3 +209,15 @@ def test_values_round_trip_exactly(tmp_path):
     assert hptrack.trials("exact", store=tmp_path)["big"].to_list() == [2**60 + 1] * 4
     (nan,), = q(tmp_path, "SELECT value FROM reports LIMIT 1")
     assert math.isnan(nan)
+
+
+def test_score_trial_records_a_score_on_an_ended_trial(tmp_path):
+    s = hptrack.search("scored", store=tmp_path)
+    t = s.trial({"a": 1})
+    t.complete(0.9)
+    hptrack.score_trial(s.search_id, t.trial_id, 0.87, split="test", metric="f1", store=tmp_path,
+                        n_samples=143)
+    rows = q(tmp_path, "SELECT split, metric, value, payload->>'n_samples' FROM scores")
+    assert rows == [("test", "f1", 0.87, "143")]
+    with pytest.raises(hptrack.InvalidEvent, match="'value'"):
+        hptrack.score_trial(s.search_id, t.trial_id, "high", store=tmp_path)

@@ -14,7 +14,7 @@ Read::
     df = hptrack.trials("rf-grid")   # polars, one row per trial, one column per param
 """
 
-from .api import Search, Trial, search, track
+from .api import Search, Trial, score_trial, search, track
 from .early_stopping import EarlyStopping
 from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
 from .maintenance import compact, verify
@@ -31,7 +31,7 @@ __all__ = [
     "EarlyStopping", "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION",
     "Search",
     "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "compact", "connect", "ls", "query",
-    "search", "show", "track", "trials", "verify",
+    "score_trial", "search", "show", "track", "trials", "verify",
 ]
 
 

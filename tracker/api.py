@@ -148,6 +148,21 @@ def search(name, *, strategy="custom", direction="maximize", metric="value", spa
                   seed=seed, store=store, durability=durability, ts=ts, **attrs)
 
 
+def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=None, store=None,
+                ts=None, **attrs) -> None:
+    """Record a score of any trial, also one that has ended: typically the refit
+    winner on held-out test data. Durable when it returns.
+
+    >>> hptrack.score_trial(search_id, best_trial_id, 0.95, split="test", metric="f1")
+    """
+    writer = Writer.for_store(store)
+    event = {"type": "trial_scored", "search_id": search_id, "trial_id": trial_id, "value": value,
+             "split": split, "fold": fold, "metric": metric, "payload": attrs or None}
+    if ts is not None:
+        event["ts"] = ts
+    writer.flush(upto=writer.write(event))
+
+
 def _user():
     try:
         return getpass.getuser()

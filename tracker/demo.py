@@ -119,21 +119,11 @@ def _tpe(name, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
     best = study.best_trial
     final = model(**best.params).fit(X_tr, y_tr)
     test = float(f1_score(y_te, final.predict(X_te)))
-    _score_test(name, store, best.number, test)
+    search = objective.search()
+    # the winner's hptrack trial: the integration records Optuna's trial number
+    (tid,), = hptrack.connect(store).sql(
+        "SELECT trial_id FROM trials WHERE search_id = ? AND recorded_number = ?",
+        params=[search.search_id, best.number]).fetchall()
+    hptrack.score_trial(search.search_id, tid, test, split="test", metric=METRIC, store=store)
+    search.finish()
     return study.best_value, test, len(study.trials)
-
-
-def _score_test(name, store, optuna_number, value):
-    """Record the winner's held-out score on its hptrack trial (found by the
-    Optuna trial number, which the integration records as the trial number)."""
-    from hptrack.read import connect, resolve_search
-    from hptrack.writer import Writer
-
-    con = connect(store)
-    sid, _ = resolve_search(con, name)
-    (tid,), = con.sql("SELECT trial_id FROM trials WHERE search_id = ? AND recorded_number = ?",
-                      params=[sid, optuna_number]).fetchall()
-    writer = Writer.for_store(store)
-    writer.write({"type": "trial_scored", "search_id": sid, "trial_id": tid, "split": "test",
-                  "metric": METRIC, "value": value})
-    writer.flush()

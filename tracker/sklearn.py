@@ -41,7 +41,6 @@ from . import api
 from .sklearn_describe import (jsonable, objective_name, search_attrs, seed_of, space_of,
                                strategy_of)
 from .sklearn_record import Run
-from .writer import Writer
 
 __all__ = ["TrackedSearchCV", "NestedCVResult", "track", "log_test_score", "nested_cv"]
 
@@ -157,11 +156,8 @@ def log_test_score(search, X_test, y_test, scoring=None, store=None) -> float:
         raise ValueError("the search has no best trial (refit=False?); nothing to score")
     name, scorer = _scorer_for(search, scoring)
     value = float(scorer(search.best_estimator_, X_test, y_test))
-    writer = Writer.for_store(store if store is not None else search.store)
-    seq = writer.write({"type": "trial_scored", "search_id": search.search_id,
-                        "trial_id": search.best_trial_id, "split": "test", "metric": name,
-                        "value": value, "payload": {"n_samples": int(len(y_test))}})
-    writer.flush(upto=seq)
+    api.score_trial(search.search_id, search.best_trial_id, value, split="test", metric=name,
+                    store=store if store is not None else search.store, n_samples=int(len(y_test)))
     return value
 
 
