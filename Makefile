@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow test-spark bench clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow
+
+test-spark: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,spark]'
+	$(BIN)/python -m pytest -q -m spark
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_write.py

@@ -38,7 +38,7 @@ __all__ = [
 def __getattr__(name):
     # integrations with heavy optional dependencies (Optuna, process pools) load on first use
     import importlib
-    if name in ("optuna", "pbt", "demo"):
+    if name in ("optuna", "pbt", "demo", "ray"):
         return importlib.import_module(f".{name}", __name__)
     # hptrack.report / hptrack.export: functions whose modules load on first use
     if name == "report":
