@@ -39,8 +39,11 @@ def _norm_type(t):
     return t
 
 
-def segment_problems(st: Store, path: str) -> list[Problem] | None:
-    """Problems found in a segment's size and footer; None if it vanished."""
+def segment_problems(st: Store, path: str, footers: dict | None = None) -> list[Problem] | None:
+    """Problems found in a segment's size and footer; None if it vanished.
+
+    ``footers``, if given, receives ``path -> FileMetaData`` of a clean segment,
+    so a caller that also wants its statistics does not read the footer twice."""
     import pyarrow.parquet as pq
 
     rel = rel_path(st, path)
@@ -76,7 +79,27 @@ def segment_problems(st: Store, path: str) -> list[Problem] | None:
     version = _max_statistic(meta, "schema_version")
     if version is not None and version > SCHEMA_VERSION:
         return [Problem(path, "newer_schema", ERROR, newer(rel, version))]
+    if footers is not None:
+        footers[path] = meta
     return []
+
+
+def column_range(meta, column: str):
+    """(min, max) of a top-level column over all row groups by the footer's
+    statistics; None if any row group lacks them (or the column is absent)."""
+    idx = [i for i in range(meta.num_columns) if meta.schema.column(i).path == column]
+    if not idx:
+        return None
+    lo = hi = None
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(idx[0]).statistics
+        if stats is None or not stats.has_min_max:
+            if meta.row_group(g).num_rows == 0:
+                continue
+            return None
+        lo = stats.min if lo is None else min(lo, stats.min)
+        hi = stats.max if hi is None else max(hi, stats.max)
+    return None if lo is None else (lo, hi)
 
 
 def _max_statistic(meta, column: str):

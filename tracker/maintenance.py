@@ -42,6 +42,10 @@ from .writer import log_is_live
 # (the file exists a moment before its header and lock do).
 EMPTY_LOG_GRACE_S = 60.0
 _MAX_GAPS_LISTED = 5
+# Rows per row group of a compacted file: small enough that DuckDB has several
+# to read in parallel and that as_of (time-sorted files) skips whole groups,
+# large enough to compress well.
+COMPACT_ROW_GROUP = 16_384
 
 
 @dataclass
@@ -578,7 +582,7 @@ def _merge_partitions(st: Store, result: CompactResult) -> None:
             # A rerun after a kill can pick the same first event; never replace a file,
             # so no reader or later step ever sees a name change content.
             name = f"compact-{first}-{uuid.uuid4().hex[:8]}.parquet"
-        out = st.write_file(merged, directory, name)
+        out = st.write_file(merged, directory, name, row_group_size=COMPACT_ROW_GROUP)
         for path in read:
             if path != out:
                 _unlink(path)

@@ -4,11 +4,14 @@
 reads the live write-ahead logs, and defines the views ``events, searches,
 trials, params, reports, scores`` over them. Every view is a function of the
 events up to ``as_of``. Events materialised twice (a log sealed while a crash
-was deleting it, a compaction cut short) are de-duplicated on ``event_id``.
+was deleting it, a compaction cut short) are de-duplicated on ``event_id``;
+only files whose footers say they may share events go through that (see
+``split_overlapping``), so a compacted store is read without it.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from datetime import datetime, timezone
 
@@ -23,40 +26,48 @@ VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
 
 _VIEW_SQL = """
 CREATE VIEW events AS
-SELECT * FROM _raw_events WHERE {as_of_filter}
-QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1;
+SELECT * FROM _distinct_events WHERE {as_of_filter}
+UNION ALL BY NAME
+SELECT * FROM (
+    SELECT * FROM _overlapping_events WHERE {as_of_filter}
+    QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1
+);
+
+CREATE VIEW _trial_fold AS
+-- One pass over each trial's lifecycle events, no joins. The first terminal
+-- event wins as a whole: every field is taken at the same (unique) event_id,
+-- with the _null variants so a NULL field is kept rather than skipped.
+SELECT search_id, trial_id,
+       min(ts) FILTER (WHERE type = 'trial_started') AS started_at,
+       min(event_id) FILTER (WHERE type = 'trial_started') AS start_event,
+       arg_min(trial_number, event_id) FILTER (WHERE type = 'trial_started') AS recorded_number,
+       arg_min(writer_id, event_id) FILTER (WHERE type = 'trial_started') AS writer_id,
+       arg_min_null(type, event_id) FILTER (WHERE type <> 'trial_started' AND type <> 'trial_reported') AS end_type,
+       arg_min_null(value, event_id) FILTER (WHERE type <> 'trial_started' AND type <> 'trial_reported') AS value,
+       arg_min_null(ts, event_id) FILTER (WHERE type <> 'trial_started' AND type <> 'trial_reported') AS finished_at,
+       arg_min_null(step, event_id) FILTER (WHERE type <> 'trial_started' AND type <> 'trial_reported') AS end_step,
+       arg_min_null(payload, event_id) FILTER (WHERE type <> 'trial_started' AND type <> 'trial_reported') AS end_payload,
+       max(step) FILTER (WHERE type = 'trial_reported') AS last_step,
+       count(*) FILTER (WHERE type = 'trial_reported') AS n_reports
+FROM events
+WHERE type IN ('trial_started', 'trial_reported', 'trial_completed', 'trial_failed', 'trial_pruned')
+GROUP BY search_id, trial_id
+HAVING count(*) FILTER (WHERE type = 'trial_started') > 0;
 
 CREATE VIEW trials AS
-WITH started AS (
-    SELECT search_id, trial_id, min(ts) AS started_at, min(event_id) AS start_event,
-           arg_min(trial_number, event_id) AS recorded_number,
-           arg_min(writer_id, event_id) AS writer_id
-    FROM events WHERE type = 'trial_started' GROUP BY ALL
-), ended AS (
-    -- the first terminal event of each trial wins, as a whole
-    SELECT search_id, trial_id, type AS end_type, value, ts AS finished_at,
-           step AS end_step, payload AS end_payload
-    FROM events WHERE type IN ('trial_completed', 'trial_failed', 'trial_pruned')
-    QUALIFY row_number() OVER (PARTITION BY search_id, trial_id ORDER BY event_id) = 1
-), reported AS (
-    SELECT search_id, trial_id, max(step) AS last_step, count(*) AS n_reports
-    FROM events WHERE type = 'trial_reported' GROUP BY ALL
-)
-SELECT s.search_id, s.trial_id,
-       (row_number() OVER (PARTITION BY s.search_id ORDER BY s.started_at, s.start_event) - 1)::INTEGER
+SELECT search_id, trial_id,
+       (row_number() OVER (PARTITION BY search_id ORDER BY started_at, start_event) - 1)::INTEGER
            AS trial_number,
-       CASE e.end_type WHEN 'trial_completed' THEN 'complete' WHEN 'trial_failed' THEN 'failed'
-                       WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state,
-       e.value, s.started_at, e.finished_at,
-       epoch(e.finished_at - s.started_at)::DOUBLE AS duration_s,
-       coalesce(e.end_step, r.last_step) AS last_step,
-       coalesce(r.n_reports, 0) AS n_reports,
-       CASE WHEN e.end_type = 'trial_failed' THEN e.end_payload ->> 'error' END AS error,
-       CASE WHEN e.end_type = 'trial_completed' THEN e.end_payload -> 'metrics' END AS metrics,
-       s.recorded_number, s.writer_id
-FROM started s
-LEFT JOIN ended e USING (search_id, trial_id)
-LEFT JOIN reported r USING (search_id, trial_id);
+       CASE end_type WHEN 'trial_completed' THEN 'complete' WHEN 'trial_failed' THEN 'failed'
+                     WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state,
+       value, started_at, finished_at,
+       epoch(finished_at - started_at)::DOUBLE AS duration_s,
+       coalesce(end_step, last_step) AS last_step,
+       n_reports,
+       CASE WHEN end_type = 'trial_failed' THEN end_payload ->> 'error' END AS error,
+       CASE WHEN end_type = 'trial_completed' THEN end_payload -> 'metrics' END AS metrics,
+       recorded_number, writer_id
+FROM _trial_fold;
 
 CREATE VIEW searches AS
 WITH s AS (
@@ -67,12 +78,19 @@ WITH s AS (
 ), reopened AS (
     SELECT search_id, max(ts) AS last_started FROM events WHERE type = 'search_started' GROUP BY ALL
 ), t AS (
+    -- states as the trials view folds them, without reading the reports
+    -- (most of the events) and the trial numbering
     SELECT search_id, count(*) AS n_trials,
-           count(*) FILTER (WHERE state = 'complete') AS n_complete,
-           count(*) FILTER (WHERE state = 'failed') AS n_failed,
-           count(*) FILTER (WHERE state = 'pruned') AS n_pruned,
-           count(*) FILTER (WHERE state = 'running') AS n_running
-    FROM trials GROUP BY ALL
+           count(*) FILTER (WHERE end_type = 'trial_completed') AS n_complete,
+           count(*) FILTER (WHERE end_type = 'trial_failed') AS n_failed,
+           count(*) FILTER (WHERE end_type = 'trial_pruned') AS n_pruned,
+           count(*) FILTER (WHERE end_type IS NULL) AS n_running
+    FROM (
+        SELECT search_id, trial_id,
+               arg_min_null(type, event_id) FILTER (WHERE type <> 'trial_started') AS end_type
+        FROM events WHERE type IN ('trial_started', 'trial_completed', 'trial_failed', 'trial_pruned')
+        GROUP BY search_id, trial_id HAVING count(*) FILTER (WHERE type = 'trial_started') > 0
+    ) GROUP BY ALL
 )
 SELECT s.search_id, s.payload ->> 'name' AS name, s.payload ->> 'strategy' AS strategy,
        s.payload ->> 'direction' AS direction, s.payload ->> 'metric' AS metric,
@@ -92,11 +110,12 @@ WITH p AS (
     SELECT search_id, trial_id, event_id, unnest(params) AS p
     FROM events WHERE params IS NOT NULL AND len(params) > 0
 ), latest AS (
-    -- the whole last value per name (arg_max of single fields would skip NULLs,
-    -- and arg_max over the struct turns -0.0 into 0.0)
-    SELECT search_id, trial_id, p.name AS name, p.kind AS kind, p.num AS value_num, p.str AS value_str
-    FROM p
-    QUALIFY row_number() OVER (PARTITION BY search_id, trial_id, p.name ORDER BY event_id DESC) = 1
+    -- the whole last value per name: each field at the same (latest) event_id;
+    -- arg_max_null keeps NULL fields (arg_max would skip them), and per field
+    -- rather than over the struct, which turns -0.0 into 0.0
+    SELECT search_id, trial_id, p.name AS name, arg_max_null(p.kind, event_id) AS kind,
+           arg_max_null(p.num, event_id) AS value_num, arg_max_null(p.str, event_id) AS value_str
+    FROM p GROUP BY search_id, trial_id, p.name
 )
 SELECT *,
        CASE kind WHEN 'int' THEN coalesce(value_str, CAST(CAST(value_num AS HUGEINT) AS VARCHAR))
@@ -155,12 +174,12 @@ def wal_table(store: Store):
     return (pa.concat_tables(tables) if tables else schema().empty_table()), left_out
 
 
-def readable_segments(store: Store):
+def readable_segments(store: Store, footers: dict | None = None):
     """The store's segments that pass the footer checks, and ``(path, reason)``
-    of the others (see hptrack.checks)."""
+    of the others (see hptrack.checks). ``footers`` receives each good one's footer."""
     good, left_out = [], []
     for path in store.segment_files():
-        found = segment_problems(store, path)
+        found = segment_problems(store, path, footers)
         if found is None:
             continue  # replaced by a compaction since we listed it
         if found:
@@ -168,6 +187,74 @@ def readable_segments(store: Store):
         else:
             good.append(path)
     return good, left_out
+
+
+def split_overlapping(segments, footers, wal):
+    """(distinct, overlapping): segments that cannot share an event with any other
+    file, and those that may.
+
+    An event lives in its search's partition and is identified by (writer_id,
+    seq), so two files can hold a copy of one event only if they sit in one
+    folder and their footers' writer_id and seq ranges both overlap (a log
+    sealed twice, a compaction cut short). Only the overlapping ones, and the
+    write-ahead logs' rows, need the reader's de-duplication: after ``compact``
+    that is usually none, and a window over every event is most of a query's
+    cost. A file without statistics counts as overlapping. A single file never
+    holds an event twice (writers and compact both write each one once).
+    """
+    from .checks import column_range
+
+    boxes = {}  # path -> (folder, writer range, seq range) or None
+    for path in segments:
+        meta = footers.get(path)
+        w = column_range(meta, "writer_id") if meta is not None else None
+        q = column_range(meta, "seq") if meta is not None else None
+        boxes[path] = (os.path.dirname(path), w, q) if w and q else None
+    overlapping = {p for p, b in boxes.items() if b is None}
+    by_folder: dict[str, list] = {}
+    for path, b in boxes.items():
+        if b is not None:
+            by_folder.setdefault(b[0], []).append((b[1], b[2], path))
+    if wal is not None and wal.num_rows:
+        for (sid, writer), (lo, hi) in _wal_ranges(wal).items():
+            folder = _partition_dir_of(segments, sid)
+            if folder is None:
+                continue
+            for w, q, path in by_folder.get(folder, ()):
+                if w[0] <= writer <= w[1] and q[0] <= hi and lo <= q[1]:
+                    overlapping.add(path)
+    for items in by_folder.values():
+        if len(items) < 2:
+            continue
+        # sweep over writer ranges; within each writer-overlapping pair compare seq ranges
+        items.sort(key=lambda it: it[0][0])
+        active = []
+        for w, q, path in items:
+            active = [a for a in active if a[0][1] >= w[0]]
+            for aw, aq, apath in active:
+                if aq[0] <= q[1] and q[0] <= aq[1]:
+                    overlapping.add(path)
+                    overlapping.add(apath)
+            active.append((w, q, path))
+    distinct = [p for p in segments if p not in overlapping]
+    return distinct, [p for p in segments if p in overlapping]
+
+
+def _wal_ranges(wal) -> dict:
+    """(search_id, writer_id) -> (min seq, max seq) of the logs' rows."""
+    import pyarrow.compute as pc  # noqa: F401  (group_by lives on the table)
+
+    g = wal.group_by(["search_id", "writer_id"]).aggregate([("seq", "min"), ("seq", "max")])
+    return {(sid, w): (lo, hi) for sid, w, lo, hi in zip(
+        g["search_id"].to_pylist(), g["writer_id"].to_pylist(), g["seq_min"].to_pylist(), g["seq_max"].to_pylist())}
+
+
+def _partition_dir_of(segments, search_id):
+    """The folder of ``search_id``'s partition, in the same spelling as the segments' paths."""
+    if not segments:
+        return None
+    events_dir = os.path.dirname(os.path.dirname(segments[0]))
+    return os.path.join(events_dir, f"search={search_id}")
 
 
 def sql_list(paths) -> str:
@@ -191,7 +278,8 @@ def connect(store=None, as_of=None, *, strict=False):
 
     st = Store(store)
     wal, bad_logs = wal_table(st)
-    segments, bad_segments = readable_segments(st)
+    footers: dict = {}
+    segments, bad_segments = readable_segments(st, footers)
     _report_left_out(st, bad_logs + bad_segments, strict)
     con = duckdb.connect(":memory:")
     con.sql("SET python_enable_replacements = false")
@@ -199,14 +287,17 @@ def connect(store=None, as_of=None, *, strict=False):
     # into an aggregate that changes -0.0 into 0.0; values must come back as stored.
     con.sql("SET disabled_optimizers = 'top_n_window_elimination'")
     con.register("_wal_events", wal)
-    if segments:
-        con.sql(
-            "CREATE VIEW _raw_events AS "
-            f"SELECT * FROM read_parquet({sql_list(segments)}, union_by_name = true, hive_partitioning = false) "
-            "UNION ALL BY NAME SELECT * FROM _wal_events"
-        )
-    else:
-        con.sql("CREATE VIEW _raw_events AS SELECT * FROM _wal_events")
+    con.register("_no_events", schema().empty_table())
+    distinct, overlapping = split_overlapping(segments, footers, wal)
+
+    def files(paths):
+        return (f"SELECT * FROM read_parquet({sql_list(paths)}, union_by_name = true, hive_partitioning = false)"
+                if paths else "SELECT * FROM _no_events")
+
+    con.sql(f"CREATE VIEW _distinct_events AS {files(distinct)}")
+    con.sql(f"CREATE VIEW _overlapping_events AS {files(overlapping)} UNION ALL BY NAME SELECT * FROM _wal_events")
+    con.sql("CREATE VIEW _raw_events AS SELECT * FROM _distinct_events "
+            "UNION ALL BY NAME SELECT * FROM _overlapping_events")
     if as_of is None:
         as_of_filter = "true"
     else:
@@ -230,8 +321,12 @@ def _report_left_out(st: Store, left_out, strict: bool) -> None:
 
 def resolve_search(con, search: str) -> tuple[str, str]:
     """(search_id, name) of a search given by name or id."""
+    # from the search_started events as the searches view reads them, without
+    # its trial counts (a fold of every trial of every search)
     rows = con.sql(
-        "SELECT search_id, name FROM searches WHERE search_id = ? OR name = ? ORDER BY started_at LIMIT 1",
+        "SELECT search_id, name FROM (SELECT search_id, arg_min(payload, event_id) ->> 'name' AS name, "
+        "min(ts) AS started_at FROM events WHERE type = 'search_started' GROUP BY search_id) "
+        "WHERE search_id = ? OR name = ? ORDER BY started_at LIMIT 1",
         params=[search, search],
     ).fetchall()
     if not rows:
@@ -266,12 +361,15 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
         "SELECT p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
         "WHERE p.search_id = ? ORDER BY p.name",
         params=[search_id],
-    ).fetchall()
-    by_name: dict[str, dict] = {}
+    ).pl()
+    by_name: dict[str, object] = {}   # name -> a polars column (fast path) or {trial_id: value}
     kinds: dict[str, set] = {}
-    for trial_id, name, kind, num, text in rows:
-        by_name.setdefault(name, {})[trial_id] = decode_param(kind, num, text)
-        kinds.setdefault(name, set()).add(kind)
+    for (name,), part in rows.partition_by("name", as_dict=True, maintain_order=True).items():
+        kinds[name] = set(part["kind"].unique().to_list())
+        column = _param_column(part, kinds[name] - {"null"}, base)
+        by_name[name] = column if column is not None else {
+            trial_id: decode_param(kind, num, text) for trial_id, kind, num, text in
+            part.select("trial_id", "kind", "value_num", "value_str").iter_rows()}
     ids = base["trial_id"].to_list()
     columns = []
     assigned = set()
@@ -280,6 +378,9 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
         dtype = {frozenset({"int"}): pl.Int64, frozenset({"float"}): pl.Float64,
                  frozenset({"int", "float"}): pl.Float64, frozenset({"bool"}): pl.Boolean,
                  frozenset({"str"}): pl.String}.get(frozenset(ks), pl.String)
+        if isinstance(values, pl.Series):  # built column-wise by _param_column
+            columns.append(_named(values, name, assigned, by_name))
+            continue
         col = [values.get(i) for i in ids]
         if dtype is pl.String:
             col = [None if v is None else str(v) for v in col]
@@ -287,10 +388,39 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
             dtype, col = pl.String, [None if v is None else str(v) for v in col]
         elif dtype is pl.Float64:
             col = [None if v is None else float(v) for v in col]
-        col_name = name
-        # never two columns of one name; a param's own name beats a prefixed one
-        while col_name in TRIAL_COLUMNS or col_name in assigned or (col_name != name and col_name in by_name):
-            col_name = f"param:{col_name}"
-        assigned.add(col_name)
-        columns.append(pl.Series(col_name, col, dtype=dtype))
+        columns.append(_named(pl.Series(name, col, dtype=dtype), name, assigned, by_name))
     return base.with_columns(columns) if columns else base
+
+
+def _named(series, name, assigned, by_name):
+    col_name = name
+    # never two columns of one name; a param's own name beats a prefixed one
+    while col_name in TRIAL_COLUMNS or col_name in assigned or (col_name != name and col_name in by_name):
+        col_name = f"param:{col_name}"
+    assigned.add(col_name)
+    return series.alias(col_name)
+
+
+def _param_column(part, kinds: set, base):
+    """One param's column in trial order, built column-wise for the common
+    single-kind cases (what a per-value loop takes seconds for at 10^5
+    trials); None for the rest (mixed kinds, ints beyond 2**53), which the
+    caller decodes one by one."""
+    import polars as pl
+
+    k = frozenset(kinds)
+    is_null = pl.col("kind") == "null"
+    if k in (frozenset({"float"}), frozenset({"int", "float"}), frozenset({"int"})):
+        if part.filter(pl.col("kind") == "int")["value_str"].null_count() != part.filter(
+                pl.col("kind") == "int").height:
+            return None  # an int too large for a float64 keeps its digits in value_str
+        dtype = pl.Int64 if k == frozenset({"int"}) else pl.Float64
+        expr = pl.when(is_null).then(None).otherwise(pl.col("value_num")).cast(dtype)
+    elif k == frozenset({"bool"}):
+        expr = pl.when(is_null).then(None).otherwise(pl.col("value_num") == 1)
+    elif k == frozenset({"str"}):
+        expr = pl.when(is_null).then(None).otherwise(pl.col("value_str"))
+    else:
+        return None
+    values = part.select("trial_id", expr.alias("_v"))
+    return base.select("trial_id").join(values, on="trial_id", how="left", maintain_order="left")["_v"]

@@ -82,7 +82,7 @@ class Store:
             paths.append(self.write_file(part, self.partition_dir(search_id), name))
         return paths
 
-    def write_file(self, table, directory: str, name: str) -> str:
+    def write_file(self, table, directory: str, name: str, row_group_size: int | None = None) -> str:
         import pyarrow.parquet as pq
 
         os.makedirs(directory, exist_ok=True)
@@ -91,7 +91,8 @@ class Store:
         try:
             with open(tmp, "wb") as f:
                 # dictionaries only where values repeat a lot: smaller and faster
-                pq.write_table(table, f, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS)
+                pq.write_table(table, f, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS,
+                               row_group_size=row_group_size)
                 f.flush()
                 os.fsync(f.fileno())
             os.rename(tmp, final)
