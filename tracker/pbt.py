@@ -32,6 +32,7 @@ import concurrent.futures as cf
 import copy
 import json
 import math
+import multiprocessing
 import os
 import random
 from dataclasses import dataclass
@@ -195,7 +196,11 @@ class PBT:
             members.append(Member(s.trial(params), params, self.adapter.create(params, self.seed + i)))
         pool = None
         if self.workers:
-            pool = cf.ProcessPoolExecutor(self.workers, initializer=_init_worker,
+            # Not fork: the parent has threads (hptrack's writer, BLAS, DuckDB), and
+            # a forked child of a threaded process can crash (seen: a segfault in gc).
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+            pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                           initargs=(self.adapter,))
         else:
             _init_worker(self.adapter)
