@@ -163,6 +163,12 @@ def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=N
     writer.flush(upto=writer.write(event))
 
 
+def event_time(ts) -> int:
+    """An event's time in microseconds: now, or ``ts`` (a datetime or microseconds)
+    for events recorded after the fact (imports, backdated scores)."""
+    return now_us() if ts is None else schema.to_micros(ts)
+
+
 def _user():
     try:
         return getpass.getuser()
@@ -191,7 +197,7 @@ class Trial:
         self._append = search.writer.append
         self._sid = search.search_id
         encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
-        self._append((now_us() if ts is None else schema.to_micros(ts), "trial_started", self._sid,
+        self._append((event_time(ts), "trial_started", self._sid,
                       self.trial_id, number, None, None, None, None, None, None, encoded, None))
 
     def _check_running(self, what):
@@ -209,7 +215,7 @@ class Trial:
         payload = None
         if metrics:
             payload = schema.encode_payload({"metrics": metrics})
-        self._append((now_us() if ts is None else schema.to_micros(ts), "trial_reported", self._sid,
+        self._append((event_time(ts), "trial_reported", self._sid,
                       self.trial_id, self.number, step, _opt_float("resource", resource),
                       _float("value", value), None, None, None, None, payload))
 
@@ -222,7 +228,7 @@ class Trial:
         params = dict(params) if params else {}
         encoded = [schema.encode_param(k, v) for k, v in params.items()]
         payload = schema.encode_payload({"text": None, "set_params": list(params), **attrs})
-        self._append((now_us() if ts is None else schema.to_micros(ts), "annotation", self._sid,
+        self._append((event_time(ts), "annotation", self._sid,
                       self.trial_id, self.number, None, None, None, None, None, None,
                       encoded or None, payload))
         self.params.update(params)
@@ -239,7 +245,7 @@ class Trial:
             schema.check_text("score metric", metric, TypeError)
         if fold is not None:
             fold = schema.check_int("score fold", fold, schema.INT16, TypeError)
-        self._append((now_us() if ts is None else schema.to_micros(ts), "trial_scored", self._sid,
+        self._append((event_time(ts), "trial_scored", self._sid,
                       self.trial_id, self.number, None, None, _float("value", value), metric, split,
                       fold, None,
                       schema.encode_payload(attrs) if attrs else None))
@@ -255,7 +261,7 @@ class Trial:
             return
         payload = schema.encode_payload({"metrics": metrics}) if metrics else None
         self.state = "complete"
-        self._end((now_us() if ts is None else schema.to_micros(ts), "trial_completed", self._sid,
+        self._end((event_time(ts), "trial_completed", self._sid,
                    self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
 
     def fail(self, error=None, *, ts=None) -> None:
@@ -267,7 +273,7 @@ class Trial:
                     "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
         else:
             info = {"error_type": None, "error": None if error is None else str(error), "traceback": None}
-        self._end((now_us() if ts is None else schema.to_micros(ts), "trial_failed", self._sid,
+        self._end((event_time(ts), "trial_failed", self._sid,
                    self.trial_id, self.number, None, None, None, None, None, None, None,
                    schema.encode_payload(info)))
 
@@ -277,7 +283,7 @@ class Trial:
         if step is not None:
             step = schema.check_int("prune step", step, INT64, TypeError)
         self.state = "pruned"
-        self._end((now_us() if ts is None else schema.to_micros(ts), "trial_pruned", self._sid,
+        self._end((event_time(ts), "trial_pruned", self._sid,
                    self.trial_id, self.number, step, None, None,
                    None, None, None, None, None))
 

@@ -32,8 +32,7 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from . import schema
-from .api import _is_pruned, search
-from .writer import now_us
+from .api import _is_pruned, event_time, search
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
 _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",
@@ -96,7 +95,7 @@ def _complete(t, values, ts=None):
         return
     t._check_running("complete")
     t.state = "complete"
-    t._end((now_us() if ts is None else schema.to_micros(ts), "trial_completed", t._sid,
+    t._end((event_time(ts), "trial_completed", t._sid,
             t.trial_id, t.number, None, None, float(values[0]), None, None, None, None,
             schema.encode_payload({"values": [float(v) for v in values]})))
 
