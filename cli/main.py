@@ -115,13 +115,13 @@ def cli(ctx, store, debug, strict):
 def _store(ctx) -> str:
     """The store folder, which must exist: reading a missing one is almost always a typo."""
     from hptrack.errors import StoreError
-    from hptrack.store import resolve
+    from hptrack.store import Store
 
-    root = resolve(ctx.obj["store"])
-    if not os.path.isdir(root):
-        raise StoreError(f"no hptrack store at {root} - pass --store PATH or set HPTRACK_STORE "
+    st = Store(ctx.obj["store"])
+    if not st.found():
+        raise StoreError(f"no hptrack store at {st.root} - pass --store PATH or URL, or set HPTRACK_STORE "
                          "(a store is created by the first hptrack.search(...))")
-    return root
+    return st.root
 
 
 def _print(table) -> None:

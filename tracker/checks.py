@@ -4,7 +4,6 @@ leaves out what it cannot read, and says so)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 
 from .schema import COLUMNS, SCHEMA_VERSION, arrow_schema
@@ -26,7 +25,7 @@ class Problem:
 
 
 def rel_path(st: Store, path: str) -> str:
-    return os.path.relpath(path, st.root)
+    return st.relative(path)
 
 
 def _norm_type(t):
@@ -44,11 +43,10 @@ def segment_problems(st: Store, path: str, footers: dict | None = None) -> list[
 
     ``footers``, if given, receives ``path -> FileMetaData`` of a clean segment,
     so a caller that also wants its statistics does not read the footer twice."""
-    import pyarrow.parquet as pq
 
     rel = rel_path(st, path)
     try:
-        size = os.path.getsize(path)
+        size = st.size(path)
     except FileNotFoundError:
         return None
     if size == 0:
@@ -56,7 +54,7 @@ def segment_problems(st: Store, path: str, footers: dict | None = None) -> list[
                         f"{rel}: zero-byte segment (a copy or write that never finished); it holds "
                         "no events and makes every query fail: delete it")]
     try:
-        meta = pq.read_metadata(path)
+        meta = st.read_metadata(path)
         sch = meta.schema.to_arrow_schema()
     except FileNotFoundError:
         return None

@@ -216,7 +216,7 @@ def verify(store=None, quarantine=False) -> VerifyReport:
     """
     st = store if isinstance(store, Store) else Store(store)
     report = VerifyReport(st.root)
-    if not os.path.isdir(st.root):
+    if not st.found():
         report.problems.append(Problem(st.root, "no_store", ERROR,
                                        f"no store at {st.root}: check the path (--store, $HPTRACK_STORE)"))
         return report
@@ -242,18 +242,18 @@ def verify(store=None, quarantine=False) -> VerifyReport:
     if quarantine:
         live = {lg.path for lg in logs if lg.live}
         for path in dict.fromkeys(p.path for p in report.errors):
-            if os.path.isfile(path) and path not in live:
+            if st.exists(path) and path not in live:
                 report.quarantined.append((path, _quarantine(st, path)))
     return report
 
 
 def _quarantine(st: Store, path: str) -> str:
     """Move ``path`` under <store>/quarantine/, never over another file."""
-    target = os.path.join(st.root, "quarantine", rel_path(st, path))
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    if os.path.exists(target):
+    base = st.root if st.is_remote_path(path) else st.local_dir  # a remote store's logs are local
+    target = f"{base}/quarantine/{rel_path(st, path)}"
+    if st.exists(target):
         target += f".{uuid.uuid4().hex[:8]}"
-    os.rename(path, target)
+    st.move(path, target)
     return target
 
 
@@ -310,6 +310,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
     import duckdb
 
     con = duckdb.connect(":memory:")
+    st.register(con)
     con.sql("SET python_enable_replacements = false")
     wal = _wal_arrow(report, logs)
     if wal is not None:
@@ -332,7 +333,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
             _load_identity(con, good, wal)
             break
         except duckdb.Error as first_error:
-            vanished = [p for p in good if not os.path.exists(p)]
+            vanished = [p for p in good if not st.exists(p)]
             if vanished:
                 continue  # a compaction replaced files while we read: list again
             n_bad = len(bad)
@@ -340,7 +341,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
                 try:
                     _load_identity(con, [path], None)
                 except duckdb.Error as exc:
-                    if os.path.exists(path):
+                    if st.exists(path):
                         bad[path] = [Problem(path, "unreadable_segment", ERROR,
                                              f"{rel_path(st, path)}: its data cannot be decoded ({short(exc)}); "
                                              "queries fail while it is in the store: move it out "
@@ -413,7 +414,8 @@ def _compact_lock(st: Store):
     The OS drops the lock when the process dies, so a killed compaction never blocks the next."""
     import fcntl
 
-    fd = os.open(os.path.join(st.root, ".compact.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    os.makedirs(st.local_dir, exist_ok=True)  # a remote store's lock guards this machine only
+    fd = os.open(os.path.join(st.local_dir, ".compact.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -433,7 +435,7 @@ def compact(store=None) -> CompactResult:
     """
     st = store if isinstance(store, Store) else Store(store)
     result = CompactResult()
-    if not os.path.isdir(st.root):
+    if not st.found():
         return result
     with _compact_lock(st):
         result.files_before = len(st.segment_files()) + len(st.wal_files())
@@ -442,17 +444,15 @@ def compact(store=None) -> CompactResult:
         _remove_stale_temps(st, result)
         segments = st.segment_files()
         result.files_after = len(segments) + len(st.wal_files())
-        result.events = _count_rows(segments)
+        result.events = _count_rows(st, segments)
     return result
 
 
-def _count_rows(paths) -> int:
-    import pyarrow.parquet as pq
-
+def _count_rows(st: Store, paths) -> int:
     n = 0
     for p in paths:
         try:
-            n += pq.ParquetFile(p).metadata.num_rows
+            n += st.read_metadata(p).num_rows
         except Exception:
             pass  # damaged or gone: verify reports it
     return n
@@ -464,12 +464,12 @@ def _seal_orphans(st: Store, result: CompactResult) -> None:
         if lg is None or lg.live:
             continue
         if lg.disposable:  # holds no events
-            if _unlink(path):
+            if _unlink(st, path):
                 result.sealed_logs += 1
         elif not lg.sealable:
             result.skipped.append(path)
         elif _seal_log(st, lg):
-            _unlink(path)
+            _unlink(st, path)
             result.sealed_logs += 1
         else:
             result.skipped.append(path)
@@ -496,34 +496,31 @@ def _seal_log(st: Store, lg: _Log) -> bool:
     name = f"{writer_id}-{lg.rows[0][0]:012d}.parquet"
     todo = []
     for search_id in pc.unique(table["search_id"]).to_pylist():
-        target = os.path.join(st.partition_dir(search_id), name)
-        if not os.path.exists(target):
+        target = f"{st.partition_dir(search_id)}/{name}"
+        if not st.exists(target):
             todo.append(search_id)
-        elif not _holds(target, table.filter(pc.equal(table["search_id"], search_id))):
+        elif not _holds(st, target, table.filter(pc.equal(table["search_id"], search_id))):
             return False
     if todo:
         st.write_segments(table.filter(pc.is_in(table["search_id"], value_set=pa.array(todo))), name)
     return True
 
 
-def _holds(path: str, part) -> bool:
+def _holds(st: Store, path: str, part) -> bool:
     """Whether the segment at ``path`` already holds every event of ``part``
     (the writer crashed after sealing it but before deleting its log)."""
-    import pyarrow.parquet as pq
-
     try:
-        ids = set(pq.ParquetFile(path).read(columns=["event_id"]).column("event_id").to_pylist())
+        ids = set(st.parquet_file(path).read(columns=["event_id"]).column("event_id").to_pylist())
     except Exception:
         return False
     return set(part.column("event_id").to_pylist()) <= ids
 
 
-def _read_segment(path: str):
+def _read_segment(st: Store, path: str):
     """A segment's table, or None if it must not be compacted (damaged, foreign, newer)."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
-    table = pq.ParquetFile(path).read()  # not pq.read_table: it would add a hive 'search' column
+    table = st.parquet_file(path).read()  # not pq.read_table: it would add a hive 'search' column
     names = set(table.column_names)
     if not set(REQUIRED_COLUMNS) <= names:
         return None
@@ -552,7 +549,7 @@ def _merge_partitions(st: Store, result: CompactResult) -> None:
                 result.skipped.append(path)
                 continue
             try:
-                table = _read_segment(path)
+                table = _read_segment(st, path)
             except FileNotFoundError:
                 continue
             except Exception:
@@ -578,15 +575,15 @@ def _merge_partitions(st: Store, result: CompactResult) -> None:
                 result.removed_duplicates += dropped
         first = merged.column("event_id")[0].as_py() if merged.num_rows else uuid.uuid4().hex
         name = f"compact-{first}.parquet"
-        if os.path.exists(os.path.join(directory, name)):
+        if st.exists(f"{directory}/{name}"):
             # A rerun after a kill can pick the same first event; never replace a file,
             # so no reader or later step ever sees a name change content.
             name = f"compact-{first}-{uuid.uuid4().hex[:8]}.parquet"
         out = st.write_file(merged, directory, name, row_group_size=COMPACT_ROW_GROUP)
         for path in read:
             if path != out:
-                _unlink(path)
-        fsync_dir(directory)
+                _unlink(st, path)
+        st.sync_dir(directory)
         result.merged_searches += 1
 
 
@@ -614,13 +611,13 @@ def _remove_stale_temps(st: Store, result: CompactResult) -> None:
                     header = None
                 if os.path.exists(log) and writer_alive(log, header):
                     continue
-        if _unlink(path):
+        if _unlink(st, path):
             result.removed_temp_files += 1
 
 
-def _unlink(path: str) -> bool:
+def _unlink(st: Store, path: str) -> bool:
     try:
-        os.unlink(path)
+        st.remove(path)
         return True
     except FileNotFoundError:
         return False

@@ -282,6 +282,7 @@ def connect(store=None, as_of=None, *, strict=False):
     segments, bad_segments = readable_segments(st, footers)
     _report_left_out(st, bad_logs + bad_segments, strict)
     con = duckdb.connect(":memory:")
+    st.register(con)
     con.sql("SET python_enable_replacements = false")
     # This rewrite turns the views' "first/last event wins" (QUALIFY row_number() = 1)
     # into an aggregate that changes -0.0 into 0.0; values must come back as stored.

@@ -77,7 +77,7 @@ class Writer:
                 w = _writers.get(root)
                 if w is None:
                     w = _writers[root] = cls(root)
-                    _install_exit_hooks()
+                    _install_exit_hooks(remote=w.store.remote)
         return w
 
     def _reset(self):
@@ -345,10 +345,21 @@ def _register_mp_finalizer(_=None):
 
 
 _hooks_installed = False
+_early_hook_installed = False
 
 
-def _install_exit_hooks():
-    global _hooks_installed
+def _install_exit_hooks(remote=False):
+    global _hooks_installed, _early_hook_installed
+    if remote and not _early_hook_installed:
+        # s3fs, gcsfs and friends do their I/O on asyncio, whose executors refuse
+        # new work once interpreter shutdown has begun, before atexit runs. Seal
+        # remote stores earlier, with the hooks threading runs first (latest
+        # registered first, so before concurrent.futures shuts its pools down).
+        try:
+            threading._register_atexit(close_all)
+            _early_hook_installed = True
+        except (AttributeError, RuntimeError):  # no such hook, or shutdown already started
+            pass
     if _hooks_installed:
         return
     _hooks_installed = True
