@@ -28,27 +28,24 @@ description of each change: ``"* 1.2"``, ``"resample"``, ...); ``step`` is
 the parent's iteration the copy starts from. ``copied_score`` is null: Ray
 does not evaluate the copy before training it. So :func:`hptrack.pbt.lineage`
 and :func:`hptrack.pbt.schedule` work on Ray runs too.
+
+:func:`import_results` (from :mod:`hptrack.ray_import`, which needs no Ray)
+writes the same events from a finished (or running) experiment folder.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 import time
 
 from ray.tune import Callback as _TuneCallback
 
 from . import api
+from .ray_import import finite as _finite
+from .ray_import import flat_params as _params
+from .ray_import import import_results, num as _num, result_metrics
 
-__all__ = ["Callback"]
-
-# bookkeeping fields Ray adds to every result: not metrics of the model
-_RAY_FIELDS = frozenset({
-    "training_iteration", "done", "timestamp", "time_this_iter_s", "time_total_s", "pid",
-    "hostname", "node_ip", "time_since_restore", "iterations_since_restore",
-    "timesteps_since_restore", "timesteps_total", "episodes_total", "checkpoint_dir_name",
-    "should_checkpoint", "trial_id", "date", "experiment_tag", "config",
-})
+__all__ = ["Callback", "import_results"]
 
 
 class Callback(_TuneCallback):
@@ -111,10 +108,7 @@ class Callback(_TuneCallback):
         step = result.get("training_iteration")
         if not _finite(value) or not isinstance(step, numbers.Integral):
             return
-        metrics = {k: float(v) for k, v in result.items()
-                   if k not in _RAY_FIELDS and k != self.metric and _finite(v)}
-        metrics.update(t.params)
-        t.report(int(step), float(value), **metrics)
+        t.report(int(step), float(value), **result_metrics(result, self.metric, t.params))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         t = self.trials.get(trial.trial_id)
@@ -242,28 +236,6 @@ def _pbt_settings(sched):
             "perturbation_factors": [_num(f) for f in getattr(sched, "_perturbation_factors", ())],
             "synch": bool(getattr(sched, "_synch", False)),
             "time_attr": getattr(sched, "_time_attr", None)}
-
-
-def _params(config, prefix=""):
-    """A Ray config flattened to hptrack params: nested dicts as ``a/b``, anything
-    that is not a scalar as its repr."""
-    out = {}
-    for k, v in config.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_params(v, key + "/"))
-            continue
-        v = _num(v)
-        out[key] = v if v is None or isinstance(v, (bool, int, float, str)) else repr(v)
-    return out
-
-
-def _num(v):
-    return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict)) else v
-
-
-def _finite(v):
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _unsign(score, sign):
