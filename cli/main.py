@@ -360,6 +360,8 @@ from .demo_cmd import demo_cmd  # noqa: E402
 cli.add_command(demo_cmd)
 from .export_cmd import export_cmd  # noqa: E402
 cli.add_command(export_cmd)
+from .import_cmd import import_ray_cmd  # noqa: E402
+cli.add_command(import_ray_cmd)
 
 
 def main(argv=None):

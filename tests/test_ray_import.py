@@ -17,7 +17,6 @@ pytest.importorskip("ray.tune", reason="ray[tune] is not installed (pip install 
 import hptrack  # noqa: E402
 import hptrack.ray as hray  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
-from hptrack.cli.import_cmd import import_ray_cmd  # noqa: E402
 from hptrack.cli.main import cli  # noqa: E402
 from hptrack.pbt import lineage, schedule  # noqa: E402
 from hptrack.ray_import import flat_params  # noqa: E402
@@ -173,8 +172,6 @@ def test_errors_metric_and_params_of_a_grid_run(local_ray, tmp_path):  # noqa: F
 
 def test_cli_import_ray(pbt_run, tmp_path):
     folder, _ = pbt_run
-    if "import-ray" not in cli.commands:  # until cli/main.py registers it
-        cli.add_command(import_ray_cmd)
     store = str(tmp_path / "store")
     run = CliRunner().invoke
     r = run(cli, ["--store", store, "import-ray", folder, "--name", "p", "--mode", "max",

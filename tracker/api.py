@@ -189,16 +189,27 @@ class Trial:
     __slots__ = ("search", "trial_id", "number", "params", "state", "_append", "_sid")
 
     def __init__(self, search: Search, params, number: int, ts=None):
+        self._bind(search, search.writer.new_id(), number, params)
+        encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
+        self._append((event_time(ts), "trial_started", self._sid,
+                      self.trial_id, number, None, None, None, None, None, None, encoded, None))
+
+    def _bind(self, search: Search, trial_id: str, number: int, params) -> None:
         self.search = search
-        self.trial_id = search.writer.new_id()
+        self.trial_id = trial_id
         self.number = number
         self.params = dict(params) if params else {}
         self.state = "running"
         self._append = search.writer.append
         self._sid = search.search_id
-        encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
-        self._append((event_time(ts), "trial_started", self._sid,
-                      self.trial_id, number, None, None, None, None, None, None, encoded, None))
+
+    @classmethod
+    def attach(cls, search: Search, trial_id: str, trial_number: int, params=None) -> "Trial":
+        """A handle on a trial already started (by an importer, or another
+        process), to report to it and end it; writes nothing by itself."""
+        t = cls.__new__(cls)
+        t._bind(search, trial_id, trial_number, params)
+        return t
 
     def _check_running(self, what):
         if self.state != "running":

@@ -412,10 +412,7 @@ def _write(s, exp, segs, seg, number, prev, metric, mode):
                         "trial_number": number, "params": seg.params, "ts": seg.start_us})
         if seg.exploit is not None:
             s.writer.write(_fork(s, exp, segs, seg, number, metric))
-    # a Trial handle on the trial with the id chosen above, to report and end it
-    t = Trial.__new__(Trial)
-    t.search, t.trial_id, t.number, t.params, t.state = s, seg.trial_id, number, seg.params, "running"
-    t._append, t._sid = s.writer.append, s.search_id
+    t = Trial.attach(s, seg.trial_id, number, seg.params)  # the id chosen above
     reports = _reports(seg, metric)
     for r in reports[0 if prev is None else prev[1]:]:
         t.report(int(r["training_iteration"]), float(r[metric]), ts=_line_us(r),
