@@ -280,6 +280,42 @@ def test_import_sqlite_study_keeps_trials_and_timestamps(tmp_path):
     assert as_of == [(5, 5)]
 
 
+def test_import_again_adds_only_what_is_new(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'grow.db'}"
+    st = study(storage=storage, name="grow", seed=5)
+    st.optimize(sgd_objective, n_trials=4)
+    live = st.ask()                       # a trial still running at the first import
+    live.suggest_float("alpha", 1e-5, 1e-1, log=True)
+    live.report(0.5, 0)
+    store = str(tmp_path / "store")
+    import_study(storage, "grow", store=store)
+
+    def finished(store):
+        return hptrack.connect(store).sql("SELECT finished_at FROM searches").fetchall()[0][0]
+
+    def counts():
+        return hptrack.connect(store).sql(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'running'), "
+            "(SELECT count(*) FROM events) FROM trials").fetchall()[0]
+
+    first = counts()
+    assert first[:2] == (5, 1)
+    assert finished(store) is None        # a trial still runs: the study is not over
+    import_study(storage, "grow", store=store)
+    assert counts() == first              # nothing new: not one event written
+    live.report(0.6, 1)
+    st.tell(live, 0.61)
+    st.optimize(sgd_objective, n_trials=2)
+    import_study(storage, "grow", store=store)
+    old = optuna.load_study(study_name="grow", storage=storage).trials
+    rec = recorded(store, "grow")
+    assert_matches(rec, old, times=True)
+    assert counts()[:2] == (7, 0)
+    assert finished(store) == max(t.datetime_complete for t in old).astimezone(timezone.utc)
+    assert rec[live.number]["reports"] == {0: 0.5, 1: 0.6}
+    assert rec[live.number]["value"] == 0.61
+
+
 def test_import_hptrack_does_not_import_optuna():
     code = ("import sys, hptrack; assert 'optuna' not in sys.modules, 'optuna imported'; "
             "assert hptrack.optuna.Callback and hptrack.pbt.PBT and hptrack.EarlyStopping")

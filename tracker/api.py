@@ -98,12 +98,15 @@ class Search:
             started["ts"] = ts
         self.writer.write(started)
 
-    def trial(self, params=None, *, trial_number=None, ts=None) -> "Trial":
-        """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None)."""
+    def trial(self, params=None, *, trial_number=None, ts=None, trial_id=None) -> "Trial":
+        """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None).
+
+        ``trial_id`` is for importers that derive ids from the source, so that
+        importing again can recognise a trial; by default a fresh id."""
         if trial_number is None:
             trial_number = self._number
         trial_number = schema.check_int("trial_number", trial_number, schema.INT32, TypeError)
-        trial = Trial(self, params, trial_number, ts)
+        trial = Trial(self, params, trial_number, ts, trial_id)
         self._number = max(self._number, trial_number + 1)
         return trial
 
@@ -188,8 +191,12 @@ class Trial:
 
     __slots__ = ("search", "trial_id", "number", "params", "state", "_append", "_sid")
 
-    def __init__(self, search: Search, params, number: int, ts=None):
-        self._bind(search, search.writer.new_id(), number, params)
+    def __init__(self, search: Search, params, number: int, ts=None, trial_id=None):
+        if trial_id is None:
+            trial_id = search.writer.new_id()
+        elif not isinstance(trial_id, str) or not trial_id:
+            raise TypeError(f"trial_id must be a non-empty str, got {trial_id!r}")
+        self._bind(search, trial_id, number, params)
         encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
         self._append((event_time(ts), "trial_started", self._sid,
                       self.trial_id, number, None, None, None, None, None, None, encoded, None))

@@ -23,6 +23,7 @@ Multi-objective values are in ``payload.values`` of ``trial_completed``; its
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import threading
 from datetime import datetime, timezone
@@ -32,7 +33,7 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from . import schema
-from .api import _is_pruned, event_time, search
+from .api import Trial, _is_pruned, event_time, search, search_id_for
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
 _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",
@@ -193,17 +194,26 @@ def _user_attrs(t, attrs, ts=None):
 
 # --- the callback path and import --------------------------------------------------------
 
-def _record(s, ft):
-    """Write one FrozenTrial with its own timestamps. Running/waiting trials stay running."""
+def _record(s, ft, trial_id=None, prev=None):
+    """Write one FrozenTrial with its own timestamps. Running/waiting trials stay running.
+
+    ``prev`` (state, n_reports) of the trial already in the store, imported
+    while it ran: write only its later reports and its end."""
     start = _utc(ft.datetime_start) or datetime.now(timezone.utc)
     end = _utc(ft.datetime_complete) or start
-    t = s.trial({}, trial_number=ft.number, ts=start)
-    if ft.params:
-        t.set_params(ft.params, ts=start, distributions=_distributions(ft.distributions))
-    for step in sorted(ft.intermediate_values):
+    steps = sorted(ft.intermediate_values)
+    if prev is None:
+        t = s.trial({}, trial_number=ft.number, ts=start, trial_id=trial_id)
+        if ft.params:
+            t.set_params(ft.params, ts=start, distributions=_distributions(ft.distributions))
+    else:
+        t = Trial.attach(s, trial_id, ft.number, ft.params)
+        steps = steps[prev[1]:]
+    for step in steps:
         # Optuna keeps no time per report; they are known at the end at the latest
         t.report(step, ft.intermediate_values[step], ts=end)
-    _user_attrs(t, ft.user_attrs, ts=end)
+    if ft.state.is_finished():
+        _user_attrs(t, ft.user_attrs, ts=end)
     if ft.state == TrialState.COMPLETE:
         _complete(t, ft.values, ts=end)
     elif ft.state == TrialState.PRUNED:
@@ -239,23 +249,50 @@ class Callback:
 def import_study(storage, study_name, store=None, *, name=None):
     """Write an existing Optuna study (a storage URL or object) as the search
     ``name`` (default: the study name), keeping the original timestamps.
-    Returns the search id. Importing twice appends the trials twice."""
+    Returns the search id.
+
+    Importing again adds only what is new: trials not imported before, and the
+    later reports and the end of trials that were still running. Trial ids are
+    derived from the search and Optuna's trial number, which is how they are
+    recognised."""
     study = optuna.load_study(study_name=study_name, storage=storage)
     trials = study.get_trials(deepcopy=False)
+    name = name or study_name
+    sid = search_id_for(name)
+    ids = {ft.number: hashlib.sha256(f"{sid}\0optuna\0{ft.number}".encode()).hexdigest()[:16]
+           for ft in trials}
+    from .read import connect
+
+    with connect(store) as con:
+        done = {tid: (state, n) for tid, state, n in con.sql(
+            "SELECT trial_id, state, n_reports FROM trials WHERE search_id = ?", params=[sid]).fetchall()}
+    todo = [ft for ft in trials if _has_news(ft, done.get(ids[ft.number]))]
+    if not todo:
+        return sid
     starts = [_utc(t.datetime_start) for t in trials if t.datetime_start is not None]
     ends = [_utc(t.datetime_complete) for t in trials if t.datetime_complete is not None]
     space = {}
     for ft in trials:
         space.update(_distributions(ft.distributions))
-    s = _open(name or study_name, study, store=store, space=space or None,
+    s = _open(name, study, store=store, space=space or None,
               ts=min(starts) if starts else None, durability="batch",
               attrs={"imported_from": "optuna",
                      "user_attrs": study.user_attrs or None})
-    for ft in trials:
-        _record(s, ft)
-    last = max(starts + ends) if starts else None
-    s.finish("ok", ts=last, imported_trials=len(trials))
+    for ft in todo:
+        _record(s, ft, ids[ft.number], done.get(ids[ft.number]))
+    if any(not ft.state.is_finished() for ft in trials):
+        s.writer.flush()  # the study goes on: finished at a later import
+    else:
+        s.finish("ok", ts=max(starts + ends) if starts else None, imported_trials=len(trials))
     return s.search_id
+
+
+def _has_news(ft, prev) -> bool:
+    """Whether a trial (state, n_reports) in the store lacks something ``ft`` has."""
+    if prev is None:
+        return True
+    state, n_reports = prev
+    return state == "running" and (ft.state.is_finished() or len(ft.intermediate_values) > n_reports)
 
 
 __all__ = ["Callback", "describe", "hptrack_trial", "import_study", "run_objective"]
