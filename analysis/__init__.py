@@ -16,11 +16,12 @@ _EXPORTS = {
     "importance": ".sensitivity",
     "interactions": ".sensitivity",
     "marginals": ".sensitivity",
+    "analyse": ".sensitivity",
     "diagnose": ".overfitting",
     "compare": ".compare",
 }
 
-__all__ = ["compare", "diagnose", "importance", "interactions", "marginals"]
+__all__ = ["analyse", "compare", "diagnose", "importance", "interactions", "marginals"]
 
 
 def __getattr__(name):

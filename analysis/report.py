@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .sensitivity import MAX_TRIALS
 from .source import TRIAL_COLUMNS
 
 __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "report"]
@@ -29,6 +30,8 @@ __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "repor
 MIN_TRIALS_IMPORTANCE = 8     # fANOVA on fewer complete trials is noise
 TOP_CONFIGS = 5               # configurations whose fold scores are shown
 N_MARGINALS = 2
+MAX_DRAWN = 1000              # trials drawn one line each (parallel coordinates, intermediate
+                              # values): past that a plot is a blot and the HTML tens of MB
 
 
 @dataclass
@@ -50,13 +53,15 @@ class SearchReport:
     pruned: list = field(default_factory=list)     # (trial_number, last_step)
     running: list = field(default_factory=list)    # (trial_number, started_at)
     importance: object = None          # polars (param, importance, std, ..., share)
-    importance_note: str | None = None
+    importance_note: str | None = None   # why not computed, or the sample it was fitted on
+    importance_sample: tuple | None = None  # (trials fitted, usable trials)
     marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
     diagnosis: object = None           # hptrack.analysis.overfitting.Diagnosis
     diagnosis_note: str | None = None
     trials: object = None              # hptrack.trials() frame
     params: list = field(default_factory=list)
-    reports: object = None             # polars: trial_number, state, step, value
+    reports: object = None             # polars: trial_number, state, step, value (drawn trials)
+    drawn: object = None               # trial ids drawn in per-trial plots, None = every trial
     folds: object = None               # polars: trial_number, fold, value (top configs)
     tests: object = None               # polars: trial_number, value (validation), test
     lineage: object = None             # PBT forks, polars
@@ -92,8 +97,13 @@ class Report:
 
 
 # --- gathering ----------------------------------------------------------------------
-def build(searches=None, store=None, as_of=None, *, progress=None, seed=0) -> Report:
-    """Read the store once (as of ``as_of``, default now) and run every analysis."""
+def build(searches=None, store=None, as_of=None, *, progress=None, seed=0,
+          max_trials=MAX_TRIALS) -> Report:
+    """Read the store once (as of ``as_of``, default now) and run every analysis.
+
+    Importance and marginals of a search with more than ``max_trials`` complete
+    trials are fitted on a seeded random sample of that many (the report says so);
+    ``max_trials=None`` fits every trial."""
     from hptrack.read import connect, parse_time, resolve_search
     from hptrack.store import resolve
 
@@ -107,7 +117,7 @@ def build(searches=None, store=None, as_of=None, *, progress=None, seed=0) -> Re
     reports = []
     with _Bar(progress, total=3 * len(ids) + 1) as bar:
         for sid in ids:
-            reports.append(_search(con, sid, bar, seed, store, as_of))
+            reports.append(_search(con, sid, bar, seed, as_of, max_trials))
         groups = _groups(con, reports, bar, seed)
     return Report(str(resolve(store)), as_of, digest, n_events, reports, groups)
 
@@ -116,21 +126,22 @@ def _snapshot_hash(con, ids):
     if not ids:
         return hashlib.sha256(b"").hexdigest(), 0
     marks = ",".join("?" * len(ids))
-    rows = con.sql(f"SELECT event_id FROM events WHERE search_id IN ({marks}) ORDER BY event_id",
-                   params=ids).fetchall()
-    h = hashlib.sha256()
-    for (eid,) in rows:
-        h.update(eid.encode() + b"\n")
-    return h.hexdigest(), len(rows)
+    ids = con.sql(f"SELECT event_id FROM events WHERE search_id IN ({marks}) ORDER BY event_id",
+                  params=ids).pl()["event_id"]
+    if ids.is_empty():
+        return hashlib.sha256(b"").hexdigest(), 0
+    # sha256 of every id followed by a newline, joined in one go (a million events per search)
+    text = ids.str.join("\n")[0] + "\n"
+    return hashlib.sha256(text.encode()).hexdigest(), ids.len()
 
 
-def _search(con, sid, bar, seed, store, as_of) -> SearchReport:
+def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     import polars as pl
     from hptrack.read import trials as trials_frame
 
-    (name, strategy, direction, metric, started, finished, seed_, payload) = con.sql(
-        "SELECT name, strategy, direction, metric, started_at, finished_at, seed, payload "
-        "FROM searches WHERE search_id = ?", params=[sid]).fetchall()[0]
+    (name, strategy, direction, metric, started, finished, seed_, payload, space) = con.sql(
+        "SELECT name, strategy, direction, metric, started_at, finished_at, seed, payload, "
+        "CAST(space AS VARCHAR) FROM searches WHERE search_id = ?", params=[sid]).fetchall()[0]
     payload = json.loads(payload) if payload else {}
     direction = direction or "maximize"
     df = trials_frame(sid, con=con)
@@ -153,9 +164,9 @@ def _search(con, sid, bar, seed, store, as_of) -> SearchReport:
         best = done.sort(["value", "trial_number"], descending=[direction == "maximize", False]).row(0, named=True)
         sr.best = {"trial_number": best["trial_number"], "trial_id": best["trial_id"],
                    "value": best["value"], "params": {p: best[p] for p in params}}
-    _tables(con, sr, done)
+    _tables(con, sr, done, seed)
     bar.advance(f"{name}: importance")
-    _importance(sr, done, store, as_of, seed)
+    _importance(sr, done, space, seed, max_trials)
     bar.advance(f"{name}: diagnostics")
     _diagnose(sr, con, seed)
     bar.advance(f"{name}: done")
@@ -176,15 +187,19 @@ def _wall(df, as_of):
     return (end - start).total_seconds() if start is not None and end is not None else None
 
 
-def _tables(con, sr, done):
+def _tables(con, sr, done, seed):
     """The raw series the plots need, read from the same snapshot."""
     import polars as pl
 
     sid = sr.search_id
+    keep, params = "", [sid]
+    if sr.trials.height > MAX_DRAWN:
+        sr.drawn = _drawn(sr.trials, seed, sr.best)
+        keep, params = " AND r.trial_id IN (SELECT unnest(?::VARCHAR[]))", [sid, sr.drawn.to_list()]
     sr.reports = con.sql(
         "SELECT t.trial_number, t.state, r.step, r.value FROM reports r JOIN trials t "
-        "USING (search_id, trial_id) WHERE r.search_id = ? ORDER BY t.trial_number, r.step, r.ts",
-        params=[sid]).pl()
+        f"USING (search_id, trial_id) WHERE r.search_id = ?{keep} ORDER BY t.trial_number, r.step, r.ts",
+        params=params).pl()
     top = done.sort("value", descending=sr.direction == "maximize").head(TOP_CONFIGS)
     ids = top["trial_id"].to_list()
     if ids:
@@ -206,8 +221,18 @@ def _tables(con, sr, done):
         sr.test_score = hit["test"][0] if hit.height else None
 
 
-def _importance(sr, done, store, as_of, seed):
-    from hptrack.analysis.sensitivity import importance, marginals
+def _drawn(trials, seed, best):
+    """trial_id of a seeded random sample of MAX_DRAWN trials that keeps the best one."""
+    import polars as pl
+
+    ids = trials["trial_id"].sample(MAX_DRAWN, seed=seed).sort()
+    if best is not None and best["trial_id"] not in set(ids.to_list()):
+        ids = pl.concat([ids.head(MAX_DRAWN - 1), pl.Series("trial_id", [best["trial_id"]])]).sort()
+    return ids
+
+
+def _importance(sr, done, space, seed, max_trials):
+    from hptrack.analysis.sensitivity import analyse
 
     varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
     if done.height < MIN_TRIALS_IMPORTANCE:
@@ -218,13 +243,17 @@ def _importance(sr, done, store, as_of, seed):
         sr.importance_note = "skipped: no param varies over the complete trials"
         return
     try:
-        # by search id, so the recorded space (bounds, log scales) is used; same snapshot
-        kw = {"store": store, "as_of": as_of, "seed": seed, "n_members": 3, "n_trees": 150}
-        sr.importance = importance(sr.search_id, **kw)
-        for p in sr.importance["param"].head(N_MARGINALS).to_list():
-            sr.marginals[p] = marginals(sr.search_id, p, **kw)
+        # the trials already read from this snapshot, with the recorded space (bounds, log
+        # scales); one surrogate fit serves the importance and the marginal curves
+        s = analyse(sr.trials, space=space, direction=sr.direction, params=sr.params, seed=seed,
+                    n_members=3, n_trees=150, top=N_MARGINALS, max_trials=max_trials)
     except Exception as e:  # noqa: BLE001  (an analysis that cannot run is reported, not fatal)
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"
+        return
+    sr.importance, sr.marginals = s.importance, s.marginals
+    sr.importance_sample = (s.n_fitted, s.n_usable)
+    if s.sampled:
+        sr.importance_note = s.note
 
 
 def _diagnose(sr, con, seed):
@@ -424,7 +453,7 @@ def _print_search(console, s: SearchReport):
         t.add_column("var. fraction", justify="right")
         for row in s.importance.head(5).iter_rows(named=True):
             t.add_row(f"  {row['param']}", f"{row['share']:.0%}", _num(row["importance"], 3))
-        _say(console, "importance:")
+        _say(console, "importance:" + (f" {s.importance_note}" if s.importance_note else ""))
         console.print(t)
     else:
         _say(console, f"importance: {s.importance_note}")
@@ -488,13 +517,13 @@ def _print_group(console, g: Group):
 
 # --- library entry point --------------------------------------------------------------
 def report(searches=None, store=None, html=None, as_of=None, *, console=None, progress=None,
-           quiet=False) -> Report:
+           quiet=False, max_trials=MAX_TRIALS) -> Report:
     """Build the report of ``searches`` (names or ids; default every search in the
     store), print it to the terminal unless ``quiet``, and write it as one
     self-contained HTML file when ``html`` is a path. Returns the Report."""
     if isinstance(searches, str):
         searches = [searches]
-    rep = build(searches, store, as_of, progress=progress)
+    rep = build(searches, store, as_of, progress=progress, max_trials=max_trials)
     if not quiet:
         render_terminal(rep, console)
     if html is not None:

@@ -155,6 +155,8 @@ def _search(s: SearchReport) -> str:
         out.extend(f"<p class='warn'>warning: {escape(w)}</p>" for w in d.warnings)
     elif s.diagnosis_note:
         out.append(f"<p class='skip'>diagnostics {escape(s.diagnosis_note)}</p>")
+    if s.importance is not None and s.importance_note:
+        out.append(f"<p>Importance and marginal curves: {escape(s.importance_note)}.</p>")
     figs = [_importance(s), *_marginals(s), _parallel(s), _intermediate(s), _folds(s), _test_scatter(s)]
     if s.strategy == "pbt":
         figs += [_lineage(s), _schedule(s)]
@@ -205,10 +207,14 @@ def _parallel(s):
     done = s.trials.filter(pl.col("state") == "complete")
     if done.height < 2 or not s.params:
         return ("parallel coordinates", None, "fewer than 2 complete trials")
+    title = "parallel coordinates (darker = better)"
+    if s.drawn is not None:
+        n_done = done.height
+        done = done.filter(pl.col("trial_id").is_in(s.drawn.implode()))
+        title = f"parallel coordinates, random {done.height:,} of {n_done:,} (darker = better)"
     cols = s.params + [s.metric]
     rows = [list(r) for r in done.select([*s.params, "value"]).iter_rows()]
-    return ("parallel coordinates", svg.parallel(cols, rows, done["value"].to_list(),
-                                                 title="parallel coordinates (darker = better)",
+    return ("parallel coordinates", svg.parallel(cols, rows, done["value"].to_list(), title=title,
                                                  higher_is_better=s.direction == "maximize"), "")
 
 
@@ -216,7 +222,10 @@ def _intermediate(s):
     r = s.reports
     if r is None or r.height == 0:
         return ("intermediate values", None, "no trial reported intermediate values")
-    ch = svg.Chart("intermediate values (x = pruned here)", "step", "value", width=460, height=280)
+    title = "intermediate values (x = pruned here)"
+    if s.drawn is not None:
+        title = f"intermediate values, random {r['trial_number'].n_unique():,} of {s.trials.height:,} trials (x = pruned)"
+    ch = svg.Chart(title, "step", "value", width=460, height=280)
     by = r.partition_by("trial_number", maintain_order=True, as_dict=False)
     for part in by:
         state = part["state"][0]

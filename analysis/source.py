@@ -35,27 +35,33 @@ class Param:
     missing: float = 0.0        # share of the unit interval that stands for "missing"
 
     def to_unit(self, values) -> np.ndarray:
-        """Unit-cube coordinates of raw values (None = missing)."""
+        """Unit-cube coordinates of raw values (a list or polars Series; None = missing)."""
         present_width = 1.0 - self.missing
-        out = np.full(len(values), 1.0 - self.missing / 2)
         if self.kind in ("categorical", "bool"):
+            out = np.full(len(values), 1.0 - self.missing / 2)
             k = len(self.categories)
             index = {c: i for i, c in enumerate(self.categories)}
             for r, v in enumerate(values):
                 if v is not None:
                     out[r] = (index[v] + 0.5) / k * present_width
             return out
-        for r, v in enumerate(values):
-            if v is None:
-                continue
-            x = self._scale(v)
-            if self.kind == "int" and not self.log:
-                cells = self.high - self.low + 1
-                u = (min(max(x, self.low), self.high) - self.low + 0.5) / cells
-            else:
-                u = 0.5 if self.high == self.low else (x - self.low) / (self.high - self.low)
-            out[r] = min(max(u, 0.0), 1.0) * present_width
-        return out
+        # numeric: whole columns at once (a 100,000-trial search has 100,000 values per param)
+        x = np.array([np.nan if v is None else float(v) for v in values], float) \
+            if isinstance(values, list) else values.cast(float).to_numpy().astype(float)
+        missing = np.isnan(x)
+        if self.log:
+            bad = ~missing & (x <= 0)
+            if bad.any():
+                raise ValueError(f"param {self.name!r} is log-scaled but has value {x[bad][0]}")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                x = np.log10(x)
+        if self.kind == "int" and not self.log:
+            u = (np.clip(x, self.low, self.high) - self.low + 0.5) / (self.high - self.low + 1)
+        elif self.high == self.low:
+            u = np.full(len(x), 0.5)
+        else:
+            u = (x - self.low) / (self.high - self.low)
+        return np.where(missing, 1.0 - self.missing / 2, np.clip(u, 0.0, 1.0) * present_width)
 
     def from_unit(self, u: float):
         """The raw value at unit coordinate u (None in the missing cell)."""
@@ -86,10 +92,29 @@ class Design:
     params: list
     direction: str | None
     n_excluded: int            # trials left out (state, missing value, budget)
+    n_sampled_from: int | None = None   # usable trials before sample(); None when not sampled
 
     @property
     def names(self):
         return [p.name for p in self.params]
+
+    @property
+    def n_usable(self) -> int:
+        """Usable trials (after state, value, budget and top_quantile filters), sampled or not."""
+        return self.n_sampled_from if self.n_sampled_from is not None else len(self.y)
+
+    def sample(self, max_trials: int | None, seed: int = 0) -> Design:
+        """This design, or a seeded random subset of ``max_trials`` of its rows
+        (in their original order) when it holds more. The params' ranges stay
+        those of every trial; ``n_sampled_from`` records how many there were."""
+        n = len(self.y)
+        if max_trials is None or n <= max_trials:
+            return self
+        if max_trials < 4:
+            raise ValueError(f"max_trials must be at least 4 (or None for every trial), got {max_trials}")
+        # a stream of its own, so the sample does not correlate with the surrogate's seeds
+        rows = np.sort(np.random.default_rng([seed, 0x5A3]).choice(n, max_trials, replace=False))
+        return Design(self.X[rows], self.y[rows], self.params, self.direction, self.n_excluded, n)
 
 
 # --- the recorded space ---------------------------------------------------------
@@ -208,11 +233,17 @@ def _at_budget(con, search_id, table, budget):
 
 
 def design(source, store=None, *, params=None, include=("complete",), budget=None,
-           top_quantile=None, direction=None, log=None, as_of=None) -> Design:
-    """The unit-cube design of a source. See the module docstring."""
+           top_quantile=None, direction=None, log=None, as_of=None, space=None) -> Design:
+    """The unit-cube design of a source. See the module docstring.
+
+    ``space``: a search space as recorded (the ``space`` column of the
+    searches view: dict, JSON text or list of grids) to take bounds and log
+    scales from instead of the source's own, e.g. for a trials table already
+    read from the store."""
     import polars as pl
 
-    table, space, recorded_direction = read(source, store, as_of=as_of, budget=budget)
+    table, recorded_space, recorded_direction = read(source, store, as_of=as_of, budget=budget)
+    space = recorded_space if space is None else _space_map(space)
     direction = direction or recorded_direction
     n0 = table.height
     if "value" not in table.columns:
@@ -238,7 +269,7 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
                          "and running trials are left out unless include= asks for them)")
     log = set(log or ())
     plist = [_param(n, table[n], space.get(n, {}), n in log) for n in names]
-    X = np.column_stack([p.to_unit(table[p.name].to_list()) for p in plist])
+    X = np.column_stack([p.to_unit(table[p.name]) for p in plist])
     y = table["value"].cast(pl.Float64).to_numpy()
     return Design(X, y, plist, direction, n0 - table.height)
 
@@ -246,9 +277,7 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
 def _param(name, col, hint: dict, force_log: bool) -> Param:
     import polars as pl
 
-    values = col.to_list()
-    present = [v for v in values if v is not None]
-    missing = (len(values) - len(present)) / len(values) if values else 0.0
+    missing = col.null_count() / len(col) if len(col) else 0.0
     dtype = col.dtype
     if dtype == pl.Boolean:
         return Param(name, "bool", categories=[False, True], missing=missing)
@@ -256,8 +285,9 @@ def _param(name, col, hint: dict, force_log: bool) -> Param:
         kind = "int" if dtype.is_integer() else "float"
         log = force_log or bool(hint.get("log"))
         p = Param(name, kind, log=log, missing=missing)
-        scaled = [p._scale(v) for v in present] or [0.0]
-        lo, hi = min(scaled), max(scaled)
+        present = col.drop_nulls()
+        # the scale is monotone, so the scaled range is the scaled ends of the raw range
+        lo, hi = (p._scale(present.min()), p._scale(present.max())) if len(present) else (0.0, 0.0)
         if hint.get("low") is not None and hint.get("high") is not None:
             try:
                 lo = min(lo, p._scale(hint["low"]))
@@ -268,6 +298,7 @@ def _param(name, col, hint: dict, force_log: bool) -> Param:
         if kind == "int" and not log:
             p.low, p.high = math.floor(lo), math.ceil(hi)
         return p
+    present = set(col.drop_nulls().unique().to_list())
     cats = list(hint.get("categories") or [])
-    cats = [c for c in cats if c in set(present)] + sorted({v for v in present if v not in cats}, key=str)
+    cats = [c for c in cats if c in present] + sorted({v for v in present if v not in cats}, key=str)
     return Param(name, "categorical", categories=cats, missing=missing)

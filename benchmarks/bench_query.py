@@ -226,14 +226,15 @@ def in_subprocess(code, *args, timeout=None):
 
 
 REPORT_CODE = r"""
-import json, sys, time
+import json, resource, sys, time
 t0 = time.perf_counter()
 import hptrack
 rep = hptrack.report([sys.argv[2]], store=sys.argv[1], quiet=True)
 dt = time.perf_counter() - t0
 sr = rep.searches[0]
 print(json.dumps({"seconds": dt, "n_trials": int(sr.trials.height), "best": sr.best["value"],
-                  "importance": sr.importance_note or "computed"}))
+                  "importance": sr.importance_note or "computed",
+                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
 HPTRACK_LOAD_CODE = r"""
@@ -422,9 +423,10 @@ def _run(a, root, work, per_segment):
     big_n = counts[0]
     if not a.no_report:
         try:
-            out, rss, own = in_subprocess(REPORT_CODE, root, big_id, timeout=a.report_timeout)
+            # peak RSS as the report process saw its own (the children's maximum may be a builder's)
+            out, _, _ = in_subprocess(REPORT_CODE, root, big_id, timeout=a.report_timeout)
             log(f"  hptrack report of a {big_n:,}-trial search: {out['seconds']:.1f} s, peak RSS "
-                f"{rss:,.0f} MiB{'' if own else ' (at most)'}; importance {out['importance']}")
+                f"{out['rss']:,.0f} MiB; importance {out['importance']}")
         except subprocess.TimeoutExpired:
             log(f"  hptrack report of a {big_n:,}-trial search: did not finish in {a.report_timeout:.0f} s")
     if not a.no_optuna:

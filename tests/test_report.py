@@ -155,6 +155,32 @@ def test_library_form_and_lazy_export(compared, tmp_path):
     assert importlib.import_module("hptrack").report is hptrack.report
 
 
+
+def test_a_large_search_is_analysed_on_a_seeded_sample_and_says_so(compared, tmp_path, monkeypatch):
+    from hptrack.analysis import report as report_mod
+
+    whole = build(["random-1"], store=compared, progress=False).searches[0]
+    assert whole.importance_sample == (12, 12) and whole.importance_note is None and whole.drawn is None
+    # a cap below the 12 complete trials (as 20,000 is below a 100,000-trial search)
+    monkeypatch.setattr(report_mod, "MAX_DRAWN", 5)
+    html = tmp_path / "r.html"
+    rep = hptrack.report(["random-1"], store=compared, html=html, quiet=True, progress=False, max_trials=8)
+    again = build(["random-1"], store=compared, as_of=rep.as_of, progress=False, max_trials=8)
+    s, s2 = rep.searches[0], again.searches[0]
+    assert s.importance_sample == (8, 12) and "8 of 12 usable trials" in s.importance_note
+    assert s.importance.equals(s2.importance) and not s.importance.equals(whole.importance)
+    assert all(s.marginals[p].equals(s2.marginals[p]) for p in s.marginals)
+    text = " ".join(_text(rep).split())
+    assert "importance: fitted on a seeded random sample of 8 of 12 usable trials" in text
+    # per-trial plots draw a seeded sample of the trials that keeps the best one
+    assert s.drawn.len() == 5 and s.drawn.equals(s2.drawn) and s.best["trial_id"] in s.drawn.to_list()
+    assert s.reports["trial_number"].n_unique() == 5
+    page = html.read_text()
+    assert "sample of 8 of 12 usable trials" in page
+    assert re.search(r"parallel coordinates, random \d of 12", page)
+    assert "intermediate values, random 5 of 12 trials" in page
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "json"])
 def test_export_round_trips_the_trials(compared, tmp_path, fmt):
     out = tmp_path / f"t.{fmt}"

@@ -289,3 +289,46 @@ def test_space_hints_of_the_integrations():
     assert space_hint({"type": "Real", "low": 1e-4, "high": 1.0, "prior": "log-uniform"})["log"]
     assert space_hint([3, 5, 7]) == {"low": 3, "high": 7}
     assert space_hint(["gini", "entropy"]) == {"categories": ["gini", "entropy"]}
+
+
+def test_a_search_past_the_cap_is_fitted_on_a_seeded_sample(ishigami_store):
+    from hptrack.analysis.sensitivity import analyse
+
+    kw = {"store": ishigami_store, "n_trees": 150, "n_members": 3, "max_trials": 1000}
+    first, again = analyse("ishigami", **kw), analyse("ishigami", **kw)
+    assert (first.n_fitted, first.n_usable, first.sampled) == (1000, 2000, True)
+    assert "1,000 of 2,000" in first.note
+    assert first.importance.equals(again.importance)          # the same sample and fit twice
+    assert list(first.marginals) == first.importance["param"].head(2).to_list()
+    for p, m in first.marginals.items():
+        assert m.equals(again.marginals[p])
+    # the public functions draw the same sample and fit, so they agree with analyse
+    assert importance("ishigami", **kw).equals(first.importance)
+    assert marginals("ishigami", "x2", **kw).equals(first.marginals["x2"])
+    # half the trials still recover Ishigami's first-order fractions
+    got = dict(zip(first.importance["param"], first.importance["importance"]))
+    for p, truth in ISHIGAMI.items():
+        assert got[p] == pytest.approx(truth, abs=0.06), (p, got)
+    # another seed draws another sample; no cap (or a cap above the count) fits every trial
+    d = design("ishigami", store=ishigami_store)
+    a, b = d.sample(1000, seed=0), d.sample(1000, seed=1)
+    assert a.X.shape == (1000, 5) and a.n_sampled_from == 2000 and not np.array_equal(a.X, b.X)
+    assert np.array_equal(a.X, d.sample(1000, seed=0).X)
+    assert len({tuple(r) for r in a.X}) == 1000                  # without replacement
+    assert d.sample(None) is d and d.sample(5000) is d and d.n_usable == 2000
+    with pytest.raises(ValueError, match="max_trials"):
+        d.sample(2)
+
+
+def test_vectorised_unit_coordinates_match_the_definition():
+    from hptrack.analysis.source import Param
+
+    lr = Param("lr", "float", log=True, low=-5.0, high=-1.0, missing=0.2)
+    assert lr.to_unit(pl.Series([1e-5, 1e-3, None, 0.1])).tolist() == pytest.approx([0.0, 0.4, 0.9, 0.8])
+    assert lr.to_unit([1e-5, 1e-3, None, 0.1]).tolist() == pytest.approx([0.0, 0.4, 0.9, 0.8])
+    with pytest.raises(ValueError, match="log-scaled but has value 0"):
+        lr.to_unit(pl.Series([0.0, 1e-3]))
+    layers = Param("layers", "int", low=1, high=4)
+    assert layers.to_unit(pl.Series([1, 4, 9])).tolist() == pytest.approx([0.125, 0.875, 0.875])
+    flat = Param("flat", "float", low=2.0, high=2.0)
+    assert flat.to_unit(pl.Series([2.0, 2.0])).tolist() == [0.5, 0.5]
