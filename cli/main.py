@@ -139,6 +139,10 @@ def _emit(df, fmt: str) -> None:
 
 _FORMAT_OPT = click.option("--format", "fmt", type=FORMAT, default="table", show_default=True,
                            help="table for people; csv or json for programs.")
+_MAX_TRIALS_OPT = click.option(
+    "--max-trials", type=click.IntRange(min=0), default=20_000, show_default=True, metavar="N",
+    help="Fit the sensitivity model on a seeded random sample of N usable trials when a search "
+         "has more (0: all of them; slow past ~20,000).")
 _AS_OF_OPT = click.option("--as-of", metavar="TIME", default=None,
                           help="Fold only the events up to TIME (ISO 8601, UTC if no zone), "
                                "e.g. 2026-11-27T10:30:00Z.")

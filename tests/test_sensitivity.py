@@ -77,6 +77,14 @@ def test_cli_importance(ishigami_store):
     assert lines[0] == "param_a,param_b,importance,std" and lines[1].startswith("x1,x3,")
     r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "nope"])
     assert r.exit_code == 1 and "no search named 'nope'" in r.output
+    # --max-trials is the library's max_trials: the same sample, the same numbers
+    r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "ishigami", "--method", "impurity",
+                                 "--max-trials", "300", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    lib = importance("ishigami", store=ishigami_store, method="impurity", max_trials=300)
+    assert {row["param"]: row["importance"] for row in json.loads(r.output)} == pytest.approx(
+        dict(zip(lib["param"], lib["importance"])), abs=1e-12)
+    assert json.loads(r.output) != rows  # a sample of 300 is not the fit on every trial
 
 
 def _uniform_table(n, bounds, f, seed=0):
