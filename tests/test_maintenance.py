@@ -479,6 +479,25 @@ def test_compact_merges_into_one_file_per_search_and_changes_no_answer(store):
     assert snapshot(store) == before
 
 
+def test_segments_of_different_columns_are_read_together_before_and_after_compact(store):
+    # A later hptrack may add a column: connect reads each column list in its own
+    # scan (no union_by_name over every file) and joins them by name.
+    before = snapshot(store)
+    files = Store(store).segment_files()
+    widened = files[len(files) // 2]
+    table = pq.ParquetFile(widened).read()
+    table = table.append_column("note", pa.array([f"n{i}" for i in range(table.num_rows)]))
+    pq.write_table(table, widened)
+    assert snapshot(store) == before
+    con = hptrack.connect(store)
+    assert con.sql("SELECT count(*) FROM events WHERE note IS NOT NULL").fetchall() == [(table.num_rows,)]
+    assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(before["ids"]),)]
+    compact(store)
+    assert snapshot(store) == before
+    con = hptrack.connect(store)
+    assert con.sql("SELECT count(*) FROM events WHERE note IS NOT NULL").fetchall() == [(table.num_rows,)]
+
+
 CHILD_WRITES_WHILE_COMPACTED = r"""
 import sys
 import hptrack

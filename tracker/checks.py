@@ -41,7 +41,7 @@ def _norm_type(t):
 def segment_problems(st: Store, path: str, footers: dict | None = None) -> list[Problem] | None:
     """Problems found in a segment's size and footer; None if it vanished.
 
-    ``footers``, if given, receives ``path -> FileMetaData`` of a clean segment,
+    ``footers``, if given, receives ``path -> Footer`` of a clean segment,
     so a caller that also wants its statistics does not read the footer twice."""
 
     rel = rel_path(st, path)
@@ -62,37 +62,68 @@ def segment_problems(st: Store, path: str, footers: dict | None = None) -> list[
         return [Problem(path, "unreadable_segment", ERROR,
                         f"{rel}: not a readable Parquet file ({short(exc)}); queries fail while it is "
                         "in the store: move it out (restore it from a backup if you have one)")]
-    missing = [c for c in REQUIRED_COLUMNS if c not in sch.names]
-    if missing:
-        return [Problem(path, "missing_columns", ERROR,
-                        f"{rel}: not an hptrack event file, it lacks the column(s) {', '.join(missing)}; "
-                        "move it out of the store")]
-    expected = arrow_schema()
-    wrong = [f"{c} is {sch.field(c).type}, expected {expected.field(c).type}"
-             for c in REQUIRED_COLUMNS if _norm_type(sch.field(c).type) != expected.field(c).type]
+    columns = tuple((f.name, str(f.type)) for f in sch)
+    wrong = _schema_problem(sch, columns)
     if wrong:
-        return [Problem(path, "wrong_column_types", ERROR,
-                        f"{rel}: column types do not match the event schema ({'; '.join(wrong)}); "
-                        "move it out of the store")]
-    version = _max_statistic(meta, "schema_version")
-    if version is not None and version > SCHEMA_VERSION:
-        return [Problem(path, "newer_schema", ERROR, newer(rel, version))]
+        kind, text = wrong
+        return [Problem(path, kind, ERROR, f"{rel}: {text}")]
+    footer = Footer.of(meta, columns)
+    if footer.version is not None and footer.version > SCHEMA_VERSION:
+        return [Problem(path, "newer_schema", ERROR, newer(rel, footer.version))]
     if footers is not None:
-        footers[path] = meta
+        footers[path] = footer
     return []
 
 
-def column_range(meta, column: str):
-    """(min, max) of a top-level column over all row groups by the footer's
-    statistics; None if any row group lacks them (or the column is absent)."""
-    idx = [i for i in range(meta.num_columns) if meta.schema.column(i).path == column]
-    if not idx:
+_SCHEMA_VERDICTS: dict = {}  # Footer.columns -> None or (kind, text): most files share one schema
+
+
+def _schema_problem(sch, columns):
+    """(kind, text) if the file's columns are not the event schema's, else None."""
+    if columns not in _SCHEMA_VERDICTS:
+        missing = [c for c in REQUIRED_COLUMNS if c not in sch.names]
+        expected = arrow_schema()
+        wrong = [] if missing else [f"{c} is {sch.field(c).type}, expected {expected.field(c).type}"
+                                    for c in REQUIRED_COLUMNS
+                                    if _norm_type(sch.field(c).type) != expected.field(c).type]
+        _SCHEMA_VERDICTS[columns] = (
+            ("missing_columns", f"not an hptrack event file, it lacks the column(s) {', '.join(missing)}; "
+                                "move it out of the store") if missing else
+            ("wrong_column_types", f"column types do not match the event schema ({'; '.join(wrong)}); "
+                                   "move it out of the store") if wrong else None)
+    return _SCHEMA_VERDICTS[columns]
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What readers need from a clean segment's footer: its columns (files of
+    one column list are read in one scan), and ranges by the row groups'
+    statistics (None where unknown)."""
+    columns: tuple          # ((name, arrow type as text), ...)
+    writer_range: tuple | None
+    seq_range: tuple | None
+    version: int | None     # the largest schema_version
+
+    @classmethod
+    def of(cls, meta, columns) -> "Footer":
+        index = {}
+        for i in range(meta.num_columns):
+            index.setdefault(meta.schema.column(i).path, i)
+        groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
+        return cls(columns, _range(groups, index.get("writer_id")), _range(groups, index.get("seq")),
+                   _max_of(groups, index.get("schema_version")))
+
+
+def _range(groups, col):
+    """(min, max) of one column over the row groups by their statistics; None if
+    a non-empty group lacks them (or the column is absent)."""
+    if col is None:
         return None
     lo = hi = None
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(idx[0]).statistics
+    for rg in groups:
+        stats = rg.column(col).statistics
         if stats is None or not stats.has_min_max:
-            if meta.row_group(g).num_rows == 0:
+            if rg.num_rows == 0:
                 continue
             return None
         lo = stats.min if lo is None else min(lo, stats.min)
@@ -100,14 +131,13 @@ def column_range(meta, column: str):
     return None if lo is None else (lo, hi)
 
 
-def _max_statistic(meta, column: str):
-    """The largest value of a top-level column by the row groups' statistics (None if unknown)."""
-    idx = [i for i in range(meta.num_columns) if meta.schema.column(i).path == column]
-    if not idx:
+def _max_of(groups, col):
+    """The largest value of a column by the row groups' statistics (None if unknown)."""
+    if col is None:
         return None
     best = None
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(idx[0]).statistics
+    for rg in groups:
+        stats = rg.column(col).statistics
         if stats is None or not stats.has_min_max:
             return None
         best = stats.max if best is None else max(best, stats.max)

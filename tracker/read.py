@@ -107,8 +107,9 @@ LEFT JOIN t USING (search_id);
 
 CREATE VIEW params AS
 WITH p AS (
+    -- (unnest yields nothing for an empty list; a len() filter would only cost a pass)
     SELECT search_id, trial_id, event_id, unnest(params) AS p
-    FROM events WHERE params IS NOT NULL AND len(params) > 0
+    FROM events WHERE params IS NOT NULL
 ), latest AS (
     -- the whole last value per name: each field at the same (latest) event_id;
     -- arg_max_null keeps NULL fields (arg_max would skip them), and per field
@@ -202,13 +203,10 @@ def split_overlapping(segments, footers, wal):
     cost. A file without statistics counts as overlapping. A single file never
     holds an event twice (writers and compact both write each one once).
     """
-    from .checks import column_range
-
     boxes = {}  # path -> (folder, writer range, seq range) or None
     for path in segments:
-        meta = footers.get(path)
-        w = column_range(meta, "writer_id") if meta is not None else None
-        q = column_range(meta, "seq") if meta is not None else None
+        footer = footers.get(path)
+        w, q = (footer.writer_range, footer.seq_range) if footer is not None else (None, None)
         boxes[path] = (os.path.dirname(path), w, q) if w and q else None
     overlapping = {p for p, b in boxes.items() if b is None}
     by_folder: dict[str, list] = {}
@@ -262,6 +260,19 @@ def sql_list(paths) -> str:
     return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
 
 
+def scan_sql(paths, footers) -> str:
+    """SQL reading the segments ``paths``: one ``read_parquet`` per column list,
+    joined by name. union_by_name would do it in one scan, but it reads every
+    file's footer each time a query (or a view over it) is bound, which before
+    a compaction costs more than most queries."""
+    groups: dict[tuple, list[str]] = {}
+    for p in paths:
+        footer = footers.get(p)
+        groups.setdefault(footer.columns if footer is not None else (p,), []).append(p)
+    return " UNION ALL BY NAME ".join(
+        f"SELECT * FROM read_parquet({sql_list(group)}, hive_partitioning = false)" for group in groups.values())
+
+
 def connect(store=None, as_of=None, *, strict=False):
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
@@ -292,8 +303,7 @@ def connect(store=None, as_of=None, *, strict=False):
     distinct, overlapping = split_overlapping(segments, footers, wal)
 
     def files(paths):
-        return (f"SELECT * FROM read_parquet({sql_list(paths)}, union_by_name = true, hive_partitioning = false)"
-                if paths else "SELECT * FROM _no_events")
+        return scan_sql(paths, footers) if paths else "SELECT * FROM _no_events"
 
     con.sql(f"CREATE VIEW _distinct_events AS {files(distinct)}")
     con.sql(f"CREATE VIEW _overlapping_events AS {files(overlapping)} UNION ALL BY NAME SELECT * FROM _wal_events")
