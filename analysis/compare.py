@@ -1,8 +1,8 @@
 """Which strategy buys the best model for a budget?
 
-``compare(searches, by="trials"|"time"|"resource")`` puts searches of the same
-task and metric (grid vs random vs TPE vs halving, each maybe repeated over
-seeds) on a common axis and returns:
+``compare(searches, by="auto"|"trials"|"time"|"resource"|"compute")`` puts
+searches of the same task and metric (grid vs random vs TPE vs halving, each
+maybe repeated over seeds) on a common axis and returns:
 
 - ``curves``: best-so-far per search, long form (one row per finished trial);
 - ``bands``: per strategy, the mean best-so-far over its searches with a 95%
@@ -16,7 +16,22 @@ seeds) on a common axis and returns:
   best value each search reached within the common budget, searches paired by
   seed (or by order when seeds do not match).
 
-Searches are grouped by the strategy recorded when they were opened.
+Searches are grouped by the strategy recorded when they were opened. Only
+complete trials count as results: a pruned trial, or a low rung of successive
+halving, never sets the best-so-far, whatever the axis.
+
+The axes. ``trials``: trials finished. ``time``: seconds since the search's
+first trial started. ``resource``: the sum of each trial's largest reported
+``resource``. ``compute``: the compute spent by every finished trial, pruned
+and failed ones included, in full evaluations (see
+:mod:`hptrack.analysis.budget`); there the budget is a ceiling, not a quota:
+a search that finished under it keeps its best, so the common budget is the
+largest any search spent and a cheap search is credited with its answer from
+the moment it had it. ``auto`` (the default) is ``compute`` when any search is
+multi-fidelity (a halving/hyperband strategy, or a pruned trial), else
+``trials``: on the trials axis a multi-fidelity search's few finalists arrive
+last and its area under the curve says nothing about the model it buys.
+``Comparison.why`` states the axis used and why.
 
 >>> r = hptrack.analysis.compare(["grid-s0", "grid-s1", "random-s0", "random-s1"])
 >>> r.summary
@@ -29,11 +44,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import stats
+from . import budget, stats
 
 __all__ = ["Comparison", "compare"]
 
-AXES = ("trials", "time", "resource")
+AXES = ("auto", "trials", "time", "resource", "compute")
+UNITS = {"trials": "trials", "time": "seconds", "resource": "resource", "compute": "full evaluations"}
 _GRID_POINTS = 101
 
 
@@ -49,21 +65,25 @@ class Comparison:
     ranks: object
     summary: object
     tests: dict = field(default_factory=dict)
+    why: str = ""             # the axis used, and why
+    unit: str = ""            # what one unit of the axis is
 
     def to_dict(self) -> dict:
-        return {"by": self.by, "direction": self.direction, "metric": self.metric,
-                "horizon": self.horizon, "summary": self.summary.to_dicts(),
+        return {"by": self.by, "why": self.why, "unit": self.unit, "direction": self.direction,
+                "metric": self.metric, "horizon": self.horizon, "summary": self.summary.to_dicts(),
                 "per_search": self.per_search.to_dicts(), "tests": self.tests}
 
 
-def compare(searches, by="trials", store=None, target=None, reference=None, alpha=0.05,
+def compare(searches, by="auto", store=None, target=None, reference=None, alpha=0.05,
             n_boot=1000, seed=0, con=None, as_of=None) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
 
-    ``by`` is the budget axis: trials finished, wall-clock seconds since the
-    search's first trial started, or summed resource (each trial's largest
-    reported ``resource``). ``target`` is a value to reach; ``reference`` the
-    known optimum, for normalised regret.
+    ``by`` is the budget axis: ``trials`` finished, wall-clock ``time``
+    seconds since the search's first trial started, summed ``resource`` (each
+    trial's largest reported ``resource``), ``compute`` spent in full
+    evaluations, or ``auto`` (``compute`` if any search is multi-fidelity, else
+    ``trials``). ``target`` is a value to reach; ``reference`` the known
+    optimum, for normalised regret.
     """
     import polars as pl
     from hptrack.read import connect
@@ -87,18 +107,27 @@ def compare(searches, by="trials", store=None, target=None, reference=None, alph
         warnings.warn(f"hptrack: the searches record different metrics ({', '.join(sorted(map(str, metrics)))}); "
                       "comparing their values as if they were the same", RuntimeWarning, stacklevel=2)
     sign = 1.0 if direction == "maximize" else -1.0
+    by, why = _axis(con, meta, by)
     runs = _load(con, meta, by, sign)
+    if by == "compute":
+        why += f"; cost read from {budget.describe(r['costs'] for r in runs)}"
+        low = [f"{r['name']} ({r['final_fidelity']:.0%})" for r in runs if r["final_fidelity"] < 0.9]
+        if low:
+            why += (f". Best result scored on part of the full resource: {', '.join(low)}; "
+                    "its CV score is a low-fidelity estimate, compare test scores too")
 
-    horizon = min(r["x"][-1] for r in runs)
-    xmax = max(r["x"][-1] for r in runs)
+    carry = by == "compute"   # the budget is a ceiling: a search that stopped keeps its best
+    ends = [r["x"][-1] for r in runs]
+    horizon = max(ends) if carry else min(ends)
+    xmax = max(ends)
     grid = (np.arange(1, int(xmax) + 1, dtype=float) if by == "trials"
             else np.linspace(0.0, xmax, _GRID_POINTS))
     observed = np.concatenate([r["v"][~np.isnan(r["v"])] for r in runs])
     lo = float(observed.min())
     hi = sign * reference if reference is not None else float(observed.max())
     for r in runs:
-        r["grid"] = _on_grid(r, grid)
-        r["at_horizon"] = _on_grid(r, np.array([horizon]))[0]
+        r["grid"] = _on_grid(r, grid, carry)
+        r["at_horizon"] = _on_grid(r, np.array([horizon]), carry)[0]
     in_budget = grid <= horizon + 1e-12
 
     per_rows, curve_rows = [], []
@@ -110,6 +139,7 @@ def compare(searches, by="trials", store=None, target=None, reference=None, alph
         row = {"search": r["name"], "search_id": r["search_id"], "strategy": r["strategy"],
                "seed": r["seed"], "n_trials": r["n_trials"], "budget": float(r["x"][-1]),
                "final_best": None if np.isnan(final) else sign * float(final),
+               "final_fidelity": r["final_fidelity"],
                "best_at_horizon": None if np.isnan(r["at_horizon"]) else sign * float(r["at_horizon"]),
                "auc": float(norm.mean()) if len(norm) else None}
         if target is not None:
@@ -136,7 +166,25 @@ def compare(searches, by="trials", store=None, target=None, reference=None, alph
     tests = _tests(runs, strategies, blocks, alpha)
     summary = _summary(per_search, strategies, block_ranks, target, reference, n_boot, seed)
     return Comparison(by, direction, next(iter(metrics)) or "value", float(horizon), curves,
-                      per_search, bands, ranks, summary, tests)
+                      per_search, bands, ranks, summary, tests, why=why, unit=UNITS[by])
+
+
+def _axis(con, meta, by):
+    """The axis to use and a sentence saying why."""
+    if by != "auto":
+        return by, f"by {by}, as asked"
+    ids = [m["search_id"] for m in meta]
+    pruned = dict(con.sql("SELECT search_id, count(*) FILTER (WHERE state = 'pruned') FROM trials "
+                          "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
+                          params=[ids]).fetchall())
+    multi = [m["name"] for m in meta
+             if budget.is_multi_fidelity(m["strategy"], {"pruned": pruned.get(m["search_id"], 0)})]
+    if not multi:
+        return "trials", "by trials: every search evaluates each trial at full fidelity"
+    named = ", ".join(multi[:3]) + (f" and {len(multi) - 3} more" if len(multi) > 3 else "")
+    return "compute", (f"by compute (full evaluations spent, pruned trials included): {named} "
+                       f"{'is' if len(multi) == 1 else 'are'} multi-fidelity, so counting trials "
+                       "would charge a cheap low-fidelity trial like a full one")
 
 
 def _resolve(con, searches):
@@ -172,6 +220,7 @@ def _load(con, meta, by, sign):
         "  WHERE search_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL) r USING (search_id, trial_id) "
         "WHERE t.search_id IN (SELECT unnest(?::VARCHAR[])) "
         "ORDER BY t.search_id, t.finished_at, t.trial_number", params=[ids, ids]).fetchall()
+    costs = budget.trial_costs(con, ids) if by == "compute" else {}
     per: dict[str, list] = {}
     for row in trials:
         per.setdefault(row[0], []).append(row)
@@ -186,24 +235,30 @@ def _load(con, meta, by, sign):
             x = np.arange(1, len(rows) + 1, dtype=float)
         elif by == "time":
             x = np.array([r[4] - r[5] for r in rows], dtype=float)
+        elif by == "compute":
+            x = np.cumsum([costs[m["search_id"]]["cost"][r[1]] for r in rows])
         else:
             res = [r[6] for r in rows]
             if all(x is None for x in res):
                 raise ValueError(f"search {m['name']!r} reports no resource; record it with "
-                                 "trial.report(step, value, resource=...) or compare by trials or time")
+                                 "trial.report(step, value, resource=...) or compare by compute, trials or time")
             x = np.cumsum([0.0 if x is None else float(x) for x in res])
         with np.errstate(invalid="ignore"):
             best = np.fmax.accumulate(v)
-        runs.append({**m, "x": x, "v": v, "best": best, "n_trials": len(rows)})
+        c = costs.get(m["search_id"])
+        at = int(np.nanargmax(v))                           # the best complete trial
+        runs.append({**m, "x": x, "v": v, "best": best, "n_trials": len(rows), "costs": c,
+                     "final_fidelity": None if c is None else c["fidelity"].get(rows[at][1], 1.0)})
     return runs
 
 
-def _on_grid(run, grid):
-    """Best-so-far at each grid point (NaN before the first finished trial, and
-    after the search's own end: it spent no budget there)."""
+def _on_grid(run, grid, carry=False):
+    """Best-so-far at each grid point (NaN before the first finished trial, and,
+    unless ``carry``, after the search's own end: it spent no budget there)."""
     pos = np.searchsorted(run["x"], grid, side="right") - 1
     out = np.where(pos >= 0, run["best"][np.clip(pos, 0, None)], np.nan)
-    out[grid > run["x"][-1] + 1e-12] = np.nan
+    if not carry:
+        out[grid > run["x"][-1] + 1e-12] = np.nan
     return out
 
 
@@ -287,7 +342,7 @@ def _summary(per_search, strategies, block_ranks, target, reference, n_boot, see
         lo, hi = stats.bootstrap_ci(fb, n_boot=n_boot, seed=seed) if len(fb) > 1 else (None, None)
         row = {"strategy": s, "n_searches": sub.height,
                "final_best_mean": float(fb.mean()) if len(fb) else None,
-               "final_best_lo": lo, "final_best_hi": hi,
+               "final_best_lo": lo, "final_best_hi": hi, "budget_mean": sub["budget"].mean(),
                "best_at_horizon_mean": sub["best_at_horizon"].mean(),
                "auc_mean": sub["auc"].mean(), "mean_rank": float(block_ranks.get(s, np.nan))}
         if target is not None:

@@ -303,7 +303,8 @@ def _groups(con, reports, bar, seed):
             continue
         top = g.comparison.summary.row(0, named=True)
         g.best_strategy = top["strategy"]
-        g.best_reason = (f"best mean rank over the common budget of {g.comparison.horizon:g} trials "
+        g.best_reason = (f"best mean rank over the common budget of {g.comparison.horizon:.4g} "
+                         f"{g.comparison.unit} "
                          f"(rank {top['mean_rank']:.2f}, best {metric} {top['final_best_mean']:.4f})")
     bar.advance("comparison")
     return groups
@@ -485,6 +486,7 @@ def _print_diagnosis(console, s):
 
 
 def _print_group(console, g: Group):
+    from rich.markup import escape
     from rich.table import Table
 
     if g.note:
@@ -494,15 +496,17 @@ def _print_group(console, g: Group):
     if c is None:
         return
     console.print()
-    t = Table(title=f"strategy comparison (by trials, common budget {c.horizon:g})", box=None,
+    t = Table(title=f"strategy comparison (by {c.by}, common budget {c.horizon:.4g} {c.unit})", box=None,
               header_style="bold", title_justify="left")
     for col, j in (("strategy", "left"), ("searches", "right"), (f"best {g.metric}", "right"),
-                   ("at budget", "right"), ("AUC", "right"), ("mean rank", "right")):
+                   ("at budget", "right"), ("AUC", "right"), ("mean rank", "right"), ("spent", "right")):
         t.add_column(col, justify=j)
     for r in c.summary.iter_rows(named=True):
         t.add_row(str(r["strategy"]), str(r["n_searches"]), _num(r["final_best_mean"]),
-                  _num(r["best_at_horizon_mean"]), _num(r["auc_mean"], 3), f"{r['mean_rank']:.2f}")
+                  _num(r["best_at_horizon_mean"]), _num(r["auc_mean"], 3), f"{r['mean_rank']:.2f}",
+                  f"{r['budget_mean']:.4g}")
     console.print(t)
+    _say(console, f"axis: {escape(c.why)}")
     _say(console, f"best strategy: [bold]{g.best_strategy}[/bold] - {g.best_reason}")
     if c.tests.get("skipped"):
         _say(console, f"significance tests: skipped, {c.tests['skipped']}")

@@ -67,9 +67,11 @@ def _group(g, members) -> str:
         rows = "".join(
             f"<tr><td>{escape(str(r['strategy']))}</td><td>{r['n_searches']}</td><td>{_num(r['final_best_mean'])}</td>"
             f"<td>{_num(r['best_at_horizon_mean'])}</td><td>{_num(r['auc_mean'], 3)}</td>"
-            f"<td>{r['mean_rank']:.2f}</td></tr>" for r in c.summary.iter_rows(named=True))
-        out.append(f"<table><tr><th>strategy</th><th>searches</th><th>best</th><th>at budget {c.horizon:g}</th>"
-                   f"<th>AUC</th><th>mean rank</th></tr>{rows}</table>"
+            f"<td>{r['mean_rank']:.2f}</td><td>{r['budget_mean']:.4g}</td></tr>"
+            for r in c.summary.iter_rows(named=True))
+        out.append(f"<table><tr><th>strategy</th><th>searches</th><th>best</th><th>at budget {c.horizon:.4g}</th>"
+                   f"<th>AUC</th><th>mean rank</th><th>spent</th></tr>{rows}</table>"
+                   f"<p>Axis: {escape(c.why)}. Budget in {escape(c.unit)}.</p>"
                    f"<p>Best strategy: <b>{escape(str(g.best_strategy))}</b> &mdash; {escape(g.best_reason)}</p>")
         if c.tests.get("skipped"):
             out.append(f"<p class='skip'>Significance tests skipped: {escape(c.tests['skipped'])}</p>")
@@ -81,16 +83,19 @@ def _group(g, members) -> str:
 
 
 def _best_so_far(g, members):
-    ch = svg.Chart(f"best-so-far {g.metric} per strategy", "trials finished", g.metric)
     c = g.comparison
+    ch = svg.Chart(f"best-so-far {g.metric} per strategy",
+                   "trials finished" if c is None or c.by == "trials" else c.unit, g.metric)
     if c is not None:
         strategies = list(dict.fromkeys(c.curves["strategy"].to_list()))
         for i, s in enumerate(strategies):
             col = svg.color(i)
             for search in dict.fromkeys(c.curves.filter(c.curves["strategy"] == s)["search"].to_list()):
                 cur = c.curves.filter(c.curves["search"] == search)
-                ch.line(cur["x"].to_list(), cur["best"].to_list(), col, label=s, step=True, opacity=0.45,
-                        width=1.2)
+                xs, ys = cur["x"].to_list(), cur["best"].to_list()
+                if c.by == "compute" and xs[-1] < c.horizon:   # a search that stopped keeps its best
+                    xs, ys = xs + [c.horizon], ys + ys[-1:]
+                ch.line(xs, ys, col, label=s, step=True, opacity=0.45, width=1.2)
             b = c.bands.filter(c.bands["strategy"] == s)
             if b.height and (b["n"].max() or 0) > 1:       # bands only over several seeds
                 ch.band(b["x"].to_list(), b["lo"].to_list(), b["hi"].to_list(), col)

@@ -12,8 +12,10 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 
 @click.command("compare", short_help="Compare strategies: best-so-far curves, ranks, tests.")
 @click.argument("searches", nargs=-1, required=True)
-@click.option("--by", type=click.Choice(["trials", "time", "resource"]), default="trials",
-              show_default=True, help="The budget axis.")
+@click.option("--by", type=click.Choice(["auto", "trials", "time", "resource", "compute"]), default="auto",
+              show_default=True,
+              help="The budget axis. auto: compute (full evaluations spent, pruned trials included) "
+                   "when a search is multi-fidelity (halving, hyperband, pruning), else trials.")
 @click.option("--target", type=float, default=None, help="A value to reach: report the cost to reach it.")
 @click.option("--reference", type=float, default=None,
               help="The known optimum: report normalised regret.")
@@ -30,7 +32,9 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
     Searches are grouped by their strategy; repeated seeds of a strategy give
     mean curves with 95% bootstrap bands, average ranks, a Friedman test and
     pairwise Wilcoxon signed-rank tests with Holm correction on the best value
-    reached within the common budget.
+    reached within the common budget. Only complete trials count as results;
+    with --by compute (the default when a search is multi-fidelity) every
+    trial, pruned ones included, is charged the compute it spent.
 
     \b
     Examples:
@@ -50,7 +54,7 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
         return
     if fmt != "table" or part != "summary":
         return _emit(frame, fmt)
-    click.echo(f"by {r.by}; common budget {output.cell(r.horizon, digits=5)}; "
+    click.echo(f"{r.why}\ncommon budget {output.cell(r.horizon, digits=5)} {r.unit}; "
                f"{r.direction} {r.metric}")
     output.print_frame(r.summary, digits=4)
     for line in _test_lines(r.tests):

@@ -187,3 +187,108 @@ def test_three_strategies_nemenyi_and_bands(tmp_path):
     assert (b["lo"] <= b["mean"]).all() and (b["mean"] <= b["hi"]).all()
     tpe = b.filter(b["strategy"] == "tpe")["mean"].to_numpy()
     assert np.all(np.diff(tpe) <= 1e-12)  # best-so-far of a loss only goes down
+
+
+@pytest.fixture(scope="module")
+def halving_vs_full(tmp_path_factory):
+    """Grid, random and successive halving on breast_cancer, recorded live by
+    hptrack.sklearn: 24 candidates each for grid and random, 27 for halving
+    (rungs of 21, 63, 189 and 567 samples, so its finalist sees nearly all 569)."""
+    import hptrack.sklearn
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.model_selection import (GridSearchCV, HalvingRandomSearchCV, RandomizedSearchCV,
+                                         StratifiedKFold)
+
+    store = tmp_path_factory.mktemp("halving")
+    X, y = load_breast_cancer(return_X_y=True)
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    rf = RandomForestClassifier(n_estimators=15, random_state=0)
+    grid = {"max_depth": [1, 2, 4, None], "min_samples_leaf": [1, 5, 20], "max_features": [0.2, 0.6]}
+    dists = {"max_depth": [1, 2, 4, None], "min_samples_leaf": [1, 5, 10, 20, 40],
+             "max_features": [0.2, 0.4, 0.6, 0.9]}
+    searches = {
+        "grid": GridSearchCV(rf, grid, cv=cv, scoring="f1"),
+        "random": RandomizedSearchCV(rf, dists, n_iter=24, cv=cv, scoring="f1", random_state=0),
+        "halving": HalvingRandomSearchCV(rf, dists, n_candidates=27, factor=3, min_resources=21, cv=cv,
+                                         scoring="f1", random_state=0),
+    }
+    best = {}
+    for name, s in searches.items():
+        tracked = hptrack.sklearn.track(s, name=name, store=store, dataset="breast_cancer")
+        tracked.fit(X, y)
+        best[name] = tracked.best_score_
+    assert list(searches["halving"].n_resources_) == [21, 63, 189, 567]
+    return store, best
+
+
+def test_halving_is_compared_by_compute_not_by_trials(halving_vs_full):
+    store, best = halving_vs_full
+    names = ["grid", "random", "halving"]
+    # the old default: halving's one finalist arrives last, so its area is nil
+    old = {r["search"]: r for r in compare(names, by="trials", store=store, n_boot=50).per_search.to_dicts()}
+    assert old["halving"]["auc"] < 0.05 < old["grid"]["auc"]
+
+    r = compare(names, store=store, n_boot=50)
+    assert r.by == "compute" and r.unit == "full evaluations"
+    assert "halving is multi-fidelity" in r.why and "fold fits x resource" in r.why
+    ps = {row["search"]: row for row in r.per_search.to_dicts()}
+    # every candidate of grid/random costs one full evaluation (3 folds of 569 rows)
+    assert ps["grid"]["budget"] == pytest.approx(24.0) and ps["random"]["budget"] == pytest.approx(24.0)
+    # halving: each of its 4 rungs fits 3 folds of (27*21 = 9*63 = 3*189 = 1*567) rows
+    assert ps["halving"]["budget"] == pytest.approx(4 * 567 / 569)
+    # only complete trials are results: halving's best is its finalist's score, as sklearn says
+    assert ps["halving"]["final_best"] == pytest.approx(best["halving"])
+    assert ps["halving"]["final_fidelity"] == pytest.approx(567 / 569) and ps["grid"]["final_fidelity"] == 1.0
+    assert "low-fidelity estimate" not in r.why
+    assert ps["grid"]["final_best"] == pytest.approx(best["grid"])
+    assert best["halving"] > best["grid"] - 0.03                  # competitive...
+    assert ps["halving"]["auc"] > 0.3                             # ...and now credited for it
+    # the budget is a ceiling: halving stopped at ~4 and keeps its best up to grid's 24
+    assert r.horizon == pytest.approx(24.0)
+    assert ps["halving"]["best_at_horizon"] == pytest.approx(best["halving"])
+    last = r.bands.filter(r.bands["x"] == r.bands["x"].max())
+    assert dict(zip(last["strategy"], last["mean"]))["halving"] == pytest.approx(best["halving"])
+
+
+def test_cli_compare_states_the_axis(halving_vs_full):
+    from click.testing import CliRunner
+    from hptrack.cli.main import cli
+
+    store, _ = halving_vs_full
+    run = CliRunner().invoke(cli, ["--store", str(store), "compare", "grid", "random", "halving"])
+    assert run.exit_code == 0, run.output
+    assert "by compute" in run.output and "full evaluations" in run.output
+    run = CliRunner().invoke(cli, ["--store", str(store), "compare", "grid", "random"])
+    assert "by trials: every search evaluates each trial at full fidelity" in run.output
+
+
+def test_compute_charges_pruned_trials_and_never_counts_their_reports(tmp_path):
+    # an Optuna-like search: reports by step, no resource; two trials pruned after 1 of 4 steps
+    s = api.search("pruning", strategy="tpe", seed=0, store=tmp_path)
+    for i, (steps, final) in enumerate([(4, 0.6), (1, None), (4, 0.7), (1, None)]):
+        t = s.trial({"i": i})
+        for k in range(steps):
+            t.report(k, 0.99 if final is None else final)     # a pruned trial's report is not a result
+        t.complete(final) if final is not None else t.prune(steps - 1)
+    s.finish()
+    # a budgeted loop: the resource is the cumulative epochs, 8 at full fidelity
+    b = api.search("epochs", strategy="hyperband", seed=0, store=tmp_path)
+    for i, (epochs, final) in enumerate([(2, None), (8, 0.65), (8, 0.8)]):
+        t = b.trial({"i": i})
+        t.report(0, 0.5, resource=epochs)
+        t.complete(final) if final is not None else t.prune(0)
+    b.finish()
+    r = compare(["pruning", "epochs"], store=tmp_path, n_boot=20)
+    assert r.by == "compute" and "pruning, epochs are multi-fidelity" in r.why
+    assert "reports made" in r.why and "reported resource" in r.why
+    c = {row["search"]: row for row in r.curves.to_dicts() if row["value"] is not None}
+    ps = {row["search"]: row for row in r.per_search.to_dicts()}
+    assert ps["pruning"]["budget"] == pytest.approx(1 + 0.25 + 1 + 0.25)
+    assert ps["epochs"]["budget"] == pytest.approx(0.25 + 1 + 1)
+    assert ps["pruning"]["final_best"] == 0.7 and ps["epochs"]["final_best"] == 0.8
+    assert c["epochs"]["x"] == pytest.approx(2.25)
+    # "epochs" stopped at 2.25 but keeps its 0.8 to the common budget 2.5
+    assert r.horizon == pytest.approx(2.5) and ps["epochs"]["best_at_horizon"] == 0.8
+    assert r.summary["strategy"][0] == "hyperband"
