@@ -15,7 +15,8 @@ import os
 from html import escape
 
 from . import svg
-from .report import Report, SearchReport, _duration, _num, _status
+from .report import Report, SearchReport
+from .report_terminal import _duration, _num, _status
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
