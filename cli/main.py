@@ -1,7 +1,7 @@
 """The ``hptrack`` command: thin click commands over the library.
 
-Each command is one library call (hptrack.overview / hptrack.query /
-hptrack.maintenance) plus formatting from cli/output.py. Errors are one line
+Each command is one library call (hptrack.overview / query / verification /
+compaction, ...) plus formatting from cli/output.py. Errors are one line
 on stderr starting with ``Error:`` (exit 2 for usage, 1 otherwise); ``--debug``
 adds the traceback.
 """
@@ -297,7 +297,7 @@ def verify_cmd(ctx, fmt, quarantine):
       hptrack verify --format json | jq '.problems'
       hptrack verify --quarantine     # move damaged files aside, keep them
     """
-    from hptrack.maintenance import verify
+    from hptrack.verification import verify
 
     root = _store(ctx)
     report = verify(root, quarantine=quarantine)
@@ -336,7 +336,7 @@ def compact_cmd(ctx, fmt):
       hptrack compact
       hptrack --store runs/.hptrack compact --format json
     """
-    from hptrack.maintenance import compact
+    from hptrack.compaction import compact
 
     result = compact(_store(ctx))
     if fmt == "json":

@@ -20,7 +20,7 @@ import time
 import helpers_proc as hp
 import hptrack
 from hptrack.api import search_id_for
-from hptrack.maintenance import verify
+from hptrack.verification import verify
 from hptrack.store import Store
 from hptrack.writer import Writer
 

@@ -23,7 +23,7 @@ import pytest
 
 import helpers_proc as hp
 import hptrack
-from hptrack.maintenance import verify
+from hptrack.verification import verify
 from hptrack.store import Store
 from hptrack.wal import read_log
 

@@ -11,7 +11,7 @@ import pytest
 
 import hptrack
 from hptrack.errors import StoreError
-from hptrack.maintenance import verify
+from hptrack.verification import verify
 
 
 @pytest.fixture()

@@ -27,7 +27,8 @@ import pytest
 
 import hptrack
 from hptrack import schema
-from hptrack.maintenance import compact, verify
+from hptrack.compaction import compact
+from hptrack.verification import verify
 from hptrack.rows import to_table
 from hptrack.store import Store
 from hptrack.wal import LogFile, encode_rows, read_log
@@ -543,7 +544,7 @@ def test_compact_while_a_writer_appends_loses_nothing(tmp_path):
 COMPACT_CHILD = r"""
 import sys
 import pyarrow, pyarrow.parquet, pyarrow.compute   # imported before GO: kills land in compact
-from hptrack.maintenance import compact
+from hptrack.compaction import compact
 print("GO", flush=True)
 compact(sys.argv[1])
 """

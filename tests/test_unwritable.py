@@ -12,7 +12,8 @@ import uuid
 import pytest
 
 import hptrack
-from hptrack.maintenance import compact, verify
+from hptrack.compaction import compact
+from hptrack.verification import verify
 
 RUN = r"""
 import sys, hptrack

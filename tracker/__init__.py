@@ -17,7 +17,8 @@ Read::
 from .api import Search, Trial, score_trial, search, track
 from .early_stopping import EarlyStopping
 from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
-from .maintenance import compact, verify
+from .compaction import compact
+from .verification import verify
 from .overview import ls, show
 from .query import query
 from .read import connect, trials

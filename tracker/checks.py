@@ -11,6 +11,8 @@ from .store import Store
 
 ERROR, WARNING = "error", "warning"
 REQUIRED_COLUMNS = COLUMNS          # every v1 column; later versions only add columns
+# a row without one of these cannot be identified: verify reports it, compact leaves its file alone
+IDENTITY_COLUMNS = ("event_id", "writer_id", "seq", "ts", "search_id")
 
 
 @dataclass
