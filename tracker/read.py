@@ -175,12 +175,23 @@ def wal_table(store: Store):
     return (pa.concat_tables(tables) if tables else schema().empty_table()), left_out
 
 
+REMOTE_READERS = 16  # footers read at once from an object store
+
+
 def readable_segments(store: Store, footers: dict | None = None):
     """The store's segments that pass the footer checks, and ``(path, reason)``
     of the others (see hptrack.checks). ``footers`` receives each good one's footer."""
+    paths = store.segment_files()
+    if store.remote and len(paths) > 1:
+        # each footer is a round trip to the object store: overlap them
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            checked = list(pool.map(lambda p: segment_problems(store, p, footers), paths))
+    else:
+        checked = [segment_problems(store, p, footers) for p in paths]
     good, left_out = [], []
-    for path in store.segment_files():
-        found = segment_problems(store, path, footers)
+    for path, found in zip(paths, checked):
         if found is None:
             continue  # replaced by a compaction since we listed it
         if found:
