@@ -19,8 +19,10 @@ Figures printed, all from one run:
 
 a. before compaction (many small files): connect, best-per-search, trial
    counts by state, a group-by over a param;
-b. ``compact()`` time and the files it leaves;
-c. the same queries after compaction;
+b. ``compact()`` time and the files it leaves (compact also stores each
+   search's fold, see hptrack.projections);
+c. the same queries after compaction, once folding the events
+   (``connect(projections=False)``) and once reading the stored folds;
 d. ``hptrack.report`` of the big search (library, quiet) in a subprocess:
    seconds and peak RSS;
 e. Optuna: the big search's trials bulk-inserted into RDBStorage (SQLite) and a
@@ -189,7 +191,7 @@ sys.path.insert(0, sys.argv[2])
 import hptrack
 from bench_query import QUERIES
 t0 = time.perf_counter()
-con = hptrack.connect(sys.argv[1])
+con = hptrack.connect(sys.argv[1], projections=sys.argv[3] == "1")
 out = {"connect": time.perf_counter() - t0}
 for name, sql in QUERIES.items():
     t0 = time.perf_counter()
@@ -202,9 +204,9 @@ print(json.dumps(out))
 """
 
 
-def run_queries(root, label):
+def run_queries(root, label, projections=True):
     """connect and each query, timed in a fresh process (as a user would run them)."""
-    out, _, _ = in_subprocess(QUERY_CODE, root, os.path.join(REPO, "benchmarks"))
+    out, _, _ = in_subprocess(QUERY_CODE, root, os.path.join(REPO, "benchmarks"), "1" if projections else "0")
     log(f"  [{label}] connect: {out['connect']:.2f} s")
     for name in QUERIES:
         log(f"  [{label}] {name}: {out[name]:.2f} s ({out['rows ' + name]} rows)")
@@ -414,10 +416,11 @@ def _run(a, root, work, per_segment):
     dt, cr = timed(lambda: hptrack.compact(root))
     res["compact"] = dt
     log(f"  compact: {dt:.1f} s, files {cr.files_before:,} -> {cr.files_after:,}, {cr.events:,} events")
+    res["folded"] = run_queries(root, "after compaction, folding events", projections=False)
     res["after"] = run_queries(root, "after compaction")
     expected = sum(counts)
-    got = sum(res["after"]["states"].values())
-    if got != expected or sum(res["before"]["states"].values()) != expected:
+    if any(sum(res[k]["states"].values()) != expected for k in ("before", "folded", "after")):
+        got = sum(res["after"]["states"].values())
         log(f"INVALID: the store holds {got} trials, expected {expected}")
     big_id = search_id_for("search-000")
     big_n = counts[0]
@@ -432,9 +435,9 @@ def _run(a, root, work, per_segment):
     if not a.no_optuna:
         _optuna(a, root, work, big_id, big_n)
     log("")
-    log("summary (seconds)          before   after")
+    log("summary (seconds)          before   after compaction: folding events / stored folds")
     for q in ("connect", *QUERIES):
-        log(f"  {q:<24} {res['before'][q]:7.2f} {res['after'][q]:7.2f}")
+        log(f"  {q:<24} {res['before'][q]:7.2f} {res['folded'][q]:14.2f} {res['after'][q]:14.2f}")
     log(f"  compact: {res['compact']:.1f} s, {cr.files_before:,} files -> {cr.files_after:,}")
     return 0
 

@@ -112,12 +112,15 @@ def test_two_writer_processes_then_compaction(s3_store, tmp_path):
         assert "cannot write" not in err, err[-2000:]
     acks = [a for out, _ in outs for a in hp.parse_acks(out)]
     assert len(acks) == 24
-    before = [k for k in objects(s3_store) if k.endswith(".parquet")]
+    before = [k for k in objects(s3_store) if "/events/" in k]
     assert len(before) >= 2  # at least one segment per writer
 
     result = hptrack.compact(s3_store)
-    after = [k for k in objects(s3_store) if k.endswith(".parquet")]
+    after = [k for k in objects(s3_store) if "/events/" in k]
     assert len(after) == 1 and after[0].split("/")[-1].startswith("compact-"), after
+    # and the search's stored fold, which readers use from now on
+    assert sorted(k.rsplit(".", 2)[1] for k in objects(s3_store) if "/views/" in k) == ["params", "trials"]
+    assert result.projected_searches == 1
     assert result.files_after == 1 and result.files_before >= len(before)
     con = hp.raw_connection(s3_store)
     (n_search_events,), = con.sql("SELECT count(*) FROM events WHERE trial_id IS NULL").fetchall()

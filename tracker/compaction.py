@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 from .checks import IDENTITY_COLUMNS, REQUIRED_COLUMNS, segment_problems
 from .logs import Log, inspect_log, log_table, writer_alive
+from .projections import refresh as refresh_projections
 from .schema import COLUMNS, SCHEMA_VERSION
 from .store import Store
 from .wal import fsync_dir, read_log
@@ -39,6 +40,7 @@ class CompactResult:
     merged_searches: int = 0    # partitions rewritten as one file
     removed_temp_files: int = 0  # stale temporary files of interrupted writes
     skipped: list[str] = field(default_factory=list)  # damaged files left in place
+    projected_searches: int = 0  # searches whose trials and params fold was (re)written
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,7 +62,8 @@ def _compact_lock(st: Store):
 
 
 def compact(store=None) -> CompactResult:
-    """Seal logs of dead writers into Parquet, then merge each search's segments into one file.
+    """Seal logs of dead writers into Parquet, merge each search's segments into
+one file, then store each search's fold (hptrack.projections) for readers.
 
     Safe to kill at any moment (run it again to finish) and to run while writers
     append: live logs are never touched, and only files that were read and
@@ -78,6 +81,7 @@ def compact(store=None) -> CompactResult:
         _seal_orphans(st, result)
         _merge_partitions(st, result)
         _remove_stale_temps(st, result)
+        result.projected_searches = refresh_projections(st)
         segments = st.segment_files()
         result.files_after = len(segments) + len(st.wal_files())
         result.events = _count_rows(st, segments)
@@ -229,10 +233,15 @@ def _remove_stale_temps(st: Store, result: CompactResult) -> None:
     A writer's temp segment ``.<writer>-<seq>.parquet.<rand>.tmp`` is written
     while its log ``wal/<writer>-<seq>.wal`` still exists; once that log is
     gone or its writer dead, nobody will rename the temp. ``compact-*`` temps
-    are only written under the compaction lock, which we hold.
+    are only written under the compaction lock, which we hold, and so are
+    the temps of projections (``views/``).
     """
     for path in st.temp_files():
         base = os.path.basename(path)
+        if path.startswith(st.views_dir + os.sep):
+            if _unlink(st, path):
+                result.removed_temp_files += 1
+            continue
         if not (base.startswith(".") and base.endswith(".tmp") and path.startswith(st.events_dir + os.sep)):
             continue
         name = base[1:-len(".tmp")].rsplit(".", 1)[0]

@@ -11,6 +11,7 @@ only files whose footers say they may share events go through that (see
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from datetime import datetime, timezone
@@ -25,13 +26,18 @@ from .wal import read_log
 VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
 
 _VIEW_SQL = """
-CREATE VIEW events AS
-SELECT * FROM _distinct_events WHERE {as_of_filter}
+-- the events the views below fold: all of them, except those of searches
+-- whose fold compact has stored as a projection (hptrack.projections)
+CREATE VIEW _fold_events AS
+SELECT * FROM _folded_files WHERE {as_of_filter}
 UNION ALL BY NAME
 SELECT * FROM (
     SELECT * FROM _overlapping_events WHERE {as_of_filter}
     QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY seq) = 1
 );
+
+CREATE VIEW events AS
+SELECT * FROM _fold_events UNION ALL BY NAME SELECT * FROM _projected_files WHERE {as_of_filter};
 
 CREATE VIEW _trial_fold AS
 -- One pass over each trial's lifecycle events, no joins. The first terminal
@@ -49,12 +55,12 @@ SELECT search_id, trial_id,
        arg_min_null(payload, event_id) FILTER (WHERE type <> 'trial_started' AND type <> 'trial_reported') AS end_payload,
        max(step) FILTER (WHERE type = 'trial_reported') AS last_step,
        count(*) FILTER (WHERE type = 'trial_reported') AS n_reports
-FROM events
+FROM _fold_events
 WHERE type IN ('trial_started', 'trial_reported', 'trial_completed', 'trial_failed', 'trial_pruned')
 GROUP BY search_id, trial_id
 HAVING count(*) FILTER (WHERE type = 'trial_started') > 0;
 
-CREATE VIEW trials AS
+CREATE VIEW _trials_folded AS
 SELECT search_id, trial_id,
        (row_number() OVER (PARTITION BY search_id ORDER BY started_at, start_event) - 1)::INTEGER
            AS trial_number,
@@ -69,6 +75,11 @@ SELECT search_id, trial_id,
        recorded_number, writer_id
 FROM _trial_fold;
 
+CREATE VIEW _trials_projected AS {trials_projected};
+
+CREATE VIEW trials AS
+SELECT * FROM _trials_folded UNION ALL BY NAME SELECT * FROM _trials_projected;
+
 CREATE VIEW searches AS
 WITH s AS (
     SELECT search_id, min(ts) AS started_at, arg_min(payload, event_id) AS payload
@@ -81,15 +92,19 @@ WITH s AS (
     -- states as the trials view folds them, without reading the reports
     -- (most of the events) and the trial numbering
     SELECT search_id, count(*) AS n_trials,
-           count(*) FILTER (WHERE end_type = 'trial_completed') AS n_complete,
-           count(*) FILTER (WHERE end_type = 'trial_failed') AS n_failed,
-           count(*) FILTER (WHERE end_type = 'trial_pruned') AS n_pruned,
-           count(*) FILTER (WHERE end_type IS NULL) AS n_running
+           count(*) FILTER (WHERE state = 'complete') AS n_complete,
+           count(*) FILTER (WHERE state = 'failed') AS n_failed,
+           count(*) FILTER (WHERE state = 'pruned') AS n_pruned,
+           count(*) FILTER (WHERE state = 'running') AS n_running
     FROM (
-        SELECT search_id, trial_id,
-               arg_min_null(type, event_id) FILTER (WHERE type <> 'trial_started') AS end_type
-        FROM events WHERE type IN ('trial_started', 'trial_completed', 'trial_failed', 'trial_pruned')
+        SELECT search_id,
+               CASE arg_min_null(type, event_id) FILTER (WHERE type <> 'trial_started')
+                   WHEN 'trial_completed' THEN 'complete' WHEN 'trial_failed' THEN 'failed'
+                   WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state
+        FROM _fold_events WHERE type IN ('trial_started', 'trial_completed', 'trial_failed', 'trial_pruned')
         GROUP BY search_id, trial_id HAVING count(*) FILTER (WHERE type = 'trial_started') > 0
+        UNION ALL
+        SELECT search_id, state FROM _trials_projected
     ) GROUP BY ALL
 )
 SELECT s.search_id, s.payload ->> 'name' AS name, s.payload ->> 'strategy' AS strategy,
@@ -105,11 +120,11 @@ SELECT s.search_id, s.payload ->> 'name' AS name, s.payload ->> 'strategy' AS st
 FROM s LEFT JOIN f USING (search_id) LEFT JOIN reopened o USING (search_id)
 LEFT JOIN t USING (search_id);
 
-CREATE VIEW params AS
+CREATE VIEW _params_folded AS
 WITH p AS (
     -- (unnest yields nothing for an empty list; a len() filter would only cost a pass)
     SELECT search_id, trial_id, event_id, unnest(params) AS p
-    FROM events WHERE params IS NOT NULL
+    FROM _fold_events WHERE params IS NOT NULL
 ), latest AS (
     -- the whole last value per name: each field at the same (latest) event_id;
     -- arg_max_null keeps NULL fields (arg_max would skip them), and per field
@@ -126,6 +141,11 @@ SELECT *,
                  ELSE value_str END AS value
 FROM latest;
 
+CREATE VIEW _params_projected AS {params_projected};
+
+CREATE VIEW params AS
+SELECT * FROM _params_folded UNION ALL BY NAME SELECT * FROM _params_projected;
+
 CREATE VIEW reports AS
 SELECT search_id, trial_id, step, resource, value, payload -> 'metrics' AS metrics, ts
 FROM events WHERE type = 'trial_reported';
@@ -134,6 +154,10 @@ CREATE VIEW scores AS
 SELECT search_id, trial_id, split, fold, coalesce(metric, 'value') AS metric, value, ts, payload
 FROM events WHERE type = 'trial_scored';
 """
+
+
+# names the stored projections (hptrack.projections): a change of the views makes them stale
+VIEW_SQL_DIGEST = hashlib.sha256(_VIEW_SQL.encode()).hexdigest()
 
 
 def parse_time(value) -> datetime:
@@ -284,49 +308,79 @@ def scan_sql(paths, footers) -> str:
         f"SELECT * FROM read_parquet({sql_list(group)}, hive_partitioning = false)" for group in groups.values())
 
 
-def connect(store=None, as_of=None, *, strict=False):
+def connect(store=None, as_of=None, *, strict=False, projections=True):
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
 
     A damaged file (unreadable, foreign, from a newer hptrack) is left out with
     a warning naming it; with ``strict=True`` it is an error instead.
     ``hptrack verify`` says more, ``hptrack verify --quarantine`` moves such
-    files aside.
+    files aside. ``projections=False`` folds every search from its events even
+    where ``compact`` stored the fold (the answers are the same).
 
     >>> con = hptrack.connect()
     >>> con.sql("SELECT name, n_trials FROM searches").show()
     """
-    import duckdb
-
     st = Store(store)
     wal, bad_logs = wal_table(st)
     footers: dict = {}
     segments, bad_segments = readable_segments(st, footers)
     _report_left_out(st, bad_logs + bad_segments, strict)
+    distinct, overlapping = split_overlapping(segments, footers, wal)
+    used = {}
+    if projections and as_of is None:
+        from .projections import usable
+
+        used = usable(st, distinct, overlapping, wal, [p for p, _ in bad_segments])
+    con = open_connection(st)
+    define_views(con, footers, [p for p in distinct if os.path.dirname(p) not in used],
+                 overlapping, wal, as_of, projected=used)
+    return con
+
+
+def open_connection(st: Store):
+    """An empty DuckDB connection set up to read ``st``."""
+    import duckdb
+
     con = duckdb.connect(":memory:")
     st.register(con)
     con.sql("SET python_enable_replacements = false")
+    con.sql("SET enable_progress_bar = false")  # a long fold (compact's projections) would draw one
     # This rewrite turns the views' "first/last event wins" (QUALIFY row_number() = 1)
     # into an aggregate that changes -0.0 into 0.0; values must come back as stored.
     con.sql("SET disabled_optimizers = 'top_n_window_elimination'")
-    con.register("_wal_events", wal)
+    return con
+
+
+def define_views(con, footers, folded, overlapping, wal=None, as_of=None, projected=None) -> None:
+    """The views over segments ``folded`` (which share no event), segments that
+    may (``overlapping``) and the logs' rows ``wal``. ``projected``: partition
+    folder -> (segments, trials projection, params projection) of searches whose
+    fold is read from its projection instead."""
+    projected = projected or {}
+    con.register("_wal_events", wal if wal is not None else schema().empty_table())
     con.register("_no_events", schema().empty_table())
-    distinct, overlapping = split_overlapping(segments, footers, wal)
 
     def files(paths):
         return scan_sql(paths, footers) if paths else "SELECT * FROM _no_events"
 
-    con.sql(f"CREATE VIEW _distinct_events AS {files(distinct)}")
+    def stored(paths, view):
+        if not paths:
+            return f"SELECT * FROM {view} WHERE false"  # typed and empty
+        return f"SELECT * FROM read_parquet({sql_list(paths)}, hive_partitioning = false)"
+
+    con.sql(f"CREATE VIEW _folded_files AS {files(folded)}")
+    con.sql(f"CREATE VIEW _projected_files AS {files([p for v in projected.values() for p in v[0]])}")
     con.sql(f"CREATE VIEW _overlapping_events AS {files(overlapping)} UNION ALL BY NAME SELECT * FROM _wal_events")
-    con.sql("CREATE VIEW _raw_events AS SELECT * FROM _distinct_events "
-            "UNION ALL BY NAME SELECT * FROM _overlapping_events")
     if as_of is None:
         as_of_filter = "true"
     else:
         con.sql("SET VARIABLE hptrack_as_of = ?::TIMESTAMPTZ", params=[parse_time(as_of)])
         as_of_filter = "ts <= getvariable('hptrack_as_of')"
-    con.sql(_VIEW_SQL.format(as_of_filter=as_of_filter))
-    return con
+    con.sql(_VIEW_SQL.format(
+        as_of_filter=as_of_filter,
+        trials_projected=stored([v[1] for v in projected.values()], "_trials_folded"),
+        params_projected=stored([v[2] for v in projected.values()], "_params_folded")))
 
 
 def _report_left_out(st: Store, left_out, strict: bool) -> None:

@@ -5,6 +5,7 @@ Layout of a store::
     events/search=<search_id>/<writer_id>-<first_seq>.parquet   sealed segments
     events/search=<search_id>/compact-<event_id>.parquet         merged by compact
     wal/<writer_id>-<first_seq>.wal                              live write-ahead logs
+    views/search=<search_id>/<key>.{trials,params}.parquet       folds stored by compact
 
 A store is a local folder or any fsspec URL (``s3://bucket/prefix``,
 ``gs://...``, ``memory://name``; ``file://`` means a local folder).
@@ -70,6 +71,7 @@ class Store:
         self.root = resolve(store)
         self.remote = is_url(self.root)
         self.events_dir = f"{self.root}/events" if self.remote else os.path.join(self.root, "events")
+        self.views_dir = f"{self.root}/views" if self.remote else os.path.join(self.root, "views")
         if self.remote:
             import fsspec
 
@@ -121,8 +123,13 @@ class Store:
         return [p for p in self._walk(self.wal_dir)
                 if p.endswith(WAL_SUFFIX) and not os.path.basename(p).startswith(".")]
 
+    def view_files(self) -> list[str]:
+        """Stored folds of searches (hptrack.projections)."""
+        return [p for p in self._walk(self.views_dir)
+                if p.endswith(".parquet") and not os.path.basename(p).startswith(".")]
+
     def temp_files(self) -> list[str]:
-        return [p for top in (self.events_dir, self.wal_dir) for p in self._walk(top)
+        return [p for top in (self.events_dir, self.wal_dir, self.views_dir) for p in self._walk(top)
                 if os.path.basename(p).startswith(".")]
 
     def other_files(self) -> list[str]:

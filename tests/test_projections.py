@@ -1,0 +1,144 @@
+"""Stored folds (hptrack.projections): compact writes each search's trials and
+params rows; readers use them only when they are exact, and every answer is the
+same as folding the events."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import pytest
+
+import hptrack
+from hptrack.store import Store
+from hptrack.writer import Writer
+
+QUERIES = {
+    "trials": "SELECT * FROM trials ORDER BY search_id, trial_number",
+    "params": "SELECT * FROM params ORDER BY search_id, trial_id, name",
+    "searches": "SELECT * FROM searches ORDER BY search_id",
+    "events": "SELECT count(*), count(DISTINCT event_id) FROM events",
+}
+
+
+def answers(root, **kw):
+    con = hptrack.connect(root, **kw)
+    return {k: con.sql(q).fetchall() for k, q in QUERIES.items()}
+
+
+def populate(root, name, n, *, start=0):
+    """Trials in every state, params of every kind, a param changed after the start."""
+    s = hptrack.search(name, store=root, direction="minimize", strategy="random")
+    for k in range(start, start + n):
+        t = s.trial({"lr": 10.0 ** -(k % 4), "depth": k % 5, "act": ["relu", "tanh"][k % 2],
+                     "neg_zero": -0.0, "flag": k % 3 == 0, "none": None, "big": 2 ** 70 + k})
+        t.report(1, k / 7, lr=0.1)
+        if k % 6 == 1:
+            t.set_params({"depth": 99})
+        if k % 5 == 4:
+            t.prune(1)
+        elif k % 7 == 6:
+            t.fail("diverged")
+        elif k % 9 != 8:          # k % 9 == 8 stays running
+            t.complete(float(k % 11) - 0.5)
+    Writer.for_store(root).seal()  # one segment per call
+    return s
+
+
+def projection_files(root):
+    return sorted(os.path.relpath(p, root) for p in Store(root).view_files())
+
+
+@pytest.fixture
+def compacted(tmp_path):
+    root = str(tmp_path / "store")
+    for i in range(3):
+        populate(root, "alpha", 12, start=12 * i)
+    populate(root, "beta", 10)
+    Writer.for_store(root).close()
+    folded = answers(root)
+    result = hptrack.compact(root)
+    assert result.projected_searches == 2
+    return root, folded
+
+
+def test_compacted_answers_equal_the_fold(compacted):
+    root, folded = compacted
+    assert len(projection_files(root)) == 4  # trials + params for each search
+    assert answers(root) == folded
+    assert answers(root, projections=False) == folded
+    con = hptrack.connect(root)
+    # the projection is what the views read: its rows, not a fold of the events
+    (n,), = con.sql("SELECT count(*) FROM _trials_projected").fetchall()
+    assert n == 46 and con.sql("SELECT count(*) FROM _trials_folded").fetchall() == [(0,)]
+    states = dict(con.sql("SELECT state, count(*) FROM trials GROUP BY 1").fetchall())
+    assert set(states) == {"complete", "pruned", "failed", "running"}
+    assert con.sql("SELECT DISTINCT value FROM params WHERE name = 'neg_zero'").fetchall() == [("-0.0",)]
+    assert compacted_big(con) == [(str(2 ** 70 + k),) for k in range(12)]
+
+
+def compacted_big(con):
+    return con.sql("SELECT p.value FROM params p JOIN trials t USING (trial_id) "
+                   "WHERE p.name = 'big' AND t.search_id IN (SELECT search_id FROM searches WHERE name = 'alpha') "
+                   "ORDER BY t.trial_number LIMIT 12").fetchall()
+
+
+def test_new_events_after_compaction_are_folded_not_hidden(compacted, tmp_path):
+    root, _ = compacted
+    s = hptrack.search("alpha", store=root)
+    # a trial that was running at compaction ends now; a new trial starts
+    con = hptrack.connect(root)
+    (tid, number), = con.sql("SELECT trial_id, recorded_number FROM trials t JOIN searches USING (search_id) "
+                             "WHERE name = 'alpha' AND state = 'running' ORDER BY trial_number LIMIT 1").fetchall()
+    hptrack.Trial.attach(s, tid, number).complete(-5.0)
+    populate(root, "alpha", 2, start=100)
+    w = Writer.for_store(root)
+    w.flush()  # in this process's log: a live writer blocks the projection
+    live = answers(root)
+    assert live == answers(root, projections=False)
+    row = hptrack.connect(root).sql("SELECT state, value FROM trials WHERE trial_id = ?", params=[tid]).fetchall()
+    assert row == [("complete", -5.0)]
+    w.close()  # sealed into new segments: the partition no longer matches the projection's key
+    sealed = answers(root)
+    assert sealed == answers(root, projections=False) == live
+    con = hptrack.connect(root)
+    assert con.sql("SELECT count(DISTINCT search_id) FROM _trials_projected").fetchall() == [(1,)]  # beta only
+    hptrack.compact(root)
+    assert answers(root) == sealed
+    assert len(projection_files(root)) == 4  # the stale alpha projection is gone
+
+
+def test_as_of_folds_the_events(compacted):
+    root, _ = compacted
+    con = hptrack.connect(root)
+    (mid,), = con.sql("SELECT quantile_disc(ts, 0.5) FROM events").fetchall()
+    assert answers(root, as_of=mid) == answers(root, as_of=mid, projections=False)
+    assert hptrack.connect(root, as_of=mid).sql("SELECT count(*) FROM _trials_projected").fetchall() == [(0,)]
+
+
+def test_damaged_projection_is_ignored_then_rewritten(compacted):
+    root, folded = compacted
+    victim = os.path.join(root, [p for p in projection_files(root) if p.endswith(".trials.parquet")][0])
+    with open(victim, "r+b") as f:
+        f.truncate(100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # derived data: folded instead, without a word
+        assert answers(root) == folded
+    result = hptrack.compact(root)
+    assert result.projected_searches == 1
+    assert answers(root) == folded
+    assert os.path.getsize(victim) > 100
+
+
+def test_memory_store_projections():
+    url = "memory://hptrack-projections"
+    try:
+        populate(url, "gamma", 15)
+        populate(url, "gamma", 15, start=15)
+        folded = answers(url)
+        assert hptrack.compact(url).projected_searches == 1
+        assert len(Store(url).view_files()) == 2
+        assert answers(url) == folded
+    finally:
+        Writer.for_store(url).close()
+

@@ -1,0 +1,139 @@
+"""Stored folds: each search's ``trials`` and ``params`` rows, written by
+``compact`` beside the events so that readers need not fold millions of events
+on every query.
+
+A projection is used exactly or not at all. It is named by a key over the
+view SQL and the names of the segment files it was folded from (a file name
+never changes content: writers and compact never replace a file), and a
+reader uses it only when
+
+- the search's partition holds exactly those files, none of which may share
+  events with another (no de-duplication pending),
+- no write-ahead log holds events of the search (a live or crashed writer),
+- no file of the partition was left out as damaged,
+- the read is not ``as_of`` a past time, and
+- both projection files can be read.
+
+Otherwise that search is folded from its events as before; the answers are the
+same either way. Layout::
+
+    views/search=<search_id>/<key>.trials.parquet
+    views/search=<search_id>/<key>.params.parquet
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+from .read import VIEW_SQL_DIGEST, define_views, open_connection, readable_segments, split_overlapping
+from .store import Store
+
+_SUFFIXES = (".trials.parquet", ".params.parquet")
+
+
+def _paths(st: Store, partition: str, segments) -> tuple[str, str]:
+    """The trials and params projection files of a partition holding ``segments``."""
+    names = sorted(os.path.basename(p) for p in segments)
+    key = hashlib.sha256("\0".join([VIEW_SQL_DIGEST, *names]).encode()).hexdigest()[:24]
+    folder = os.path.join(st.views_dir, os.path.basename(partition))
+    return tuple(os.path.join(folder, key + suffix) for suffix in _SUFFIXES)
+
+
+def _by_partition(paths) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in paths:
+        out.setdefault(os.path.dirname(p), []).append(p)
+    return out
+
+
+def _blocked(st: Store, overlapping, wal, left_out) -> set[str]:
+    """Partitions whose fold cannot come from a projection."""
+    blocked = {os.path.dirname(p) for p in [*overlapping, *left_out]}
+    if wal is not None and wal.num_rows:
+        blocked |= {st.partition_dir(sid) for sid in set(wal.column("search_id").to_pylist())}
+    return blocked
+
+
+def _readable(st: Store, paths) -> list[bool]:
+    def ok(path):
+        try:
+            st.read_metadata(path)
+            return True
+        except Exception:
+            return False
+
+    if st.remote and len(paths) > 1:  # one round trip each: overlap them
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .read import REMOTE_READERS
+
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            return list(pool.map(ok, paths))
+    return [ok(p) for p in paths]
+
+
+def usable(st: Store, distinct, overlapping, wal, left_out=()) -> dict:
+    """partition folder -> (its segments, trials projection, params projection)
+    of every search a reader may take from its projection (see the module doc)."""
+    existing = set(st.view_files())
+    if not existing:
+        return {}
+    blocked = _blocked(st, overlapping, wal, left_out)
+    found = {}
+    for partition, segments in _by_partition(distinct).items():
+        if partition not in blocked:
+            paths = _paths(st, partition, segments)
+            if all(p in existing for p in paths):
+                found[partition] = (segments, *paths)
+    checks = _readable(st, [p for v in found.values() for p in v[1:]])
+    bad = {p for p, good in zip([p for v in found.values() for p in v[1:]], checks) if not good}
+    return {k: v for k, v in found.items() if not bad & set(v[1:])}
+
+
+def refresh(st: Store) -> int:
+    """Write the projection of every search whose partition can have one and
+    lacks it, delete the stale ones; returns how many searches were written.
+    Run by ``compact`` under its lock, after merging."""
+    footers: dict = {}
+    segments, left_out = readable_segments(st, footers)
+    distinct, overlapping = split_overlapping(segments, footers, None)
+    blocked = _blocked(st, overlapping, None, [p for p, _ in left_out])
+    existing = set(st.view_files())
+    keep, todo = set(), {}
+    for partition, paths in _by_partition(distinct).items():
+        if partition in blocked:
+            continue
+        targets = _paths(st, partition, paths)
+        keep.update(targets)
+        if not (all(p in existing for p in targets) and all(_readable(st, targets))):
+            todo[os.path.basename(partition)[len("search="):]] = (paths, targets)
+    if todo:
+        _write(st, footers, todo)
+    for path in set(st.view_files()) - keep:
+        try:
+            st.remove(path)
+        except FileNotFoundError:
+            pass
+    return len(todo)
+
+
+def _write(st: Store, footers, todo) -> None:
+    """Fold the searches of ``todo`` (search_id -> (segments, targets)) in one pass, store each."""
+    con = open_connection(st)
+    define_views(con, footers, [p for paths, _ in todo.values() for p in paths], [])
+    for i, view in enumerate(("_trials_folded", "_params_folded")):
+        table = con.sql(f"SELECT * FROM {view} ORDER BY search_id").to_arrow_table()
+        sids = table.column("search_id").to_pylist()
+        start = 0
+        for sid, (_, targets) in sorted(todo.items()):
+            # rows of this search: a run in the sorted table (a search with no trials has none)
+            while start < len(sids) and sids[start] < sid:
+                start += 1
+            end = start
+            while end < len(sids) and sids[end] == sid:
+                end += 1
+            path = targets[i]
+            st.write_file(table.slice(start, end - start), os.path.dirname(path), os.path.basename(path))
+            start = end
+    con.close()
