@@ -228,7 +228,7 @@ def in_subprocess(code, *args, timeout=None):
 
 
 REPORT_CODE = r"""
-import json, resource, sys, time
+import json, sys, time
 t0 = time.perf_counter()
 import hptrack
 rep = hptrack.report([sys.argv[2]], store=sys.argv[1], quiet=True)
@@ -236,7 +236,8 @@ dt = time.perf_counter() - t0
 sr = rep.searches[0]
 print(json.dumps({"seconds": dt, "n_trials": int(sr.trials.height), "best": sr.best["value"],
                   "importance": sr.importance_note or "computed",
-                  "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  # VmHWM, not ru_maxrss: after fork+exec that starts at the parent's size
+                  "rss": int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1]) / 1024}))
 """
 
 HPTRACK_LOAD_CODE = r"""

@@ -142,3 +142,23 @@ def test_memory_store_projections():
     finally:
         Writer.for_store(url).close()
 
+
+
+def test_folds_in_bounded_passes(tmp_path, monkeypatch):
+    """compact folds the searches in passes of bounded size; each pass stores the same rows."""
+    import hptrack.projections as projections
+
+    root = str(tmp_path / "store")
+    for name in ("p", "q", "r"):
+        populate(root, name, 9)
+    Writer.for_store(root).close()
+    folded = answers(root)
+    passes = []
+    real = projections._write
+    monkeypatch.setattr(projections, "EVENTS_PER_PASS", 20)  # less than one search: one per pass
+    monkeypatch.setattr(projections, "_write", lambda st, footers, batch: (passes.append(sorted(batch)),
+                                                                            real(st, footers, batch)))
+    assert hptrack.compact(root).projected_searches == 3
+    assert len(passes) == 3 and sorted(sid for p in passes for sid in p) == sorted(
+        sid for (sid,) in hptrack.connect(root).sql("SELECT search_id FROM searches").fetchall())
+    assert answers(root) == folded

@@ -105,6 +105,7 @@ class Footer:
     writer_range: tuple | None
     seq_range: tuple | None
     version: int | None     # the largest schema_version
+    rows: int = 0           # events in the file
 
     @classmethod
     def of(cls, meta, columns) -> "Footer":
@@ -113,7 +114,7 @@ class Footer:
             index.setdefault(meta.schema.column(i).path, i)
         groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
         return cls(columns, _range(groups, index.get("writer_id")), _range(groups, index.get("seq")),
-                   _max_of(groups, index.get("schema_version")))
+                   _max_of(groups, index.get("schema_version")), meta.num_rows)
 
 
 def _range(groups, col):

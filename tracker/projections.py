@@ -30,6 +30,9 @@ from .read import VIEW_SQL_DIGEST, define_views, open_connection, readable_segme
 from .store import Store
 
 _SUFFIXES = (".trials.parquet", ".params.parquet")
+# compact folds the searches it projects in passes of at most this many events
+# (a search is never split), which bounds its memory: ~1 GiB per million events
+EVENTS_PER_PASS = 2_000_000
 
 
 def _paths(st: Store, partition: str, segments) -> tuple[str, str]:
@@ -108,14 +111,28 @@ def refresh(st: Store) -> int:
         keep.update(targets)
         if not (all(p in existing for p in targets) and all(_readable(st, targets))):
             todo[os.path.basename(partition)[len("search="):]] = (paths, targets)
-    if todo:
-        _write(st, footers, todo)
+    for batch in _passes(todo, footers):
+        _write(st, footers, batch)
     for path in set(st.view_files()) - keep:
         try:
             st.remove(path)
         except FileNotFoundError:
             pass
     return len(todo)
+
+
+def _passes(todo, footers):
+    """``todo`` in batches of at most EVENTS_PER_PASS events (a bigger search alone)."""
+    batch, n = {}, 0
+    for sid, (paths, targets) in sorted(todo.items()):
+        rows = sum(footers[p].rows for p in paths)
+        if batch and n + rows > EVENTS_PER_PASS:
+            yield batch
+            batch, n = {}, 0
+        batch[sid] = (paths, targets)
+        n += rows
+    if batch:
+        yield batch
 
 
 def _write(st: Store, footers, todo) -> None:
