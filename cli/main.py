@@ -328,8 +328,9 @@ def verify_cmd(ctx, fmt, quarantine):
 @click.pass_context
 def compact_cmd(ctx, fmt):
     """Merge small segments (and seal logs left by writers that are gone) into
-    large ones, without losing or duplicating an event. Safe to interrupt and
-    to run while searches are writing.
+    large ones, without losing or duplicating an event, then store each
+    search's fold (trials and params) so queries need not fold the events.
+    Safe to interrupt and to run while searches are writing.
 
     \b
     Examples:
@@ -343,6 +344,8 @@ def compact_cmd(ctx, fmt):
         click.echo(output.dumps(result.to_dict()))
         return
     extra = ""
+    if result.projected_searches:
+        extra += f"; stored the fold of {result.projected_searches} searches"
     if getattr(result, "removed_temp_files", 0):
         extra += f"; removed {result.removed_temp_files} leftover temporary files"
     if getattr(result, "skipped", None):
