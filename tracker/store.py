@@ -99,7 +99,7 @@ class Store:
 
     # --- listing ---------------------------------------------------------
     def _walk(self, top):
-        if top.startswith(self.root) and self.remote:
+        if self.is_remote_path(top):
             key = self._key(top)
             self.fs.invalidate_cache(key)  # other writers add files all the time
             try:
@@ -157,7 +157,8 @@ class Store:
 
     # --- single files ----------------------------------------------------
     def is_remote_path(self, path: str) -> bool:
-        return self.remote and path.startswith(self.root)
+        """Whether ``path`` is in this store's bucket (a remote store's logs are local)."""
+        return self.remote and (path == self.root or path.startswith(self.root + "/"))
 
     def exists(self, path: str) -> bool:
         if self.is_remote_path(path):
