@@ -151,6 +151,7 @@ def test_folds_in_bounded_passes(tmp_path, monkeypatch):
     root = str(tmp_path / "store")
     for name in ("p", "q", "r"):
         populate(root, name, 9)
+    hptrack.search("no-trials-yet", store=root)  # its fold is empty: stored all the same
     Writer.for_store(root).close()
     folded = answers(root)
     passes = []
@@ -158,7 +159,10 @@ def test_folds_in_bounded_passes(tmp_path, monkeypatch):
     monkeypatch.setattr(projections, "EVENTS_PER_PASS", 20)  # less than one search: one per pass
     monkeypatch.setattr(projections, "_write", lambda st, footers, batch: (passes.append(sorted(batch)),
                                                                             real(st, footers, batch)))
-    assert hptrack.compact(root).projected_searches == 3
-    assert len(passes) == 3 and sorted(sid for p in passes for sid in p) == sorted(
+    assert hptrack.compact(root).projected_searches == 4
+    assert len(passes) == 4 and sorted(sid for p in passes for sid in p) == sorted(
         sid for (sid,) in hptrack.connect(root).sql("SELECT search_id FROM searches").fetchall())
     assert answers(root) == folded
+    con = hptrack.connect(root)
+    assert con.sql("SELECT count(*) FROM _trials_folded").fetchall() == [(0,)]  # every search from its fold
+    assert con.sql("SELECT n_trials FROM searches WHERE name = 'no-trials-yet'").fetchall() == [(0,)]

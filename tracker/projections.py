@@ -89,8 +89,8 @@ def usable(st: Store, distinct, overlapping, wal, left_out=()) -> dict:
             paths = _paths(st, partition, segments)
             if all(p in existing for p in paths):
                 found[partition] = (segments, *paths)
-    checks = _readable(st, [p for v in found.values() for p in v[1:]])
-    bad = {p for p, good in zip([p for v in found.values() for p in v[1:]], checks) if not good}
+    files = [p for v in found.values() for p in v[1:]]
+    bad = {p for p, good in zip(files, _readable(st, files)) if not good}
     return {k: v for k, v in found.items() if not bad & set(v[1:])}
 
 
@@ -141,16 +141,14 @@ def _write(st: Store, footers, todo) -> None:
     define_views(con, footers, [p for paths, _ in todo.values() for p in paths], [])
     for i, view in enumerate(("_trials_folded", "_params_folded")):
         table = con.sql(f"SELECT * FROM {view} ORDER BY search_id").to_arrow_table()
-        sids = table.column("search_id").to_pylist()
-        start = 0
-        for sid, (_, targets) in sorted(todo.items()):
-            # rows of this search: a run in the sorted table (a search with no trials has none)
-            while start < len(sids) and sids[start] < sid:
-                start += 1
-            end = start
-            while end < len(sids) and sids[end] == sid:
-                end += 1
+        # each search's rows are one run of the sorted table; groups come in table order
+        runs = table.group_by("search_id", use_threads=False).aggregate([([], "count_all")])
+        offsets, at = {}, 0
+        for sid, n in zip(runs["search_id"].to_pylist(), runs["count_all"].to_pylist()):
+            offsets[sid] = (at, n)
+            at += n
+        for sid, (_, targets) in todo.items():
+            start, n = offsets.get(sid, (0, 0))  # a search without trials or params: an empty file
             path = targets[i]
-            st.write_file(table.slice(start, end - start), os.path.dirname(path), os.path.basename(path))
-            start = end
+            st.write_file(table.slice(start, n), os.path.dirname(path), os.path.basename(path))
     con.close()
