@@ -101,8 +101,12 @@ def test_grid_search_folds_written_by_dask_workers(tmp_path, client):
     assert hptrack.verify(store).ok
 
 
-def optimise_on_worker(journal, store, n_trials, seed):
-    """Runs inside a Dask worker: join the shared study and optimise it there."""
+def optimise_on_worker(journal, store, n_trials, seed, env=None):
+    """Runs inside a Dask worker: join the shared study and optimise it there.
+
+    ``env``: what the worker's machine sets to reach a bucket store; the worker
+    then seals its log into the bucket before returning, as a machine that
+    leaves would."""
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
@@ -124,20 +128,36 @@ def optimise_on_worker(journal, store, n_trials, seed):
     study = optuna.load_study(study_name="shared",
                               storage=JournalStorage(JournalFileBackend(journal)),
                               sampler=optuna.samplers.RandomSampler(seed=seed))
+    if env:
+        os.environ.update(env)
     study.optimize(objective, n_trials=n_trials, catch=(ValueError,))
-    return os.getpid(), hptrack.Writer.for_store(store).writer_id
+    writer = hptrack.Writer.for_store(store)
+    if env:
+        writer.close()
+    return os.getpid(), writer.writer_id
 
 
 def test_optuna_study_optimised_from_dask_workers(tmp_path, client):
+    check_shared_study(client, str(tmp_path / "store"), str(tmp_path / "journal.log"))
+
+
+def test_optuna_from_dask_workers_into_a_bucket(tmp_path, client, s3_store, s3_env, monkeypatch):
+    """The workers' machines write into one bucket; a reader elsewhere sees every trial there."""
+    worker_env = {**s3_env, "HPTRACK_CACHE_DIR": str(tmp_path / "worker-disk")}
+    monkeypatch.setenv("HPTRACK_CACHE_DIR", str(tmp_path / "reader-disk"))  # none of their logs here
+    check_shared_study(client, s3_store, str(tmp_path / "journal.log"), worker_env)
+
+
+def check_shared_study(client, store, journal, env=None):
+    """Two workers optimise one Optuna study; every trial is recorded by the worker that ran it."""
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
-    store, journal = str(tmp_path / "store"), str(tmp_path / "journal.log")
     storage = JournalStorage(JournalFileBackend(journal))
     optuna.create_study(study_name="shared", storage=storage, direction="minimize")
     workers = sorted(client.scheduler_info()["workers"])
     assert len(workers) == 2
-    futures = [client.submit(optimise_on_worker, journal, store, 8, seed, workers=[w], pure=False)
+    futures = [client.submit(optimise_on_worker, journal, store, 8, seed, env, workers=[w], pure=False)
                for seed, w in enumerate(workers)]
     done = client.gather(futures)
     pids, writer_ids = {p for p, _ in done}, {w for _, w in done}

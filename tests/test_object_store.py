@@ -1,13 +1,12 @@
 """Stores on object storage: any fsspec URL is a store.
 
 The S3 tests run against a real S3-compatible server on 127.0.0.1 (moto's
-server mode, a dev dependency), reached through s3fs exactly as a team's
-bucket would be; writer processes find it through AWS_ENDPOINT_URL.
+server mode, a dev dependency; see conftest.py), reached through s3fs exactly
+as a team's bucket would be; writer processes find it through AWS_ENDPOINT_URL.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -22,36 +21,10 @@ import hptrack
 from hptrack.store import Store, local_dir
 from hptrack.writer import Writer
 
-moto_server = pytest.importorskip("moto.server", reason="moto (dev extra) runs the local S3 server")
 s3fs = pytest.importorskip("s3fs", reason="s3fs (s3 extra) is how hptrack reaches S3")
 
-BUCKET = "hptrack-team"
 HELPER = os.path.join(os.path.dirname(__file__), "helpers_proc.py")
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3_store(s3_endpoint, monkeypatch, tmp_path):
-    """A fresh prefix in the bucket; this process and its children reach it through the env."""
-    for key, value in {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test",
-                       "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
-                       "HPTRACK_CACHE_DIR": str(tmp_path / "cache")}.items():
-        monkeypatch.setenv(key, value)
-    fs = s3fs.S3FileSystem()
-    if not fs.exists(BUCKET):
-        fs.mkdir(BUCKET)
-    url = f"s3://{BUCKET}/{uuid.uuid4().hex[:10]}"
-    yield url
-    Writer.for_store(url).close()
+# the server and the s3_store fixture are in conftest.py
 
 
 def record(url, name, n, start=0, **kw):
@@ -183,7 +156,7 @@ def test_query_cli_on_s3_store(s3_store):
                                    "--format", "csv"])
     assert res.exit_code == 0, res.output
     assert res.output.strip().splitlines() == ["n", "4"]
-    other = f"s3://{BUCKET}/elsewhere/x.parquet"
+    other = s3_store.rsplit("/", 1)[0] + "/elsewhere/x.parquet"  # same bucket, another prefix
     res = CliRunner().invoke(cli, ["--store", s3_store, "query", f"SELECT * FROM read_parquet('{other}')"])
     assert res.exit_code != 0 and "outside the store" in res.output, res.output
     res = CliRunner().invoke(cli, ["--store", s3_store, "ls"])

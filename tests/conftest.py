@@ -1,0 +1,46 @@
+"""Fixtures shared by test modules: a real S3-compatible server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+import pytest
+
+BUCKET = "hptrack-team"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """moto's S3 server mode (a dev extra), started once for the whole run."""
+    moto_server = pytest.importorskip("moto.server", reason="moto (dev extra) runs the local S3 server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, tmp_path):
+    """What a machine of the team sets to reach the bucket (and where its own logs go)."""
+    return {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+            "HPTRACK_CACHE_DIR": str(tmp_path / "cache")}
+
+
+@pytest.fixture
+def s3_store(s3_env, monkeypatch):
+    """A fresh prefix in the bucket; this process and its children reach it through the env."""
+    s3fs = pytest.importorskip("s3fs", reason="s3fs (s3 extra) is how hptrack reaches S3")
+    from hptrack.writer import Writer
+
+    for key, value in s3_env.items():
+        monkeypatch.setenv(key, value)
+    fs = s3fs.S3FileSystem()
+    if not fs.exists(BUCKET):
+        fs.mkdir(BUCKET)
+    url = f"s3://{BUCKET}/{uuid.uuid4().hex[:10]}"
+    yield url
+    Writer.for_store(url).close()
