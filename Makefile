@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-spark bench clean
+.PHONY: demo test test-slow test-spark bench bench-query bench-analysis clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ test-spark: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_write.py
+
+bench-query: $(STAMP)
+	$(BIN)/python benchmarks/bench_query.py
+
+bench-analysis: $(STAMP)
+	$(BIN)/python benchmarks/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) .hptrack build *.egg-info
