@@ -181,3 +181,8 @@ def test_file_url_is_the_local_folder(tmp_path):
     assert Store(f"file://{tmp_path}/s").root == str(tmp_path / "s")
     assert not Store(f"file://{tmp_path}/s").remote
     assert local_dir("s3://a/b") != local_dir("s3://a/c")
+
+
+def test_unknown_url_is_a_clear_error():
+    with pytest.raises(hptrack.StoreError, match=r"cannot open the store nosuch://b/x .*fsspec URL"):
+        hptrack.search("x", store="nosuch://b/x")

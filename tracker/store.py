@@ -25,6 +25,7 @@ import os
 import re
 import uuid
 
+from .errors import StoreError
 from .wal import SUFFIX as WAL_SUFFIX
 from .wal import fsync_dir
 
@@ -75,7 +76,13 @@ class Store:
         if self.remote:
             import fsspec
 
-            self.fs, self._root_key = fsspec.core.url_to_fs(self.root)
+            try:
+                self.fs, self._root_key = fsspec.core.url_to_fs(self.root)
+            except (ValueError, ImportError) as exc:
+                raise StoreError(
+                    f"cannot open the store {self.root} ({exc}) - a store is a folder or an fsspec URL "
+                    "(s3://, gs://, memory://, file://); s3:// needs `pip install hptrack[s3]`, "
+                    "gs:// `pip install hptrack[gcs]`") from None
             self.local_dir = local_dir(self.root)
         else:
             self.fs, self.local_dir = None, self.root
