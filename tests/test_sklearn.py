@@ -109,6 +109,25 @@ def test_grid_search_records_every_candidate_and_fold(tmp_path):
     assert q(tmp_path, "SELECT n_trials, n_complete FROM searches") == [(6, 6)]
 
 
+def test_trials_end_when_their_last_fold_ends(tmp_path):
+    """Not when sklearn's batch returns: run one by one, the candidates end one after another,
+    each between its second-last and its last fold's score (the fold's own clock)."""
+    X, y = CANCER
+    grid = {"max_depth": [2, 4, 6, 8, None]}
+    hs.track(GridSearchCV(DecisionTreeClassifier(random_state=0), grid, scoring="f1", cv=3),
+             name="dt-timed", store=tmp_path).fit(X, y)
+    rows = q(tmp_path, "SELECT trial_id, started_at, finished_at FROM trials ORDER BY recorded_number")
+    ends = [end for _, _, end in rows]
+    assert len(ends) == 5 and ends == sorted(ends) and len(set(ends)) == 5
+    (search_end,), = q(tmp_path, "SELECT max(ts) FROM events WHERE type = 'search_finished'")
+    for tid, start, end in rows:
+        folds = [t for (t,) in q(tmp_path, "SELECT ts FROM scores WHERE trial_id = ? AND split = 'fold' "
+                                           "ORDER BY ts", [tid])]
+        assert len(folds) == 3 and start < folds[-2] <= end <= folds[-1] < search_end
+        (valid,), = q(tmp_path, "SELECT ts FROM scores WHERE trial_id = ? AND split = 'validation'", [tid])
+        assert valid == end
+
+
 def test_random_search_serialises_scipy_distributions(tmp_path):
     X, y = WINE
     dists = {"max_depth": randint(1, 8), "min_impurity_decrease": uniform(0.0, 0.05),

@@ -24,7 +24,9 @@ import threading
 import warnings
 
 from . import schema
-from .writer import Writer
+from .writer import Writer, now_us
+
+DONE_KEY = "_hptrack_done_us"
 
 _patch_lock = threading.Lock()
 
@@ -49,6 +51,9 @@ class FoldRecorder:
         from sklearn.model_selection._validation import _fit_and_score
 
         result = _fit_and_score(*args, **kwargs)
+        # when this fold ended, in this process: the parent pops it (sklearn never
+        # sees it) to date the trial's end by its last fold, not by the batch's end
+        result[DONE_KEY] = now_us()
         try:
             self._record(kwargs, result)
         except Exception as exc:  # tracking must never break the user's search
@@ -136,6 +141,7 @@ class Run:
         self.by_params = {}                 # id(params dict) -> trial index (halving re-evaluates them)
         self._keep = []                     # keeps those dicts alive, so ids are not reused
         self.row_errors = {}                # row -> error text of its first failed fold
+        self.row_done = {}                  # row -> when its last fold ended (µs)
         self.done_rows = 0
         self.last_call = []                 # trial indices of the latest call
 
@@ -147,7 +153,7 @@ class Run:
         run = self
 
         def format_results(candidate_params, n_splits, out, more_results=None):
-            run._collect_errors(n_splits, out)
+            run._collect_folds(n_splits, out)
             return cls_format(run.cv, candidate_params, n_splits, out, more_results)
 
         if "callback_ctx" in inspect.signature(cls_run).parameters:
@@ -210,11 +216,16 @@ class Run:
         self._keep.append(params)
         return idx
 
-    def _collect_errors(self, n_splits, out):
+    def _collect_folds(self, n_splits, out):
+        """Each new row's first fit error and the end of its last fold."""
         for j in range(self.done_rows * n_splits, len(out)):
+            row = j // n_splits
             err = out[j].get("fit_error")
             if err is not None:
-                self.row_errors.setdefault(j // n_splits, err)
+                self.row_errors.setdefault(row, err)
+            done = out[j].pop(DONE_KEY, None)
+            if done is not None:
+                self.row_done[row] = max(done, self.row_done.get(row, done))
 
     def _record_results(self, results):
         """End (or, for halving, report) the trials of the rows this call added."""
@@ -225,12 +236,13 @@ class Run:
             trial = self.trials[self.row_trial[r]]
             if trial.state != "running":
                 continue
+            ts = self.row_done.get(r)  # None (now) if no fold said when it ended
             if r in self.row_errors:
                 if self.halving:  # the rung still counts the candidate, as n_candidates_ does
                     trial.report(int(self.row_step[r]), float(results[self.value_key][r]),
-                                 resource=_resource(results, r))
+                                 resource=_resource(results, r), ts=ts)
                 trial.fail(f"fit failed (error_score={self.cv.error_score!r}): "
-                           f"{self.row_errors[r].strip().splitlines()[-1]}")
+                           f"{self.row_errors[r].strip().splitlines()[-1]}", ts=ts)
                 continue
             metrics = {}
             for m in names:
@@ -239,15 +251,15 @@ class Run:
                 metrics[f"std_test_{m}"] = float(results[f"std_test_{m}"][r])
                 if f"mean_train_{m}" in results:
                     metrics[f"mean_train_{m}"] = float(results[f"mean_train_{m}"][r])
-                trial.score(mean, split="validation", metric=m if m != "score" else self.metric,
+                trial.score(mean, split="validation", metric=m if m != "score" else self.metric, ts=ts,
                             **({"iter": self.row_step[r]} if self.halving else {}))
             for k in ("mean_fit_time", "mean_score_time"):
                 metrics[k] = float(results[k][r])
             value = float(results[self.value_key][r])
             if self.halving:
-                trial.report(int(self.row_step[r]), value, resource=_resource(results, r), **metrics)
+                trial.report(int(self.row_step[r]), value, resource=_resource(results, r), ts=ts, **metrics)
             else:
-                trial.complete(value, **metrics)
+                trial.complete(value, ts=ts, **metrics)
         self.done_rows = len(self.row_trial)
         self.hp.writer.flush()
 
@@ -268,8 +280,8 @@ class Run:
             last_row[i] = r
         for i, t in enumerate(self.trials):
             if t.state == "running":
-                value = float(results[self.value_key][last_row[i]])
-                t.complete(value, rung=int(self.row_step[last_row[i]]))
+                r = last_row[i]
+                t.complete(float(results[self.value_key][r]), ts=self.row_done.get(r), rung=int(self.row_step[r]))
 
     def abort(self, exc):
         """The fit raised: every trial still running ends failed with the reason."""
