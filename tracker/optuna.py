@@ -23,7 +23,6 @@ Multi-objective values are in ``payload.values`` of ``trial_completed``; its
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import threading
 from datetime import datetime, timezone
@@ -34,6 +33,7 @@ from optuna.trial import TrialState
 
 from . import schema
 from .api import Trial, _is_pruned, event_time, search, search_id_for
+from .importing import derived_trial_id, known_trials
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
 _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",
@@ -259,13 +259,8 @@ def import_study(storage, study_name, store=None, *, name=None):
     trials = study.get_trials(deepcopy=False)
     name = name or study_name
     sid = search_id_for(name)
-    ids = {ft.number: hashlib.sha256(f"{sid}\0optuna\0{ft.number}".encode()).hexdigest()[:16]
-           for ft in trials}
-    from .read import connect
-
-    with connect(store) as con:
-        done = {tid: (state, n) for tid, state, n in con.sql(
-            "SELECT trial_id, state, n_reports FROM trials WHERE search_id = ?", params=[sid]).fetchall()}
+    ids = {ft.number: derived_trial_id(sid, "optuna", ft.number) for ft in trials}
+    done = known_trials(store, sid)
     todo = [ft for ft in trials if _has_news(ft, done.get(ids[ft.number]))]
     if not todo:
         return sid

@@ -47,13 +47,14 @@ with nothing new writes nothing.
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import math
 import numbers
 import os
 import re
 from dataclasses import dataclass, field
+
+from .importing import derived_trial_id, known_trials
 
 # bookkeeping fields Ray adds to every result: not metrics of the model
 RAY_FIELDS = frozenset({
@@ -315,7 +316,6 @@ def import_results(path, name=None, store=None, *, metric=None, mode=None) -> Im
     ``mode`` is ``"max"`` or ``"min"``. See the module doc for the events;
     importing the same folder again only adds what is new."""
     from .api import search, search_id_for
-    from .read import connect
 
     if mode not in (None, "max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
@@ -331,10 +331,7 @@ def import_results(path, name=None, store=None, *, metric=None, mode=None) -> Im
     ordered = sorted((s for ss in segs.values() for s in ss),
                      key=lambda s: (s.start_us or 0, s.ray_id, s.index))
     numbers_ = {id(s): n for n, s in enumerate(ordered)}
-    with connect(store) as con:
-        done = {r[0]: (r[1], r[2]) for r in con.sql(
-            "SELECT trial_id, state, n_reports FROM trials WHERE search_id = ?",
-            params=[sid]).fetchall()}
+    done = known_trials(store, sid)
     todo = [s for s in ordered if done.get(s.trial_id, ("running",))[0] == "running"]
     live = sum(1 for ss in segs.values() if exp.trials[ss[-1].ray_id].status in _LIVE
                and not exp.trials[ss[-1].ray_id].error)
@@ -371,7 +368,7 @@ def _place(exp, segs, sid):
     for rid, ss in segs.items():
         prev_end = _us(exp.trials[rid].start)
         for s in ss:
-            s.trial_id = hashlib.sha256(f"{sid}\0{rid}\0{s.index}".encode()).hexdigest()[:16]
+            s.trial_id = derived_trial_id(sid, rid, s.index)
             first = s.lines[0] if s.lines else None
             start = None
             if first is not None and _line_us(first) is not None:
