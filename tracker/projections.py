@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .read import VIEW_SQL_DIGEST, define_views, open_connection, readable_segments, split_overlapping
+from .read import VIEW_SQL_DIGEST, define_views, map_files, open_connection, readable_segments, split_overlapping
 from .store import Store
 
 _SUFFIXES = (".trials.parquet", ".params.parquet")
@@ -66,14 +66,7 @@ def _readable(st: Store, paths) -> list[bool]:
         except Exception:
             return False
 
-    if st.remote and len(paths) > 1:  # one round trip each: overlap them
-        from concurrent.futures import ThreadPoolExecutor
-
-        from .read import REMOTE_READERS
-
-        with ThreadPoolExecutor(REMOTE_READERS) as pool:
-            return list(pool.map(ok, paths))
-    return [ok(p) for p in paths]
+    return map_files(st, ok, paths)
 
 
 def usable(st: Store, distinct, overlapping, wal, left_out=()) -> dict:

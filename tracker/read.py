@@ -202,18 +202,22 @@ def wal_table(store: Store):
 REMOTE_READERS = 16  # footers read at once from an object store
 
 
+def map_files(store: Store, fn, paths) -> list:
+    """``[fn(p) for p in paths]``; for a remote store several at once, since
+    each file read (a footer) is a round trip to the object store."""
+    if store.remote and len(paths) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(REMOTE_READERS) as pool:
+            return list(pool.map(fn, paths))
+    return [fn(p) for p in paths]
+
+
 def readable_segments(store: Store, footers: dict | None = None):
     """The store's segments that pass the footer checks, and ``(path, reason)``
     of the others (see hptrack.checks). ``footers`` receives each good one's footer."""
     paths = store.segment_files()
-    if store.remote and len(paths) > 1:
-        # each footer is a round trip to the object store: overlap them
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(REMOTE_READERS) as pool:
-            checked = list(pool.map(lambda p: segment_problems(store, p, footers), paths))
-    else:
-        checked = [segment_problems(store, p, footers) for p in paths]
+    checked = map_files(store, lambda p: segment_problems(store, p, footers), paths)
     good, left_out = [], []
     for path, found in zip(paths, checked):
         if found is None:
