@@ -257,27 +257,39 @@ def show_cmd(ctx, search, fmt, as_of, limit):
 @click.argument("sql")
 @_FORMAT_OPT
 @_AS_OF_OPT
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              metavar="SECONDS", help="Stop the query after this many seconds.")
+@click.option("--memory-limit", metavar="SIZE", default=None,
+              show_default="a quarter of this machine's RAM",
+              help="Fail the query rather than use more memory than this (e.g. 500MB, 4GB).")
 @click.pass_context
-def query_cmd(ctx, sql, fmt, as_of):
+def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
     """Run one read-only SELECT over the store's views.
 
     Views: events, searches, trials, params, reports, scores (columns are
     documented in schemas/). Only a single SELECT runs (DESCRIBE, SHOW and
-    SUMMARIZE too); writes, settings, extensions and files outside the store
-    are refused. SQL "-" reads the statement from stdin.
+    SUMMARIZE too); writes (also inside WITH or subqueries), settings,
+    extensions and files outside the store are refused. SQL "-" reads the
+    statement from stdin. Ctrl-C stops a running query (exit 130).
 
     \b
     Examples:
       hptrack query "SELECT name, n_trials FROM searches"
       hptrack query "SELECT state, count(*) FROM trials GROUP BY state" --format csv
       hptrack query "SELECT * FROM trials WHERE state = 'complete'" --as-of 2026-11-27T09:00Z
-      hptrack query - --format json < best.sql
+      hptrack query - --format json --timeout 600 < best.sql
     """
     from hptrack.query import query
 
     if sql == "-":
         sql = sys.stdin.read()
-    _emit(query(sql, _store(ctx), as_of=as_of, strict=ctx.obj["strict"]), fmt)
+    try:
+        df = query(sql, _store(ctx), as_of=as_of, strict=ctx.obj["strict"], timeout=timeout,
+                   memory_limit=memory_limit)
+    except KeyboardInterrupt:
+        click.echo("Error: query interrupted (Ctrl-C)", err=True)
+        ctx.exit(130)
+    _emit(df, fmt)
 
 
 # --- verify / compact ------------------------------------------------------------

@@ -113,7 +113,7 @@ def refusals(w):
         (f"SELECT * FROM read_parquet('{store}/../outside/x.parquet')", ["outside the store"], []),
         ("SELECT * FROM read_text('/etc/hostname')", ["/etc/hostname", "outside the store"], []),
         ("SELECT * FROM read_blob('/etc/hostname')", ["outside the store"], []),
-        ("SELECT * FROM glob('/*')", ["outside the store"], []),
+        ("SELECT * FROM glob('/*')", ["glob() is not allowed", "lists folders"], []),
         ("SELECT * FROM read_csv('.tmp/secret.csv')", ["outside the store"], []),
         ("SELECT * FROM read_csv('https://example.com/x.csv')", ["outside the store"], []),
         ("EXPLAIN ANALYZE SELECT 1", ["EXPLAIN is not allowed"], []),
@@ -177,13 +177,17 @@ def test_symlinks_do_not_open_the_fence(world, tmp_path):
 
 def test_spilling_is_off_and_only_the_store_is_allowed(world):
     """DuckDB spills to ./.tmp by default and then adds ./.tmp to allowed_directories;
-    hptrack query switches spilling off, so the store is the only allowed folder."""
-    (temp, allowed, locked, external), = query(
+    hptrack query switches spilling off, allows no folder at all (a folder would
+    be writable too), only the store's files as they were when the query began."""
+    (temp, folders, files, locked, external), = query(
         "SELECT current_setting('temp_directory'), current_setting('allowed_directories'), "
-        "current_setting('lock_configuration'), current_setting('enable_external_access')",
+        "current_setting('allowed_paths'), current_setting('lock_configuration'), "
+        "current_setting('enable_external_access')",
         world["store"]).rows()
-    assert temp == ""
-    assert list(allowed) == [os.path.realpath(world["store"]) + os.sep]
+    assert temp == "" and list(folders) == []
+    root = os.path.realpath(world["store"]) + os.sep
+    assert files and all(f.startswith(root) for f in files)
+    assert root + "inside.csv" in files
     assert locked is True and external is False
 
 
