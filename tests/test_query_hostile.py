@@ -288,10 +288,15 @@ def test_s3_store_cannot_be_written(s3_store, tmp_path):
     con = read_only_connection(s3_store)
     try:
         for target in (f"{s3_store}/pwn.csv", f"{s3_store}/events/search=forged/x.parquet", f"{other}/y.csv"):
-            with pytest.raises((duckdb.Error, PermissionError)):
+            with pytest.raises((duckdb.Error, PermissionError)) as info:
                 con.sql(f"COPY (SELECT 1 AS a) TO '{target}'").fetchall()
-        with pytest.raises((duckdb.Error, PermissionError)):
+            assert "read-only" in str(info.value) or "Permission" in str(info.value), info.value
+        with pytest.raises((duckdb.Error, PermissionError)) as info:
             con.sql(f"SELECT * FROM read_csv('{other}/x.csv')").fetchall()
+        assert "outside the store" in str(info.value) or "Permission" in str(info.value), info.value
+        # reading the store's own files through the wrapper works
+        seg = next(k for k in fs.find(s3_store.removeprefix("s3://")) if k.endswith(".parquet"))
+        assert con.sql(f"SELECT count(*) FROM read_parquet('s3://{seg}')").fetchall()[0][0] > 0
     finally:
         con.close()
     assert listing() == before
