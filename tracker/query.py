@@ -201,12 +201,12 @@ def _check_tree(node) -> None:
             if kind not in _READ_NODES:
                 verb = _WRITE_NODES.get(kind, kind.removesuffix("_QUERY_NODE").removesuffix("_NODE"))
                 raise QueryRefused(_refusal(verb, ", not even inside a WITH clause or subquery"))
+        elif kind == "TABLE_FUNCTION":  # by its type alone, whatever other keys it has
+            _check_table_function(x.get("function") or {})
         elif kind is not None and "alias" in x and "sample" in x:  # a table reference
             if kind not in _TABLE_REFS:
                 raise QueryRefused(f"hptrack query runs read-only SELECT statements; a {kind} table "
                                    "reference is not allowed - read the views or the store's files")
-            if kind == "TABLE_FUNCTION":
-                _check_table_function(x.get("function") or {})
         stack.extend(x.values())
 
 
@@ -406,12 +406,17 @@ _ACCESS = re.compile(r'Cannot access (file|directory) "([^"]*)"')
 
 def _permission_message(e, root: str) -> str:
     found = _ACCESS.search(str(e))
-    if found:
-        kind, path = found.groups()
-        return (f"query refused: it tried to access the {kind} {path}, outside the store {root}; "
-                f"hptrack query reads only the views ({_VIEW_LIST}) and the store's own files, "
-                "named exactly (no wildcards)")
-    return f"query refused: {one_line(e)}"
+    if not found:
+        return f"query refused: {one_line(e)}"
+    kind, path = found.groups()
+    real_root = os.path.realpath(root)
+    if "://" not in path and os.path.realpath(path).startswith(real_root + os.sep):
+        return (f"query refused: {path} is not one of the store's files; hptrack query may open only "
+                "the files the store held when the query began, each named exactly (no wildcards, "
+                f"no folders) - or use the views ({_VIEW_LIST})")
+    return (f"query refused: it tried to access the {kind} {path}, outside the store {root}; "
+            f"hptrack query reads only the views ({_VIEW_LIST}) and the store's own files, "
+            "named exactly (no wildcards)")
 
 
 # --- limits 3 and 4: time, Ctrl-C, memory ---------------------------------------------
