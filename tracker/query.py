@@ -25,13 +25,15 @@ Two independent fences keep it read-only, and two limits keep it bounded:
    file and renames it). Does not stop: a COPY with ``USE_TMP_FILE false``
    overwriting one of those files in place - fence 1 refuses every COPY.
    On an object store the store's fsspec filesystem is replaced by
-   :class:`ReadOnlyFileSystem`, which refuses every write and every path
+   :func:`read_only_filesystem`, which refuses every write and every path
    outside the store's prefix, so nothing in the bucket can change even if
    fence 1 missed something.
-3. **Time**: ``timeout`` seconds (the CLI's default is 60), then
-   ``con.interrupt()``. The query runs in a worker thread so that Ctrl-C
-   reaches the main thread, which interrupts DuckDB and re-raises
-   KeyboardInterrupt.
+3. **Time and Ctrl-C**: the query runs in a worker thread while the main
+   thread waits in short steps; at ``timeout`` seconds (the CLI's default is
+   60) it calls ``con.interrupt()``. While a query is prepared and run,
+   SIGINT only sets a flag and interrupts DuckDB (a KeyboardInterrupt raised
+   inside a DuckDB call would come out as some other error); the query then
+   raises KeyboardInterrupt, and the CLI exits 130.
 4. **Memory**: DuckDB's ``memory_limit`` (default :data:`MEMORY_FRACTION` of
    the machine), set before the configuration is locked. Without spilling a
    query past it fails with an out-of-memory error instead of eating RAM.
