@@ -142,7 +142,8 @@ def _read_rows(lg: Log, version) -> None:
         lg.problems.append(Problem(lg.path, "bad_rows", WARNING,
                                    f"{lg.rel}: {describe_bad_rows(lg.bad_rows, lg.table.num_rows)}; "
                                    "compact seals those and keeps this log, which you may then move "
-                                   "out of wal/ (what is left in it cannot be stored)"))
+                                   "out of wal/ (what is left in it cannot be stored, and shows as a "
+                                   "seq_gap of its writer)"))
 
 
 def log_table(lg: Log):
