@@ -223,6 +223,7 @@ class Trial:
     def attach(cls, search: Search, trial_id: str, trial_number: int, params=None) -> "Trial":
         """A handle on a trial already started (by an importer, or another
         process), to report to it and end it; writes nothing by itself."""
+        schema.check_id("trial_id", trial_id, ValueError)  # its events carry it unchecked
         t = cls.__new__(cls)
         t._bind(search, trial_id, trial_number, params)
         return t
