@@ -22,7 +22,7 @@ import re
 
 import numpy as np
 
-from .schema import COLUMNS, ID_BAD_RE2, ID_MAX_CHARS, SCHEMA_VERSION, arrow_schema, id_problem
+from .schema import COLUMNS, ID_MAX_BYTES, ID_UNSAFE_RE2, SCHEMA_VERSION, arrow_schema, id_problem
 
 _SCHEMA = None
 WRITER_ID = re.compile(r"[0-9a-f]{16}")
@@ -187,25 +187,28 @@ def _convertible(rows, writer_id, version):
 
 
 def _drop_bad_ids(table):
-    """``table`` without rows whose search_id or trial_id is not a safe id
-    (hptrack.schema.check_id), and ``(seq, reason)`` of those rows."""
+    """``table`` without rows whose ids could not name a folder or a file pattern
+    (a search_id that is null or empty; either id holding a character of
+    ``ID_UNSAFE_RE2`` or longer than ID_MAX_BYTES), and ``(seq, reason)`` of those rows."""
     import pyarrow.compute as pc
 
     if not table.num_rows:
         return table, []
-    sid, tid = table["search_id"], table["trial_id"]
-    bad = pc.or_kleene(pc.is_null(sid), pc.match_substring_regex(sid, ID_BAD_RE2))
-    bad = pc.or_(bad, pc.greater(pc.utf8_length(sid), ID_MAX_CHARS))
-    bad_tid = pc.or_(pc.match_substring_regex(tid, ID_BAD_RE2), pc.greater(pc.utf8_length(tid), ID_MAX_CHARS))
-    bad = pc.fill_null(pc.or_kleene(bad, pc.fill_null(bad_tid, False)), True)
+
+    def unsafe(ids):
+        return pc.or_(pc.match_substring_regex(ids, ID_UNSAFE_RE2), pc.greater(pc.binary_length(ids), ID_MAX_BYTES))
+
+    sid = table["search_id"]
+    bad = pc.or_kleene(pc.or_kleene(pc.is_null(sid), pc.equal(pc.binary_length(sid), 0)), unsafe(sid))
+    bad = pc.fill_null(pc.or_kleene(bad, pc.fill_null(unsafe(table["trial_id"]), False)), True)
     if not pc.any(bad).as_py():
         return table, []
     rejected = table.filter(bad)
     reasons = []
     for seq, s, t in zip(*(rejected[c].to_pylist() for c in ("seq", "search_id", "trial_id"))):
-        field, value, why = "search_id", s, id_problem(s)
+        field, value, why = "search_id", s, id_problem(s, reading=True)
         if why is None:
-            field, value, why = "trial_id", t, id_problem(t)
+            field, value, why = "trial_id", t, id_problem(t, reading=True)
         reasons.append((seq, f"{field} {value!r:.60} is not a valid id: {why}"))
     return table.filter(pc.invert(bad)), reasons
 

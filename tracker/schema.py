@@ -194,36 +194,41 @@ def _bad(field, expected, got):
 
 # --- ids and text -------------------------------------------------------------
 
-ID_MAX_CHARS = 200
-# What an id must never hold: it names a folder (search=<id>), goes into DuckDB
-# file lists (where * ? [ ] { } are glob syntax), and is matched as text. Kept as
-# one pattern so the writer (re) and the readers (pyarrow's RE2, see
-# ID_BAD_RE2) refuse exactly the same ids.
+ID_MAX_BYTES = 200
+# What an id must never hold: it names a folder (search=<id>, so it must fit a
+# file name: 255 bytes), goes into DuckDB file lists (where * ? [ ] { } are glob
+# syntax), and is matched as text.
 _ID_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff/\\*?\[\]{}]|\.\.")
-ID_BAD_RE2 = r"[\x00-\x1f\x7f-\x{9f}\x{2028}\x{2029}/\\*?\[\]{}]|\.\."
-ID_RULE = (f"an id is 1 to {ID_MAX_CHARS} characters of valid Unicode without control characters "
+# What readers of a log leave out (pyarrow's RE2 syntax): the same characters, but
+# not '..', which cannot leave a folder without a '/' and which hptrack before
+# schema v2 put in ids derived from names such as 'a..b'.
+ID_UNSAFE_RE2 = r"[\x00-\x1f\x7f-\x{9f}\x{2028}\x{2029}/\\*?\[\]{}]"
+_ID_UNSAFE = re.compile(_ID_BAD.pattern[:-len(r"|\.\.")])
+ID_RULE = (f"an id is 1 to {ID_MAX_BYTES} bytes of valid Unicode (UTF-8) without control characters "
            "(NUL, newlines, ...), '/', '\\', '..', or the glob characters * ? [ ] { }")
 
 
-def id_problem(v) -> str | None:
-    """Why ``v`` cannot be a search_id or trial_id, or None if it can."""
+def id_problem(v, reading: bool = False) -> str | None:
+    """Why ``v`` cannot be a search_id or trial_id, or None if it can
+    (``reading``: why a reader leaves a logged row with it out, see ID_UNSAFE_RE2)."""
     if not isinstance(v, str):
         return f"an id must be a str, not {type(v).__name__}"
     if not v:
         return "an id must not be empty"
-    if len(v) > ID_MAX_CHARS:
-        return f"it is {len(v)} characters long (at most {ID_MAX_CHARS})"
-    bad = _ID_BAD.search(v)
+    bad = (_ID_UNSAFE if reading else _ID_BAD).search(v)
     if bad:
         return f"it holds {bad.group()!r} at position {bad.start()}"
+    size = len(v.encode("utf-8"))
+    if size > ID_MAX_BYTES:
+        return f"it is {size} bytes long in UTF-8 (at most {ID_MAX_BYTES})"
     return None
 
 
-def check_id(field: str, v, error=InvalidEvent) -> str:
+def check_id(field: str, v, error=InvalidEvent, reading: bool = False) -> str:
     """``v`` if it is a safe id (see ``ID_RULE``), else ``error`` naming it and the rule."""
     if type(v) is str and 0 < len(v) <= 32 and v.isalnum() and v.isascii():
         return v  # the ids hptrack makes itself (hex, slugs without dots) take this path
-    why = id_problem(v)
+    why = id_problem(v, reading)
     if why is not None:
         raise error(f"{'event field ' if error is InvalidEvent else ''}{field!r}: {v!r:.80} is not a "
                     f"valid id: {why}; {ID_RULE}")

@@ -145,9 +145,10 @@ class Store:
         return [p for top in (self.events_dir, self.wal_dir) for p in self._walk(top) if p not in known]
 
     def partition_dir(self, search_id: str) -> str:
-        """The folder of a search's segments; ValueError for an id that is not
-        safe (hptrack.schema.check_id): no id may name a folder outside events/."""
-        check_id("search_id", search_id, ValueError)
+        """The folder of a search's segments; ValueError for an id that could not
+        name a folder (hptrack.schema.check_id, as readers apply it): no id may
+        name a folder outside events/."""
+        check_id("search_id", search_id, ValueError, reading=True)
         if self.remote:
             return f"{self.events_dir}/search={search_id}"
         return os.path.join(self.events_dir, f"search={search_id}")
