@@ -25,14 +25,15 @@ from jsonschema import Draft202012Validator
 import hptrack
 from hptrack import schema as hs
 from hptrack.errors import InvalidEvent
-from hptrack.rows import event_ids, writer_key
+from hptrack.rows import event_ids
 from hptrack.writer import Writer
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
-SCHEMA = json.loads((SCHEMAS / "event.v1.schema.json").read_text())
+SCHEMA = json.loads((SCHEMAS / "event.v2.schema.json").read_text())
 GOLDEN = sorted((SCHEMAS / "golden").glob("*.json"))
 INVALID = sorted((SCHEMAS / "golden" / "invalid").glob("*.json"))
-UUID7 = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+# v2 event ids: the time prefix of a UUIDv7, then the whole writer id and seq in hex
+EVENT_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[0-9a-f]{16}-[0-9a-f]{16}$"
 
 
 def validator(defname):
@@ -192,8 +193,9 @@ def test_golden_events_round_trip(where, tmp_path):
         assert row["schema_version"] == hs.SCHEMA_VERSION
         assert row["ts_dt"] == parse_ts(ev["ts"]), what
         ts_us = hs.to_micros(parse_ts(ev["ts"]))
-        assert row["event_id"] == event_ids([ts_us], writer_key(w.writer_id), [seq])[0].as_py()
-        assert re.match(UUID7, row["event_id"])
+        assert row["event_id"] == event_ids([ts_us], w.writer_id, [seq])[0].as_py()
+        assert re.match(EVENT_ID, row["event_id"])
+        assert row["event_id"].split("-")[3:] == [w.writer_id, f"{seq:016x}"]
         for col in ("search_id", "trial_id", "trial_number", "step", "resource", "value",
                     "metric", "split", "fold"):
             want = ev.get(col)
@@ -394,7 +396,7 @@ _ts_good = st.one_of(
 )
 # a valid value for every input column
 GOOD = {
-    "ts": _ts_good, "trial_id": st.text(max_size=6), "trial_number": _ints(32), "step": _ints(64),
+    "ts": _ts_good, "trial_id": st.text(min_size=1, max_size=6), "trial_number": _ints(32), "step": _ints(64),
     "fold": _ints(16), "resource": st.one_of(_finite, st.integers(-10**9, 10**9)),
     "value": st.one_of(_finite, st.integers(-10**9, 10**9)), "metric": st.text(max_size=4),
     "split": st.text(max_size=4), "params": st.dictionaries(_name, _param_value, max_size=4),
@@ -404,9 +406,10 @@ GOOD = {
 _not_int = st.sampled_from([1.5, "3", True, [1]])
 BAD = {
     "type": st.sampled_from(["trial_paused", "", 3, None]),
-    "search_id": st.sampled_from(["", 7, ["s"]]),
+    "search_id": st.sampled_from(["", 7, ["s"], "../x", "a/b", "a\\b", "s\x00", "*", "s[1]", "x" * 201,
+                                  "a..b", "\n", "\x7f", "\u2028"]),
     "ts": st.one_of(st.datetimes().map(lambda d: d.isoformat()), st.sampled_from(["yesterday", 1.5, True])),
-    "trial_id": st.sampled_from([3, ["t"], True]),
+    "trial_id": st.sampled_from([3, ["t"], True, "", "../t", "t/1", "t\x00", "?", "{t}", "t" * 201]),
     "trial_number": st.one_of(_not_int, _out_of(32)),
     "step": st.one_of(_not_int, _out_of(64)),
     "fold": st.one_of(_not_int, _out_of(16)),

@@ -1,6 +1,7 @@
-"""Stores written with schema v1 stay readable, and adding a column is not breaking.
+"""Stores written with schema v1 and v2 stay readable, and adding a column is not breaking.
 
-tests/data/golden_store_v1/ was written once by tests/data/make_golden_store.py
+tests/data/golden_store_v1/ (and _v2/, the same events with v2 event ids) was
+written once by tests/data/make_golden_store.py
 (two sealed Parquet segments of writer 601de0000000a001 and the unsealed
 write-ahead log of a crashed writer 601de0000000b002) and is never regenerated:
 every later hptrack must read it to exactly the contents hard-coded here. Each
@@ -23,7 +24,24 @@ import pytest
 import hptrack
 from hptrack.schema import COLUMNS
 
-GOLDEN = Path(__file__).parent / "data" / "golden_store_v1"
+VERSIONS = (1, 2)
+
+
+def golden(version: int) -> Path:
+    return Path(__file__).parent / "data" / f"golden_store_v{version}"
+
+
+def version_of(store: Path) -> int:
+    return int(store.name.rsplit("_v", 1)[1])
+
+
+# the first event id of each writer: v1 ids hold 30 bits of the writer id and
+# 32 of seq, v2 ids the whole of both
+FIRST_IDS = {
+    1: ("019bc119-0100-7000-9807-780000000000", "019bc11c-0e40-7000-9807-780000000000"),
+    2: ("019bc119-0100-7000-601de0000000a001-0000000000000000",
+        "019bc11c-0e40-7000-601de0000000b002-0000000000000000"),
+}
 RF, SVM = "rf-grid-6ad4ba3ef0", "svm-random-4098dc0a92"
 RF_SEGMENT = f"events/search={RF}/601de0000000a001-000000000000.parquet"
 SVM_SEGMENT = f"events/search={SVM}/601de0000000a001-000000000017.parquet"
@@ -36,10 +54,10 @@ def at(seconds):
                                   tz=timezone.utc)
 
 
-@pytest.fixture
-def store(tmp_path):
-    root = tmp_path / "store"
-    shutil.copytree(GOLDEN, root)
+@pytest.fixture(params=VERSIONS, ids=[f"v{v}" for v in VERSIONS])
+def store(tmp_path, request):
+    root = tmp_path / f"store_v{request.param}"
+    shutil.copytree(golden(request.param), root)
     return root
 
 
@@ -49,7 +67,9 @@ def rows(con, sql):
 
 # --- the golden files themselves ------------------------------------------------------
 
-def test_golden_files_are_the_committed_ones():
+@pytest.mark.parametrize("version", VERSIONS)
+def test_golden_files_are_the_committed_ones(version):
+    GOLDEN = golden(version)
     files = sorted(str(p.relative_to(GOLDEN)) for p in GOLDEN.rglob("*") if p.is_file())
     assert files == [RF_SEGMENT, SVM_SEGMENT, LOG]
     for seg, n in ((RF_SEGMENT, 17), (SVM_SEGMENT, 7)):
@@ -149,13 +169,14 @@ def _j(text):
     return None if text is None else json.loads(text)
 
 
-def assert_golden_views(con):
+def assert_golden_views(con, store):
     """Every view of the golden store, exactly."""
+    v = version_of(store)
     assert rows(con, "SELECT type, count(*) FROM events GROUP BY 1 ORDER BY 1") == EXPECTED_EVENT_TYPES
     assert rows(con, "SELECT writer_id, min(seq), max(seq), count(*), min(event_id), "
                      "min(schema_version), max(schema_version) FROM events GROUP BY 1 ORDER BY 1") == [
-        ("601de0000000a001", 0, 23, 24, "019bc119-0100-7000-9807-780000000000", 1, 1),
-        ("601de0000000b002", 0, 4, 5, "019bc11c-0e40-7000-9807-780000000000", 1, 1),
+        ("601de0000000a001", 0, 23, 24, FIRST_IDS[v][0], v, v),
+        ("601de0000000b002", 0, 4, 5, FIRST_IDS[v][1], v, v),
     ]
     got = [(*r[:12], _j(r[12])) for r in rows(
         con, "SELECT name, strategy, direction, metric, started_at, finished_at, n_trials, n_complete, "
@@ -205,7 +226,7 @@ def assert_golden_trials_frames(con):
 
 def test_golden_store_views(store):
     con = hptrack.connect(store)
-    assert_golden_views(con)
+    assert_golden_views(con, store)
     assert_golden_trials_frames(con)
 
 
@@ -233,7 +254,7 @@ def test_golden_store_compacts_to_the_same_views(store):
     report = hptrack.verify(store)
     assert report.ok and report.problems == []
     con = hptrack.connect(store)
-    assert_golden_views(con)
+    assert_golden_views(con, store)
     assert_golden_trials_frames(con)
 
 
@@ -265,7 +286,7 @@ def test_extra_column_is_not_breaking(store):
     gpu = pa.array([f"gpu{i % 2}" if i % 3 else None for i in range(table.num_rows)], pa.string())
     _rewrite(path, table.append_column("gpu", gpu))
     con = hptrack.connect(store)
-    assert_golden_views(con)
+    assert_golden_views(con, store)
     assert_golden_trials_frames(con)
     columns = [r[0] for r in rows(con, "DESCRIBE events")]
     assert columns[:17] == list(COLUMNS) and columns[17:] == ["gpu"]
@@ -282,7 +303,7 @@ def test_extra_column_survives_compaction(store):
     _rewrite(path, table.append_column("gpu", pa.array(["a100"] * table.num_rows)))
     hptrack.compact(store)
     con = hptrack.connect(store)
-    assert_golden_views(con)
+    assert_golden_views(con, store)
     assert rows(con, "SELECT count(gpu) FROM events") == [(17,)]
 
 

@@ -38,7 +38,8 @@ DURABILITIES = ("trial", "batch")
 def search_id_for(name: str) -> str:
     """The id of the search called ``name``: readable, filesystem-safe, and the
     same in every process, so writers that open one name share one search."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:40] or "search"
+    # runs of dots collapse: an id never holds '..' (see schema.check_id)
+    slug = re.sub(r"\.{2,}", ".", re.sub(r"[^A-Za-z0-9_.-]+", "-", name)).strip("-.")[:40] or "search"
     return f"{slug}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
@@ -72,6 +73,7 @@ class Search:
                  space=None, seed=None, store=None, durability="trial", ts=None, **attrs):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"search name must be a non-empty string, got {name!r}")
+        schema.check_text(f"search name {name!r}", name, ValueError)
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
         if direction not in DIRECTIONS:
@@ -156,6 +158,11 @@ def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=N
     """Record a score of any trial, also one that has ended: typically the refit
     winner on held-out test data. Durable when it returns.
 
+    ``search_id`` and ``trial_id`` must be valid ids (see ``hptrack.schema.ID_RULE``),
+    else ``InvalidEvent`` (a ``ValueError``) and nothing is written. They need not
+    name a trial this store holds yet: another process may still be writing it, and
+    a score of a trial that never starts shows in the ``scores`` view only.
+
     >>> hptrack.score_trial(search_id, best_trial_id, 0.95, split="test", metric="f1")
     """
     writer = Writer.for_store(store)
@@ -196,6 +203,8 @@ class Trial:
             trial_id = search.writer.new_id()
         elif not isinstance(trial_id, str) or not trial_id:
             raise TypeError(f"trial_id must be a non-empty str, got {trial_id!r}")
+        else:
+            schema.check_id("trial_id", trial_id, ValueError)
         self._bind(search, trial_id, number, params)
         encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
         self._append((event_time(ts), "trial_started", self._sid,
@@ -214,6 +223,7 @@ class Trial:
     def attach(cls, search: Search, trial_id: str, trial_number: int, params=None) -> "Trial":
         """A handle on a trial already started (by an importer, or another
         process), to report to it and end it; writes nothing by itself."""
+        schema.check_id("trial_id", trial_id, ValueError)  # its events carry it unchecked
         t = cls.__new__(cls)
         t._bind(search, trial_id, trial_number, params)
         return t

@@ -108,7 +108,7 @@ def _seal_orphans(st: Store, result: CompactResult) -> None:
                 result.sealed_logs += 1
         elif not lg.sealable:
             result.skipped.append(path)
-        elif _seal_log(st, lg):
+        elif _seal_log(st, lg) and not lg.bad_rows:  # a log with rows it cannot store is kept
             _unlink(st, path)
             result.sealed_logs += 1
         else:
@@ -133,7 +133,10 @@ def _seal_log(st: Store, lg: Log) -> bool:
     table = log_table(lg)
     if table is None:
         return False
-    name = f"{writer_id}-{lg.rows[0][0]:012d}.parquet"
+    first = lg.rows[0][0]  # the name the writer itself would have sealed into
+    if type(first) is not int:  # a hostile first row, left out of table
+        first = pc.min(table["seq"]).as_py() or 0
+    name = f"{writer_id}-{first:012d}.parquet"
     todo = []
     for search_id in pc.unique(table["search_id"]).to_pylist():
         target = f"{st.partition_dir(search_id)}/{name}"

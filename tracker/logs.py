@@ -6,10 +6,10 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .checks import ERROR, WARNING, Problem, newer, rel_path, short
-from .rows import to_table
+from .rows import describe_bad_rows, log_rows_table
 from .schema import SCHEMA_VERSION
 from .store import Store
 from .wal import read_log
@@ -66,6 +66,8 @@ class Log:
     problems: list[Problem]
     sealable: bool      # holds events compact may seal (when not live)
     disposable: bool    # holds no events at all: compact may delete it (when not live)
+    table: object = None  # its readable rows in the stored schema (pyarrow), see log_table
+    bad_rows: list = field(default_factory=list)  # (seq, reason) of rows left out of table
 
 
 def inspect_log(st: Store, path: str) -> Log | None:
@@ -97,6 +99,7 @@ def inspect_log(st: Store, path: str) -> Log | None:
         log.problems.append(Problem(path, "newer_schema", ERROR, newer(rel, version)))
         return log
     log.sealable = True
+    _read_rows(log, version)
     if lc.torn_bytes:
         pos = lc.size - lc.torn_bytes
         if lc.damaged:
@@ -123,13 +126,35 @@ def inspect_log(st: Store, path: str) -> Log | None:
     return log
 
 
-def log_table(lg: Log):
-    """A log's rows in the stored schema; None (and a problem noted) if they do not fit it."""
+def _read_rows(lg: Log, version) -> None:
+    """Turn the log's rows into its table, leaving out (and naming) rows that
+    break the event rules."""
+    if not lg.rows:
+        return
     try:
-        return to_table(lg.rows, lg.header["writer_id"], lg.header.get("schema_version", 1))
-    except Exception as exc:  # checksummed, so written this way: a forged or foreign log
+        lg.table, lg.bad_rows = log_rows_table(lg.rows, lg.header["writer_id"], version)
+    except Exception as exc:  # no row can be read: log_table says so
+        lg.table = exc
+        return
+    if lg.bad_rows:
+        # A warning, not an error: verify --quarantine must not move the good
+        # events out of the store before compact has sealed them.
+        lg.problems.append(Problem(lg.path, "bad_rows", WARNING,
+                                   f"{lg.rel}: {describe_bad_rows(lg.bad_rows, lg.table.num_rows)}; "
+                                   "compact seals those and keeps this log, which you may then move "
+                                   "out of wal/ (what is left in it cannot be stored, and shows as a "
+                                   "seq_gap of its writer)"))
+
+
+def log_table(lg: Log):
+    """A log's readable rows in the stored schema; None (and a problem noted) if none fit it."""
+    if lg.table is None and lg.rows:
+        _read_rows(lg, lg.header.get("schema_version", 1))
+    if isinstance(lg.table, Exception):  # checksummed, so written this way: a forged or foreign log
         lg.sealable = False
         lg.problems.append(Problem(lg.path, "bad_log", ERROR,
                                    f"{lg.rel}: its records do not match the event "
-                                   f"schema ({short(exc)}); move it out of wal/ (compact leaves it alone)"))
+                                   f"schema ({short(lg.table)}); move it out of wal/ (compact leaves it alone)"))
+        lg.table = None
         return None
+    return lg.table

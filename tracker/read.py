@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import warnings
 from datetime import datetime, timezone
 
 from .checks import rel_path, segment_problems, short
 from .errors import SearchNotFound, StoreError
-from .rows import schema, to_table
+from .rows import describe_bad_rows, log_rows_table, schema
 from .schema import SCHEMA_VERSION
 from .store import Store
 from .wal import read_log
@@ -193,9 +194,13 @@ def wal_table(store: Store):
             continue
         if log.rows:
             try:
-                tables.append(to_table(log.rows, log.header["writer_id"], version))
+                table, bad = log_rows_table(log.rows, log.header["writer_id"], version)
             except (ValueError, TypeError, OverflowError, KeyError) as exc:
                 left_out.append((path, f"records do not match the event schema ({short(exc)})"))
+                continue
+            tables.append(table)
+            if bad:
+                left_out.append((path, describe_bad_rows(bad, table.num_rows)))
     return (pa.concat_tables(tables) if tables else schema().empty_table()), left_out
 
 
@@ -294,9 +299,21 @@ def _partition_dir_of(segments, search_id):
     return os.path.join(events_dir, f"search={search_id}")
 
 
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+def literal_path(path: str) -> str:
+    """``path`` as a pattern that DuckDB's file readers match only literally:
+    they take every path as a glob, so a folder named ``search=*`` (made by hand:
+    ids never hold glob characters) would otherwise match every partition. Each
+    of ``* ? [`` becomes a one-character class (``[*]``), which DuckDB's globbing
+    and fsspec's both read as that character."""
+    return _GLOB_CHARS.sub(lambda m: f"[{m.group()}]", path) if _GLOB_CHARS.search(path) else path
+
+
 def sql_list(paths) -> str:
-    """A DuckDB list literal of file paths."""
-    return "[" + ", ".join("'" + p.replace("'", "''") + "'" for p in paths) + "]"
+    """A DuckDB list literal of file paths, each matched literally (see literal_path)."""
+    return "[" + ", ".join("'" + literal_path(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
 def scan_sql(paths, footers) -> str:

@@ -1,4 +1,4 @@
-"""The event schema (v1): columns, event types, and validation at the boundary.
+"""The event schema (v2): columns, event types, and validation at the boundary.
 
 Every event, whatever its type, has the same columns; a column that does not
 apply to a type is null. Inside the writer an event travels as a *row*: a tuple
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import numbers
 from datetime import datetime, timezone
 
@@ -21,7 +22,9 @@ import numpy as np
 
 from .errors import InvalidEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# v2 changed only the text form of event_id (see hptrack.rows); readers accept
+# every version up to SCHEMA_VERSION, and a v1 log's rows keep v1-form ids.
 
 EVENT_TYPES = (
     "search_started",
@@ -140,7 +143,7 @@ def encode_param(name, value):
     if isinstance(value, numbers.Real):
         return [name, "float", float(value), None]
     if isinstance(value, str):
-        return [name, "str", None, check_text(f"param {name!r}", str(value), TypeError)]
+        return [name, "str", None, storable(str(value))]
     raise TypeError(
         f"param {name!r}: cannot store a {type(value).__name__} ({value!r:.80}); "
         "params may be int, float, bool, str, None or numpy scalars - "
@@ -187,6 +190,62 @@ def decode_param(kind, num, text):
 
 def _bad(field, expected, got):
     return InvalidEvent(f"event field {field!r}: expected {expected}, got {type(got).__name__} {got!r:.80}")
+
+
+# --- ids and text -------------------------------------------------------------
+
+ID_MAX_BYTES = 200
+# What an id must never hold: it names a folder (search=<id>, so it must fit a
+# file name: 255 bytes), goes into DuckDB file lists (where * ? [ ] { } are glob
+# syntax), and is matched as text.
+_ID_BAD = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff/\\*?\[\]{}]|\.\.")
+# What readers of a log leave out (pyarrow's RE2 syntax): the same characters, but
+# not '..', which cannot leave a folder without a '/' and which hptrack before
+# schema v2 put in ids derived from names such as 'a..b'.
+ID_UNSAFE_RE2 = r"[\x00-\x1f\x7f-\x{9f}\x{2028}\x{2029}/\\*?\[\]{}]"
+_ID_UNSAFE = re.compile(_ID_BAD.pattern[:-len(r"|\.\.")])
+ID_RULE = (f"an id is 1 to {ID_MAX_BYTES} bytes of valid Unicode (UTF-8) without control characters "
+           "(NUL, newlines, ...), '/', '\\', '..', or the glob characters * ? [ ] { }")
+
+
+def id_problem(v, reading: bool = False) -> str | None:
+    """Why ``v`` cannot be a search_id or trial_id, or None if it can
+    (``reading``: why a reader leaves a logged row with it out, see ID_UNSAFE_RE2)."""
+    if not isinstance(v, str):
+        return f"an id must be a str, not {type(v).__name__}"
+    if not v:
+        return "an id must not be empty"
+    bad = (_ID_UNSAFE if reading else _ID_BAD).search(v)
+    if bad:
+        return f"it holds {bad.group()!r} at position {bad.start()}"
+    size = len(v.encode("utf-8"))
+    if size > ID_MAX_BYTES:
+        return f"it is {size} bytes long in UTF-8 (at most {ID_MAX_BYTES})"
+    return None
+
+
+def check_id(field: str, v, error=InvalidEvent, reading: bool = False) -> str:
+    """``v`` if it is a safe id (see ``ID_RULE``), else ``error`` naming it and the rule."""
+    if type(v) is str and 0 < len(v) <= 32 and v.isalnum() and v.isascii():
+        return v  # the ids hptrack makes itself (hex, slugs without dots) take this path
+    why = id_problem(v, reading)
+    if why is not None:
+        raise error(f"{'event field ' if error is InvalidEvent else ''}{field!r}: {v!r:.80} is not a "
+                    f"valid id: {why}; {ID_RULE}")
+    return v
+
+
+def storable(v: str) -> str:
+    """``v`` as stored: valid Unicode text stays as it is; each lone surrogate
+    (which UTF-8, Parquet and DuckDB cannot hold) becomes the 6 characters of its
+    ``\\udXXX`` escape, as Python's ``backslashreplace`` error handler writes it."""
+    if v.isascii():
+        return v
+    try:
+        v.encode("utf-8")
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def check_text(what, v: str, error=InvalidEvent) -> str:
@@ -250,18 +309,50 @@ def to_micros(ts) -> int:
 
 
 def encode_payload(payload):
+    """Payload JSON text. Any str in it is stored as :func:`storable` makes it:
+    a lone surrogate (an exception message naming an undecodable file) becomes
+    its ``\\udXXX`` text, since DuckDB's JSON functions refuse a lone ``\\udXXX``
+    escape and UTF-8 cannot hold the character itself."""
     if payload is None:
         return None
     if isinstance(payload, str):
         try:
-            json.loads(payload)
+            value = json.loads(payload)
         except ValueError as exc:
             raise InvalidEvent(f"event field 'payload': not valid JSON ({exc})") from None
+        if _may_hold_surrogates(payload):
+            return _dumps(_storable_json(value))
         return payload
     try:
-        return json.dumps(payload, default=_json_default, allow_nan=True, separators=(",", ":"))
+        text = _dumps(payload, default=_json_default)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"event field 'payload': cannot be stored as JSON ({exc})") from None
+    if "\\ud" in text:  # an astral character (a valid pair), or maybe a lone surrogate
+        text = _dumps(_storable_json(json.loads(text)))
+    return text
+
+
+def _dumps(value, default=None) -> str:
+    return json.dumps(value, default=default, allow_nan=True, separators=(",", ":"))
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _may_hold_surrogates(text: str) -> bool:
+    """Whether JSON ``text`` may hold a lone surrogate, escaped or not (a valid pair also counts)."""
+    return ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None) or storable(text) is not text
+
+
+def _storable_json(v):
+    """A parsed JSON value with every string (keys too) made :func:`storable`."""
+    if isinstance(v, str):
+        return storable(v)
+    if isinstance(v, list):
+        return [_storable_json(x) for x in v]
+    if isinstance(v, dict):
+        return {storable(k): _storable_json(x) for k, x in v.items()}
+    return v
 
 
 def _json_default(obj):
@@ -295,6 +386,12 @@ def validate(event: dict, now_us: int) -> tuple:
     search_id = event.get("search_id")
     if not isinstance(search_id, str) or not search_id:
         raise _bad("search_id", "a non-empty string", search_id)
+    check_id("search_id", search_id)
+    trial_id = event.get("trial_id")
+    if trial_id is not None:
+        if not isinstance(trial_id, str):
+            raise _bad("trial_id", "a string", trial_id)
+        check_id("trial_id", trial_id)
     for field in _REQUIRED[etype]:
         if event.get(field) is None:
             raise InvalidEvent(f"event field {field!r} is required for a {etype} event")
@@ -307,7 +404,7 @@ def validate(event: dict, now_us: int) -> tuple:
         now_us if ts is None else to_micros(ts),
         etype,
         search_id,
-        _opt_str(event, "trial_id"),
+        trial_id,
         _opt_int(event, "trial_number", INT32),
         _opt_int(event, "step", INT64),
         _opt_float(event, "resource"),

@@ -26,6 +26,7 @@ import re
 import uuid
 
 from .errors import StoreError
+from .schema import check_id
 from .wal import SUFFIX as WAL_SUFFIX
 from .wal import fsync_dir
 
@@ -144,6 +145,10 @@ class Store:
         return [p for top in (self.events_dir, self.wal_dir) for p in self._walk(top) if p not in known]
 
     def partition_dir(self, search_id: str) -> str:
+        """The folder of a search's segments; ValueError for an id that could not
+        name a folder (hptrack.schema.check_id, as readers apply it): no id may
+        name a folder outside events/."""
+        check_id("search_id", search_id, ValueError, reading=True)
         if self.remote:
             return f"{self.events_dir}/search={search_id}"
         return os.path.join(self.events_dir, f"search={search_id}")

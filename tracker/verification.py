@@ -106,7 +106,7 @@ def verify(store=None, quarantine=False) -> VerifyReport:
     if quarantine:
         live = {lg.path for lg in logs if lg.live}
         for path in dict.fromkeys(p.path for p in report.errors):
-            if st.exists(path) and path not in live:
+            if st.exists(path) and path not in live and path != st.root:  # a store-wide problem names the root
                 report.quarantined.append((path, _quarantine(st, path)))
     return report
 

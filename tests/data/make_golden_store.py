@@ -1,7 +1,10 @@
-"""Write tests/data/golden_store_v1/: a small store in event schema v1, kept
-byte-for-byte in git so later versions of hptrack must still read it.
+"""Write tests/data/golden_store_v<N>/: a small store in the current event
+schema (v<N>, hptrack.schema.SCHEMA_VERSION), kept byte-for-byte in git so
+later versions of hptrack must still read it. golden_store_v1 was written by
+hptrack with schema v1, golden_store_v2 by schema v2 (same events; only the
+event ids differ).
 
-Run once (it refuses to overwrite): ``python tests/data/make_golden_store.py``.
+Run once per version (it refuses to overwrite): ``python tests/data/make_golden_store.py``.
 Everything is fixed: writer ids, trial ids and every timestamp, so the expected
 view contents in tests/test_schema_evolution.py can be hard-coded.
 
@@ -28,7 +31,7 @@ from hptrack.writer import Writer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-OUT = os.path.join(HERE, "golden_store_v1")
+OUT = os.path.join(HERE, f"golden_store_v{schema.SCHEMA_VERSION}")
 T0 = int(datetime(2026, 1, 15, 10, 0, tzinfo=timezone.utc).timestamp()) * 1_000_000
 RF, SVM = search_id_for("rf-grid"), search_id_for("svm-random")
 
