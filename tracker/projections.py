@@ -141,13 +141,15 @@ def _mixed(st: Store, todo) -> set:
 
 def _ids_in_files(st: Store, paths) -> list | None:
     """(file, search_id) of each search_id present in each of ``paths``; None if one cannot be read."""
+    import duckdb
+
     if not paths:
         return []
     con = open_connection(st)
     try:  # one column, dictionary-encoded: cheap next to the fold
         return con.sql(f"SELECT DISTINCT filename, search_id FROM read_parquet({sql_list(paths)}, "
                        "filename = true, hive_partitioning = false)").fetchall()
-    except Exception:
+    except duckdb.Error:
         return None
     finally:
         con.close()
@@ -177,10 +179,12 @@ def _write_batch(st: Store, footers, batch) -> int:
     """``_write`` of the batch; if its fold fails (a file damaged past its
     footer), each search alone, so one bad file costs only its own search's
     projection. Returns how many searches were written."""
+    import duckdb
+
     try:
         _write(st, footers, batch)
         return len(batch)
-    except Exception:
+    except duckdb.Error:  # not OSError: a store that cannot take the file fails compact loudly
         if len(batch) == 1:
             return 0  # readers fold it from its events (and meet the damage there)
     return sum(_write_batch(st, footers, {sid: v}) for sid, v in batch.items())
@@ -197,7 +201,7 @@ def _write(st: Store, footers, todo) -> None:
         con.close()
     folds = [runs(table, "search_id") for table in tables]
     extra = {sid for fold in folds for sid in fold} - set(todo)
-    if extra:  # _own_rows_only keeps this from happening
+    if extra:  # _mixed keeps this from happening
         raise RuntimeError(f"the fold of {len(todo)} search(es) holds rows of others: {sorted(extra)[:5]}")
     for sid, (_, targets) in todo.items():
         for table, fold, path in zip(tables, folds, targets):
