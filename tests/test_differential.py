@@ -481,6 +481,7 @@ def test_every_read_path_gives_the_same_answers(plan, pool, base):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)
 @settings(max_examples=400, **HARNESS)
 @given(plan=stores())
 def test_every_read_path_gives_the_same_answers_long(plan, pool, base):

@@ -15,7 +15,11 @@ reader uses it only when
 - both projection files can be read.
 
 Otherwise that search is folded from its events as before; the answers are the
-same either way. Layout::
+same either way. A pass folds several searches at once; each search's rows are
+cut from the fold sorted on ``search_id`` where that column's value changes and
+checked to hold only that search before they are stored, so no library's group
+order can put one search's rows in another's file. A partition holding another
+search's rows is not projected (nor is that other search). Layout::
 
     views/search=<search_id>/<key>.trials.parquet
     views/search=<search_id>/<key>.params.parquet
