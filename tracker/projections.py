@@ -15,7 +15,11 @@ reader uses it only when
 - both projection files can be read.
 
 Otherwise that search is folded from its events as before; the answers are the
-same either way. Layout::
+same either way. A pass folds several searches at once; each search's rows are
+cut from the fold sorted on ``search_id`` where that column's value changes and
+checked to hold only that search before they are stored, so no library's group
+order can put one search's rows in another's file. A partition holding another
+search's rows is not projected (nor is that other search). Layout::
 
     views/search=<search_id>/<key>.trials.parquet
     views/search=<search_id>/<key>.params.parquet
@@ -26,7 +30,8 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .read import VIEW_SQL_DIGEST, define_views, map_files, open_connection, readable_segments, split_overlapping
+from .read import (VIEW_SQL_DIGEST, define_views, map_files, open_connection, readable_segments,
+                   split_overlapping, sql_list)
 from .store import Store
 
 _SUFFIXES = (".trials.parquet", ".params.parquet")
@@ -96,22 +101,68 @@ def refresh(st: Store) -> int:
     distinct, overlapping = split_overlapping(segments, footers, None)
     blocked = _blocked(st, overlapping, None, [p for p, _ in left_out])
     existing = set(st.view_files())
-    keep, todo = set(), {}
+    keep, todo, targets_of = set(), {}, {}
     for partition, paths in _by_partition(distinct).items():
         if partition in blocked:
             continue
-        targets = _paths(st, partition, paths)
+        sid = os.path.basename(partition)[len("search="):]
+        targets = targets_of[sid] = _paths(st, partition, paths)
         keep.update(targets)
         if not (all(p in existing for p in targets) and all(_readable(st, targets))):
-            todo[os.path.basename(partition)[len("search="):]] = (paths, targets)
+            todo[sid] = (paths, targets)
+    mixed = _mixed(st, todo)
+    todo = {sid: v for sid, v in todo.items() if sid not in mixed}
+    keep -= {p for sid in mixed for p in targets_of.get(sid, ())}  # a stored fold now wrong goes too
+    written = 0
     for batch in _passes(todo, footers):
-        _write(st, footers, batch)
+        written += _write_batch(st, footers, batch)
     for path in set(st.view_files()) - keep:
         try:
             st.remove(path)
         except FileNotFoundError:
             pass
-    return len(todo)
+    return written
+
+
+def _mixed(st: Store, todo) -> set:
+    """The searches of ``todo`` a fold by ``search_id`` would get wrong, and
+    the others they involve: a partition holding rows of another search (a file
+    copied into the wrong folder) makes both wrong; so does a partition whose
+    files cannot be read past their footers. Readers fold those from their events."""
+    owner = {_tail(p): sid for sid, (files, _) in todo.items() for p in files}
+    found = _ids_in_files(st, [p for files, _ in todo.values() for p in files])
+    if found is None:  # a damaged file somewhere: find it search by search
+        found = []
+        for sid, (files, _) in todo.items():
+            ids = _ids_in_files(st, files)
+            found += [("", sid)] if ids is None else ids  # "": an unreadable file, owned by nobody
+    mixed = set()
+    for path, sid in found:
+        if sid != owner.get(_tail(path)):
+            mixed |= {owner.get(_tail(path)), sid}
+    return mixed - {None}
+
+
+def _ids_in_files(st: Store, paths) -> list | None:
+    """(file, search_id) of each search_id present in each of ``paths``; None if one cannot be read."""
+    import duckdb
+
+    if not paths:
+        return []
+    con = open_connection(st)
+    try:  # one column, dictionary-encoded: cheap next to the fold
+        return con.sql(f"SELECT DISTINCT filename, search_id FROM read_parquet({sql_list(paths)}, "
+                       "filename = true, hive_partitioning = false)").fetchall()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+
+
+def _tail(path: str) -> str:
+    """``search=<id>/<file>``: a segment's name as DuckDB's ``filename`` and the
+    store both spell it (a URL's slashes may differ in front)."""
+    return "/".join(path.replace(os.sep, "/").rsplit("/", 2)[-2:])
 
 
 def _passes(todo, footers):
@@ -128,20 +179,70 @@ def _passes(todo, footers):
         yield batch
 
 
+def _write_batch(st: Store, footers, batch) -> int:
+    """``_write`` of the batch; if its fold fails (a file damaged past its
+    footer), each search alone, so one bad file costs only its own search's
+    projection. Returns how many searches were written."""
+    import duckdb
+
+    try:
+        _write(st, footers, batch)
+        return len(batch)
+    except duckdb.Error:  # not OSError: a store that cannot take the file fails compact loudly
+        if len(batch) == 1:
+            return 0  # readers fold it from its events (and meet the damage there)
+    return sum(_write_batch(st, footers, {sid: v}) for sid, v in batch.items())
+
+
 def _write(st: Store, footers, todo) -> None:
     """Fold the searches of ``todo`` (search_id -> (segments, targets)) in one pass, store each."""
     con = open_connection(st)
-    define_views(con, footers, [p for paths, _ in todo.values() for p in paths], [])
-    for i, view in enumerate(("_trials_folded", "_params_folded")):
-        table = con.sql(f"SELECT * FROM {view} ORDER BY search_id").to_arrow_table()
-        # each search's rows are one run of the sorted table; groups come in table order
-        runs = table.group_by("search_id", use_threads=False).aggregate([([], "count_all")])
-        offsets, at = {}, 0
-        for sid, n in zip(runs["search_id"].to_pylist(), runs["count_all"].to_pylist()):
-            offsets[sid] = (at, n)
-            at += n
-        for sid, (_, targets) in todo.items():
-            start, n = offsets.get(sid, (0, 0))  # a search without trials or params: an empty file
-            path = targets[i]
-            st.write_file(table.slice(start, n), os.path.dirname(path), os.path.basename(path))
-    con.close()
+    try:
+        define_views(con, footers, [p for paths, _ in todo.values() for p in paths], [])
+        tables = [con.sql(f"SELECT * FROM {view} ORDER BY search_id").to_arrow_table()
+                  for view in ("_trials_folded", "_params_folded")]
+    finally:
+        con.close()
+    folds = [runs(table, "search_id") for table in tables]
+    extra = {sid for fold in folds for sid in fold} - set(todo)
+    if extra:  # _mixed keeps this from happening
+        raise RuntimeError(f"the fold of {len(todo)} search(es) holds rows of others: {sorted(extra)[:5]}")
+    for sid, (_, targets) in todo.items():
+        for table, fold, path in zip(tables, folds, targets):
+            part = fold.get(sid)
+            if part is None:  # a search without trials or params: an empty file
+                part = table.slice(0, 0)
+            st.write_file(own_rows(part, sid), os.path.dirname(path), os.path.basename(path))
+
+
+def runs(table, key: str) -> dict:
+    """key value -> the rows of ``table`` holding it, for a table sorted on
+    ``key``: cut where the key column's value changes, so each piece holds one
+    value by construction, whatever order a library returns groups in."""
+    import pyarrow.compute as pc
+
+    n = table.num_rows
+    if n == 0:
+        return {}
+    column = table.column(key)
+    if column.null_count:
+        raise ValueError(f"column {key!r} holds nulls: rows that belong to no search")
+    cuts = pc.indices_nonzero(pc.not_equal(column.slice(1), column.slice(0, n - 1))).to_pylist()
+    starts = [0, *(i + 1 for i in cuts)]
+    out = {}
+    for start, end in zip(starts, [*starts[1:], n]):
+        value = column[start].as_py()
+        if value in out:
+            raise ValueError(f"table not sorted on {key!r}: {value!r} appears in two runs")
+        out[value] = table.slice(start, end - start)
+    return out
+
+
+def own_rows(part, search_id: str):
+    """``part``, checked to hold only ``search_id``'s rows before it is stored."""
+    import pyarrow.compute as pc
+
+    ids = part.column("search_id")
+    if part.num_rows and not (ids.null_count == 0 and pc.all(pc.equal(ids, search_id)).as_py()):
+        raise RuntimeError(f"refusing to store a fold of search {search_id!r} holding other searches' rows")
+    return part
