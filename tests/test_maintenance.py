@@ -284,7 +284,7 @@ def test_verify_reports_newer_schema_and_compact_leaves_it(store):
     p = problem(report, "newer_schema")
     assert not report.ok and p.path == victim and "written by a newer hptrack" in p.message
     assert rel(store, victim) in p.message
-    result = compact(store)
+    result = compact(store, grace=0)
     assert victim in result.skipped and os.path.exists(victim)
     # everything else in that partition was still merged into one file
     others = [f for f in os.listdir(os.path.dirname(victim)) if f != os.path.basename(victim)]
@@ -311,7 +311,7 @@ def test_verify_reports_foreign_and_temp_files(store):
         assert "move it out" in by_path[path].message
     assert "leftover temporary file from an interrupted write; safe to delete" in by_path[temp].message
     assert rel(store, temp) in by_path[temp].message
-    result = compact(store)
+    result = compact(store, grace=0)
     assert result.removed_temp_files == 1 and not os.path.exists(temp)
     assert all(os.path.exists(p) for p in foreign)  # not ours to delete
 
@@ -325,7 +325,7 @@ def test_verify_reports_bad_log_and_compact_leaves_it(store):
     report = verify(store)
     p = problem(report, "bad_log")
     assert not report.ok and p.path == victim and "bad magic" in p.message and rel(store, victim) in p.message
-    result = compact(store)
+    result = compact(store, grace=0)
     assert victim in result.skipped and os.path.exists(victim)
 
 
@@ -369,7 +369,7 @@ def test_verify_warns_duplicates_and_compact_removes_them(store):
     p = problem(report, "duplicates")
     assert p.message.startswith(f"{n_rows} events are stored twice") and "compact" in p.message
     assert rel(store, dup) in p.message and report.n_events == len(before["ids"])
-    result = compact(store)
+    result = compact(store, grace=0)
     assert result.removed_duplicates == n_rows
     assert raw_counts(store) == (len(before["ids"]), len(before["ids"]))
     assert snapshot(store) == before and verify(store).problems == []
@@ -386,7 +386,7 @@ def test_verify_reports_empty_log_of_a_crashed_writer(store):
     report = verify(store)
     assert report.ok
     assert "holds no events" in problem(report, "empty_log").message
-    compact(store)
+    compact(store, grace=0)
     assert not os.path.exists(victim)
 
 
@@ -458,7 +458,7 @@ def test_compact_merges_into_one_file_per_search_and_changes_no_answer(store):
     n_before = len(st.segment_files())
     assert n_before > 30
     before = snapshot(store)
-    result = compact(store)
+    result = compact(store, grace=0)
     files = st.segment_files()
     assert len(files) == N_SEARCHES
     assert sorted(os.path.basename(os.path.dirname(f)) for f in files) == sorted(
@@ -475,7 +475,7 @@ def test_compact_merges_into_one_file_per_search_and_changes_no_answer(store):
     for f in files:
         ts = pq.ParquetFile(f).read(columns=["ts"]).column("ts").to_pylist()
         assert ts == sorted(ts)
-    again = compact(store)  # nothing left to do
+    again = compact(store, grace=0)  # nothing left to do
     assert again.merged_searches == 0 and again.files_after == N_SEARCHES
     assert snapshot(store) == before
 
@@ -493,7 +493,7 @@ def test_segments_of_different_columns_are_read_together_before_and_after_compac
     con = hptrack.connect(store)
     assert con.sql("SELECT count(*) FROM events WHERE note IS NOT NULL").fetchall() == [(table.num_rows,)]
     assert con.sql("SELECT count(*) FROM events").fetchall() == [(len(before["ids"]),)]
-    compact(store)
+    compact(store, grace=0)
     assert snapshot(store) == before
     con = hptrack.connect(store)
     assert con.sql("SELECT count(*) FROM events WHERE note IS NOT NULL").fetchall() == [(table.num_rows,)]
@@ -525,12 +525,12 @@ def test_compact_while_a_writer_appends_loses_nothing(tmp_path):
     assert proc.stdout.readline().strip() == "GO"
     runs = merged = 0
     while proc.poll() is None:
-        merged += compact(root).merged_searches
+        merged += compact(root, grace=0).merged_searches
         runs += 1
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and out.strip() == "DONE", err
     assert runs >= 3 and merged >= 1, (runs, merged)  # compaction really overlapped the writer
-    compact(root)
+    compact(root, grace=0)
     report = verify(root)
     assert report.problems == [], [p.message for p in report.problems]
     con = hptrack.connect(root)
@@ -546,7 +546,7 @@ import sys
 import pyarrow, pyarrow.parquet, pyarrow.compute   # imported before GO: kills land in compact
 from hptrack.compaction import compact
 print("GO", flush=True)
-compact(sys.argv[1])
+compact(sys.argv[1], grace=0)
 """
 
 
@@ -678,7 +678,7 @@ def run_kill_rounds(many_segments, tmp_path, target, kills_per_round=2):
             report = verify(root)
             assert report.ok, (context, [p.message for p in report.errors])
             assert set(kinds(report)) <= {"temp_file", "duplicates", "orphan_log"}, context
-        result = compact(root)
+        result = compact(root, grace=0)
         assert shape(root) == final, result
         assert verify(root).problems == []
         assert raw_counts(root) == (n_events, n_events)  # no copy of any event left on disk

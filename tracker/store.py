@@ -108,7 +108,14 @@ class Store:
     def _walk(self, top):
         if self.is_remote_path(top):
             key = self._key(top)
-            self.fs.invalidate_cache(key)  # other writers add files all the time
+            # Other writers and compactions add and delete files all the time. The
+            # folders below ``top`` too: fsspec answers later look-ups of a file
+            # (DuckDB's, for one) from its listing cache, which would not know it.
+            self.fs.invalidate_cache(key)
+            cache = getattr(self.fs, "dircache", None)
+            if cache is not None:
+                for k in [k for k in list(cache) if k.startswith(key + "/")]:
+                    cache.pop(k, None)
             try:
                 found = self.fs.find(key)
             except FileNotFoundError:
@@ -176,6 +183,13 @@ class Store:
         if self.is_remote_path(path):
             return self.fs.size(self._key(path))
         return os.path.getsize(path)
+
+    def modified(self, path: str) -> float:
+        """When ``path`` was last written, in seconds since the epoch (an object
+        store's clock for its objects); FileNotFoundError if it is gone."""
+        if self.is_remote_path(path):
+            return self.fs.modified(self._key(path)).timestamp()
+        return os.stat(path).st_mtime
 
     def open(self, path: str):
         """A binary file object for reading ``path``."""
