@@ -693,6 +693,60 @@ def test_compact_killed_midway_loses_and_duplicates_nothing(many_segments, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)
+@pytest.mark.timeout(3600)
 def test_compact_killed_midway_many_times(many_segments, tmp_path):
-    run_kill_rounds(many_segments, tmp_path, target=60, kills_per_round=3)
+    run_kill_rounds(many_segments, tmp_path, target=80, kills_per_round=3)
+
+
+def upload_store(local_root, url):
+    """A copy of a local store in the bucket at ``url``; its logs go to this machine's folder for it."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem()
+    st, remote = Store(local_root), Store(url)
+    for path in st.segment_files():
+        fs.put_file(path, remote._key(f"{remote.root}/{os.path.relpath(path, st.root)}"))
+    shutil.copytree(st.wal_dir, remote.wal_dir)
+    return url
+
+
+def run_s3_kill_rounds(many_segments, s3_store, target, kills_per_round=5):
+    """run_kill_rounds on a bucket: compactions SIGKILLed at moments drawn within
+    an uninterrupted run's duration, each round on a fresh copy of the store."""
+    rng = random.Random(SEED)
+    ids = event_ids(many_segments)
+    probe = upload_store(many_segments, f"{s3_store}/probe")
+    duration = timed_compact(probe)
+    final = shape(probe)
+    assert final == (7, 0, 0)
+    expected = snapshot(probe)
+    assert expected["ids"] == ids
+    kills = mid_run = r = 0
+    while mid_run < target:
+        assert r < 3 * target, f"seed={SEED}: only {mid_run} of {kills} kills landed mid-run"
+        root = upload_store(many_segments, f"{s3_store}/round{r}")
+        for k in range(kills_per_round):
+            delay = rng.uniform(0, duration)
+            proc, t0 = start_compact(root)
+            time.sleep(max(0.0, t0 + delay - time.monotonic()))
+            proc.send_signal(signal.SIGKILL)
+            code = proc.wait(timeout=60)
+            assert code in (0, -signal.SIGKILL), proc.stderr.read()
+            state = shape(root)
+            kills += 1
+            mid_run += code == -signal.SIGKILL and state != final
+            context = f"seed={SEED} round={r} kill={k} at {delay:.3f}s of {duration:.3f}s files={state}"
+            assert event_ids(root) == ids, context
+            report = verify(root)
+            assert report.ok, (context, [p.message for p in report.errors])
+        compact(root, grace=0)
+        assert shape(root) == final
+        assert snapshot(root) == expected
+        r += 1
+    print(f"compact on S3 took {duration:.3f}s; {kills} kills, {mid_run} landed mid-run")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+def test_compact_on_s3_killed_midway_many_times(many_segments, s3_store):
+    run_s3_kill_rounds(many_segments, s3_store, target=25)

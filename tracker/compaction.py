@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from .checks import IDENTITY_COLUMNS, REPLACES_KEY, REQUIRED_COLUMNS
 from .logs import Log, inspect_log, log_table, writer_alive
 from .projections import refresh as refresh_projections
-from .read import segment_state
+from .read import map_files, segment_state
 from .schema import COLUMNS, SCHEMA_VERSION
 from .store import Store
 from .wal import fsync_dir, read_log
@@ -208,6 +208,19 @@ def _read_segment(st: Store, path: str):
     return table
 
 
+_GONE = object()
+
+
+def _try_read_segment(args):
+    st, path = args
+    try:
+        return _read_segment(st, path)
+    except FileNotFoundError:
+        return _GONE
+    except Exception:
+        return None
+
+
 def _merge_partitions(st: Store, result: CompactResult) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -221,13 +234,9 @@ def _merge_partitions(st: Store, result: CompactResult) -> None:
         if len(paths) < 2:
             continue
         tables, read = [], []
-        for path in paths:
-            try:
-                table = _read_segment(st, path)
-            except FileNotFoundError:
+        for path, table in zip(paths, map_files(st, _try_read_segment, [(st, p) for p in paths])):
+            if table is _GONE:
                 continue  # merged and deleted by another compaction since we listed it
-            except Exception:
-                table = None
             if table is None:
                 result.skipped.append(path)
                 continue
@@ -265,36 +274,38 @@ def _delete_replaced(st: Store, result: CompactResult, grace: float) -> None:
     footer could lie). What cannot be checked stays."""
     _, _, replaced = segment_state(st)
     now = time.time()
-    held: dict[str, set | None] = {}  # merged file -> its event ids
+    held: dict[str, set | None] = {}  # file -> its event ids
 
-    def ids_of(path):
-        if path not in held:
-            try:
-                held[path] = set(st.parquet_file(path).read(columns=["event_id"]).column("event_id").to_pylist())
-            except Exception:
-                held[path] = None  # gone or unreadable: it vouches for nothing
-        return held[path]
+    ages: dict[str, float] = {}
 
     def age(path):
-        try:
-            return now - st.modified(path)
-        except (OSError, ValueError):
-            return -1.0
+        if path not in ages:
+            try:
+                ages[path] = now - st.modified(path)
+            except (OSError, ValueError):
+                ages[path] = -1.0  # gone: it vouches for nothing
+        return ages[path]
 
-    touched = set()
-    for path, by in sorted(replaced.items()):
-        ripe = [m for m in by if age(m) >= grace]
-        if not ripe:
-            continue
-        mine = ids_of(path)
-        if mine is None or not any(ids_of(m) is not None and mine <= ids_of(m) for m in ripe):
-            continue
-        held.pop(path, None)
-        if _unlink(st, path):
-            result.deleted_files += 1
-            touched.add(os.path.dirname(path))
-    for directory in touched:
+    ripe = {path: [m for m in by if age(m) >= grace] for path, by in sorted(replaced.items())}
+    ripe = {path: by for path, by in ripe.items() if by}
+    wanted = sorted(set(ripe) | {m for by in ripe.values() for m in by})
+    for path, ids in zip(wanted, map_files(st, _event_ids, [(st, p) for p in wanted])):
+        held[path] = ids
+    doomed = [path for path, by in ripe.items() if held[path] is not None
+              and any(held[m] is not None and held[path] <= held[m] for m in by)]
+    deleted = map_files(st, lambda p: _unlink(st, p), doomed)
+    result.deleted_files += sum(deleted)
+    for directory in {os.path.dirname(p) for p, gone in zip(doomed, deleted) if gone}:
         st.sync_dir(directory)
+
+
+def _event_ids(args) -> set | None:
+    """A segment's event ids; None if it is gone or unreadable (it vouches for nothing)."""
+    st, path = args
+    try:
+        return set(st.parquet_file(path).read(columns=["event_id"]).column("event_id").to_pylist())
+    except Exception:
+        return None
 
 
 def _remove_stale_temps(st: Store, result: CompactResult) -> None:

@@ -3,7 +3,7 @@
 Layout of a store::
 
     events/search=<search_id>/<writer_id>-<first_seq>.parquet   sealed segments
-    events/search=<search_id>/compact-<event_id>.parquet         merged by compact
+    events/search=<search_id>/compact-<32 hex>.parquet           merged by compact (see hptrack.compaction)
     wal/<writer_id>-<first_seq>.wal                              live write-ahead logs
     views/search=<search_id>/<key>.{trials,params}.parquet       folds stored by compact
 
