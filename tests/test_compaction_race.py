@@ -40,7 +40,9 @@ while not os.path.exists(stop):
         compact(root, **kw)
     except Exception as exc:  # counted, so the store is still checked for losses
         errors += 1
-        print("ERROR", repr(exc)[:300], file=sys.stderr, flush=True)
+        import traceback
+        where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)]
+        print("ERROR", repr(exc)[:300], " <- ".join(reversed(where))[:600], file=sys.stderr, flush=True)
     runs += 1
 print("RUNS", runs, errors, flush=True)
 """

@@ -111,7 +111,8 @@ def refresh(st: Store, grace: float = 0.0) -> int:
         except Exception:
             # Another compaction deleted a file it had replaced: these folds are
             # for a file set no reader uses any more; the next run writes the new ones.
-            if all(st.exists(p) for paths, _ in batch.values() for p in paths):
+            listed = set(st.segment_files())  # a fresh listing: a remote store's cache may not know yet
+            if all(p in listed for paths, _ in batch.values() for p in paths):
                 raise
     _delete_stale(st, set(st.view_files()) - keep, grace)
     return len(todo)

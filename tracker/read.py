@@ -373,7 +373,8 @@ def connect(store=None, as_of=None, *, strict=False, projections=True):
             # A file listed above is gone: a compaction older than its grace period
             # deleted what it had replaced. List again; its replacement is there.
             planned = [*segments, *(p for v in used.values() for p in v[1:])]
-            if attempt + 1 == _CONNECT_ATTEMPTS or all(st.exists(p) for p in planned):
+            listed = set(st.segment_files()) | set(st.view_files())  # fresh, unlike a remote store's cache
+            if attempt + 1 == _CONNECT_ATTEMPTS or all(p in listed for p in planned):
                 raise
             con.close()
             continue
