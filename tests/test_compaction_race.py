@@ -158,7 +158,7 @@ def record_sealed(root, name, ks):
 
 
 @pytest.mark.parametrize("where", ["s3", "local"])
-def test_slow_compactor_overtaken_by_another_loses_nothing(where, request, tmp_path):
+def test_paused_compactor_overtaken_by_another_loses_nothing(where, request, tmp_path):
     if where == "s3":
         root = request.getfixturevalue("s3_store")
         env = {**os.environ, **request.getfixturevalue("s3_env")}
