@@ -169,18 +169,20 @@ def test_paused_compactor_overtaken_by_another_loses_nothing(where, request, tmp
     paused, go = tmp_path / "paused", tmp_path / "go"
     slow = subprocess.Popen([sys.executable, "-c", SLOW_COMPACTOR, root, str(paused), str(go)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=machine[0])
-    deadline = time.monotonic() + 120
-    while not paused.exists():
-        assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()
-        time.sleep(0.01)
-    record_sealed(root, "alpha", range(6, 9))  # arrives after the slow one listed the folder
-    fast = subprocess.run([sys.executable, "-c", "import sys; from hptrack.compaction import compact; "
-                           "import inspect; compact(sys.argv[1], **({'grace': 0} if 'grace' in "
-                           "inspect.signature(compact).parameters else {}))", root],
-                          capture_output=True, text=True, env=machine[1], timeout=120)
-    assert fast.returncode == 0, fast.stderr[-3000:]
-    go.write_text("go")
-    _, err = slow.communicate(timeout=120)
+    try:
+        deadline = time.monotonic() + 120
+        while not paused.exists():
+            assert slow.poll() is None and time.monotonic() < deadline, slow.communicate()
+            time.sleep(0.01)
+        record_sealed(root, "alpha", range(6, 9))  # arrives after the slow one listed the folder
+        fast = subprocess.run([sys.executable, "-c", "import sys; from hptrack.compaction import compact; "
+                               "import inspect; compact(sys.argv[1], **({'grace': 0} if 'grace' in "
+                               "inspect.signature(compact).parameters else {}))", root],
+                              capture_output=True, text=True, env=machine[1], timeout=120)
+        assert fast.returncode == 0, fast.stderr[-3000:]
+    finally:
+        go.write_text("go")
+        _, err = slow.communicate(timeout=120)
     assert slow.returncode == 0, err[-3000:]
     con = hptrack.connect(root)
     assert con.sql("SELECT count(*), count(DISTINCT trial_id), sum(value) FROM trials").fetchall() == \
