@@ -749,4 +749,5 @@ def run_s3_kill_rounds(many_segments, s3_store, target, kills_per_round=5):
 @pytest.mark.slow
 @pytest.mark.timeout(3600)
 def test_compact_on_s3_killed_midway_many_times(many_segments, s3_store):
-    run_s3_kill_rounds(many_segments, s3_store, target=25)
+    # ~20 s per kill on moto: with the 80 local ones, >= 100 compactors killed mid-run
+    run_s3_kill_rounds(many_segments, s3_store, target=int(os.environ.get("HPTRACK_S3_KILLS", 20)))
