@@ -337,12 +337,17 @@ def verify_cmd(ctx, fmt, quarantine):
 @cli.command("compact", short_help="Merge small segments and seal logs of finished writers.")
 @click.option("--format", "fmt", type=click.Choice(("table", "json"), case_sensitive=False),
               default="table", show_default=True, help="table for people; json for programs.")
+@click.option("--grace", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
+              help="Delete the files earlier compactions replaced once this long has passed "
+                   "(readers that listed them keep working meanwhile)  [default: 900]")
 @click.pass_context
-def compact_cmd(ctx, fmt):
+def compact_cmd(ctx, fmt, grace):
     """Merge small segments (and seal logs left by writers that are gone) into
     large ones, without losing or duplicating an event, then store each
     search's fold (trials and params) so queries need not fold the events.
-    Safe to interrupt and to run while searches are writing.
+    Safe to interrupt and to run while searches are writing, while others read,
+    and next to another compaction (on this machine or another). Merged files
+    are left in place, unused, for the grace period, then deleted by a later run.
 
     \b
     Examples:
@@ -351,11 +356,18 @@ def compact_cmd(ctx, fmt):
     """
     from hptrack.compaction import compact
 
-    result = compact(_store(ctx))
+    result = compact(_store(ctx), **({} if grace is None else {"grace": grace}))
     if fmt == "json":
         click.echo(output.dumps(result.to_dict()))
         return
     extra = ""
+    if result.merged_files:
+        extra += f"; merged {result.merged_files} files of {result.merged_searches} searches"
+    if result.deleted_files:
+        extra += f"; deleted {result.deleted_files} files replaced earlier"
+    if result.awaiting_deletion:
+        extra += (f"; {result.awaiting_deletion} replaced files await deletion "
+                  f"(by a compaction {result.grace_s:g}s after they were replaced)")
     if result.projected_searches:
         extra += f"; stored the fold of {result.projected_searches} searches"
     if getattr(result, "removed_temp_files", 0):

@@ -244,7 +244,7 @@ def test_compact_keeps_every_event(wine, tmp_path):
     before_trials = run("show", "wine-tree", "--format", "json", store=store).stdout
     tree_dir = Store(store).partition_dir(show("wine-tree", store).settings["search_id"])
     assert len(os.listdir(tree_dir)) == 2
-    r = run("compact", "--format", "json", store=store)
+    r = run("compact", "--grace", "0", "--format", "json", store=store)
     assert r.exit_code == 0, r.stderr
     res = json.loads(r.stdout)
     # 2 segments + 1 log before; the log belongs to this live process, so it stays

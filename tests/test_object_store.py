@@ -88,13 +88,17 @@ def test_two_writer_processes_then_compaction(s3_store, tmp_path):
     before = [k for k in objects(s3_store) if "/events/" in k]
     assert len(before) >= 2  # at least one segment per writer
 
-    result = hptrack.compact(s3_store)
+    result = hptrack.compact(s3_store)  # merged files stay for the grace period, left out by readers
+    assert result.merged_files == len(before) and result.awaiting_deletion == len(before)
+    assert result.files_after == 1 and result.deleted_files == 0
+    result = hptrack.compact(s3_store, grace=0)  # a later run past the grace period deletes them
+    assert result.deleted_files == len(before) and result.awaiting_deletion == 0
     after = [k for k in objects(s3_store) if "/events/" in k]
     assert len(after) == 1 and after[0].split("/")[-1].startswith("compact-"), after
     # and the search's stored fold, which readers use from now on
     assert sorted(k.rsplit(".", 2)[1] for k in objects(s3_store) if "/views/" in k) == ["params", "trials"]
-    assert result.projected_searches == 1
-    assert result.files_after == 1 and result.files_before >= len(before)
+    assert result.projected_searches == 0  # stored by the first run
+    assert result.files_after == 1 and result.files_before == 1
     con = hp.raw_connection(s3_store)
     (n_search_events,), = con.sql("SELECT count(*) FROM events WHERE trial_id IS NULL").fetchall()
     assert hp.check_events_consistent(con) == sum(a[2] for a in acks) + n_search_events

@@ -103,7 +103,7 @@ def test_new_events_after_compaction_are_folded_not_hidden(compacted, tmp_path):
     assert sealed == answers(root, projections=False) == live
     con = hptrack.connect(root)
     assert con.sql("SELECT count(DISTINCT search_id) FROM _trials_projected").fetchall() == [(1,)]  # beta only
-    hptrack.compact(root)
+    hptrack.compact(root, grace=0)
     assert answers(root) == sealed
     assert len(projection_files(root)) == 4  # the stale alpha projection is gone
 

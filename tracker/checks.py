@@ -13,6 +13,9 @@ ERROR, WARNING = "error", "warning"
 REQUIRED_COLUMNS = COLUMNS          # every v1 column; later versions only add columns
 # a row without one of these cannot be identified: verify reports it, compact leaves its file alone
 IDENTITY_COLUMNS = ("event_id", "writer_id", "seq", "ts", "search_id")
+# footer key-value metadata of a file merged by compact: a JSON list of the
+# names of the files (in its folder) whose events it holds, which readers leave out
+REPLACES_KEY = b"hptrack.replaces"
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Footer:
     seq_range: tuple | None
     version: int | None     # the largest schema_version
     rows: int = 0           # events in the file
+    replaces: tuple = ()    # names of the files this merged file replaces (REPLACES_KEY)
 
     @classmethod
     def of(cls, meta, columns) -> "Footer":
@@ -114,7 +118,25 @@ class Footer:
             index.setdefault(meta.schema.column(i).path, i)
         groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
         return cls(columns, _range(groups, index.get("writer_id")), _range(groups, index.get("seq")),
-                   _max_of(groups, index.get("schema_version")), meta.num_rows)
+                   _max_of(groups, index.get("schema_version")), meta.num_rows, _replaces(meta))
+
+
+def _replaces(meta) -> tuple:
+    """The plain file names a merged file's footer says it replaces (others are ignored:
+    a name with a path in it could hide a file of another folder)."""
+    import json
+
+    raw = (meta.metadata or {}).get(REPLACES_KEY)
+    if raw is None:
+        return ()
+    try:
+        names = json.loads(raw)
+    except ValueError:
+        return ()
+    if not isinstance(names, list):
+        return ()
+    return tuple(n for n in names if isinstance(n, str) and n.endswith(".parquet")
+                 and "/" not in n and "\\" not in n and not n.startswith("."))
 
 
 def _range(groups, col):

@@ -1,11 +1,16 @@
 """``compact``: seal orphaned write-ahead logs and merge each search's segments into one file.
 
-Safe next to running writers. It never touches a log a live writer holds, and
-only deletes files it has read and rewritten; every step first writes the new
-file whole (temp name, fsync, rename in a folder; one PUT in object storage) and
-only then deletes the old ones, so a kill at any moment leaves each event in at
-least one file. Readers de-duplicate on ``event_id``, and running ``compact``
-again finishes the job.
+Safe next to running writers, readers and other compactions (on this machine or
+another one sharing the bucket or folder). It never touches a log a live writer
+holds, never overwrites a file (a merged file's name is new), and never deletes
+a file when it merges it: the merged file's footer names the files it replaces,
+readers leave those out, and a later compaction deletes them once ``grace``
+seconds have passed since they were replaced and it has checked that a merged
+file holds every event of theirs. So a kill at any moment leaves each event in
+at least one file readers use, two compactions racing leave at worst two merged
+files holding the same events (readers de-duplicate on ``event_id``, the next
+compaction merges them), and a reader that listed a file before it was replaced
+can still read it for the grace period.
 
 >>> compact("./.hptrack").to_dict()
 """
@@ -13,13 +18,16 @@ again finishes the job.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
-from .checks import IDENTITY_COLUMNS, REQUIRED_COLUMNS, segment_problems
+from .checks import IDENTITY_COLUMNS, REPLACES_KEY, REQUIRED_COLUMNS
 from .logs import Log, inspect_log, log_table, writer_alive
 from .projections import refresh as refresh_projections
+from .read import map_files, segment_state
 from .schema import COLUMNS, SCHEMA_VERSION
 from .store import Store
 from .wal import fsync_dir, read_log
@@ -28,16 +36,23 @@ from .wal import fsync_dir, read_log
 # to read in parallel and that as_of (time-sorted files) skips whole groups,
 # large enough to compress well.
 COMPACT_ROW_GROUP = 16_384
+# How long a replaced file (and a stale stored fold) stays after it was
+# replaced: a reader that listed it just before keeps answering at least this long.
+DEFAULT_GRACE = 15 * 60.0
 
 
 @dataclass
 class CompactResult:
-    files_before: int = 0       # segments + logs before
-    files_after: int = 0        # segments + logs after
-    events: int = 0             # rows held by segment files after compaction
+    files_before: int = 0       # segments readers use + logs, before
+    files_after: int = 0        # segments readers use + logs, after
+    events: int = 0             # rows held by the segments readers use, after
     sealed_logs: int = 0        # logs of dead writers sealed into segments (or, if empty, deleted)
     removed_duplicates: int = 0  # duplicate rows dropped while merging
-    merged_searches: int = 0    # partitions rewritten as one file
+    merged_searches: int = 0    # partitions given a merged file
+    merged_files: int = 0       # segments those merged files replace (left for readers, deleted later)
+    deleted_files: int = 0      # replaced segments deleted (their grace period had passed)
+    awaiting_deletion: int = 0  # replaced segments kept until their grace period passes
+    grace_s: float = DEFAULT_GRACE
     removed_temp_files: int = 0  # stale temporary files of interrupted writes
     skipped: list[str] = field(default_factory=list)  # damaged files left in place
     projected_searches: int = 0  # searches whose trials and params fold was (re)written
@@ -48,42 +63,62 @@ class CompactResult:
 
 @contextlib.contextmanager
 def _compact_lock(st: Store):
-    """One compaction per store at a time: two could race to rewrite a partition.
-    The OS drops the lock when the process dies, so a killed compaction never blocks the next."""
+    """A shared lock held by every compaction on this machine: compactions may
+    run at once (their steps are safe in any order), and the one that finds
+    itself alone (:func:`_alone`) may delete the temporary files of killed
+    ones. The OS drops the lock when the process dies."""
     import fcntl
 
-    os.makedirs(st.local_dir, exist_ok=True)  # a remote store's lock guards this machine only
+    os.makedirs(st.local_dir, exist_ok=True)
     fd = os.open(os.path.join(st.local_dir, ".compact.lock"), os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield fd
     finally:
         os.close(fd)
 
 
-def compact(store=None) -> CompactResult:
+def _alone(fd) -> bool:
+    """Whether no other compaction on this machine holds the lock. Called last:
+    a failed conversion may drop our shared lock (flock(2))."""
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+def compact(store=None, *, grace: float = DEFAULT_GRACE) -> CompactResult:
     """Seal logs of dead writers into Parquet, merge each search's segments into
 one file, then store each search's fold (hptrack.projections) for readers.
 
-    Safe to kill at any moment (run it again to finish) and to run while writers
-    append: live logs are never touched, and only files that were read and
-    rewritten are deleted. Damaged files are left in place (see :func:`verify`).
+    Safe to kill at any moment (run it again to finish), to run while writers
+    append and readers read, and next to another compaction of the same store.
+    Files it merges stay, left out by readers, until a compaction run ``grace``
+    seconds (default 15 minutes) later deletes them; ``grace=0`` deletes them
+    at once (a reader listing files at that moment retries). Damaged files are
+    left in place (see :func:`verify`).
 
     >>> compact().to_dict()
     {'files_before': 312, 'files_after': 3, 'events': 48210, 'sealed_logs': 1, ...}
     """
     st = store if isinstance(store, Store) else Store(store)
-    result = CompactResult()
+    result = CompactResult(grace_s=float(grace))
     if not st.found():
         return result
-    with _compact_lock(st):
-        result.files_before = len(st.segment_files()) + len(st.wal_files())
+    with _compact_lock(st) as lock:
+        result.files_before = len(segment_state(st)[0]) + len(st.wal_files())
         _seal_orphans(st, result)
         _merge_partitions(st, result)
-        _remove_stale_temps(st, result)
-        result.projected_searches = refresh_projections(st)
-        segments = st.segment_files()
+        result.projected_searches = refresh_projections(st, grace=grace)
+        _delete_replaced(st, result, grace)
+        if _alone(lock):
+            _remove_stale_temps(st, result)
+        segments, _, replaced = segment_state(st)
         result.files_after = len(segments) + len(st.wal_files())
+        result.awaiting_deletion = len(replaced)
         result.events = _count_rows(st, segments)
     return result
 
@@ -176,27 +211,35 @@ def _read_segment(st: Store, path: str):
     return table
 
 
+_GONE = object()
+
+
+def _try_read_segment(args):
+    st, path = args
+    try:
+        return _read_segment(st, path)
+    except FileNotFoundError:
+        return _GONE
+    except Exception:
+        return None
+
+
 def _merge_partitions(st: Store, result: CompactResult) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    live, left_out, replaced = segment_state(st)
+    result.skipped += [p for p, _ in left_out]
     by_dir: dict[str, list[str]] = {}
-    for path in st.segment_files():
+    for path in live:
         by_dir.setdefault(os.path.dirname(path), []).append(path)
     for directory, paths in by_dir.items():
         if len(paths) < 2:
             continue
         tables, read = [], []
-        for path in paths:
-            if segment_problems(st, path):  # [] means clean, None means gone
-                result.skipped.append(path)
-                continue
-            try:
-                table = _read_segment(st, path)
-            except FileNotFoundError:
-                continue
-            except Exception:
-                table = None
+        for path, table in zip(paths, map_files(st, _try_read_segment, [(st, p) for p in paths])):
+            if table is _GONE:
+                continue  # merged and deleted by another compaction since we listed it
             if table is None:
                 result.skipped.append(path)
                 continue
@@ -216,18 +259,56 @@ def _merge_partitions(st: Store, result: CompactResult) -> None:
             if dropped:
                 merged = merged.filter(keep)
                 result.removed_duplicates += dropped
-        first = merged.column("event_id")[0].as_py() if merged.num_rows else uuid.uuid4().hex
-        name = f"compact-{first}.parquet"
-        if st.exists(f"{directory}/{name}"):
-            # A rerun after a kill can pick the same first event; never replace a file,
-            # so no reader or later step ever sees a name change content.
-            name = f"compact-{first}-{uuid.uuid4().hex[:8]}.parquet"
-        out = st.write_file(merged, directory, name, row_group_size=COMPACT_ROW_GROUP)
-        for path in read:
-            if path != out:
-                _unlink(st, path)
-        st.sync_dir(directory)
+        # It also replaces what the files it read replace (still awaiting deletion),
+        # so those stay hidden whichever of them a later compaction deletes first.
+        names = {os.path.basename(p) for p in read}
+        names |= {os.path.basename(p) for p, by in replaced.items()
+                  if os.path.dirname(p) == directory and set(by) & set(read)}
+        merged = merged.replace_schema_metadata({REPLACES_KEY: json.dumps(sorted(names))})
+        # a new name, never an existing one: no file ever changes content
+        st.write_file(merged, directory, f"compact-{uuid.uuid4().hex}.parquet", row_group_size=COMPACT_ROW_GROUP)
         result.merged_searches += 1
+        result.merged_files += len(read)
+
+
+def _delete_replaced(st: Store, result: CompactResult, grace: float) -> None:
+    """Delete each replaced file whose replacement was written ``grace`` seconds
+    ago or more and holds every one of its events (checked, not assumed: a
+    footer could lie). What cannot be checked stays."""
+    _, _, replaced = segment_state(st)
+    now = time.time()
+    held: dict[str, set | None] = {}  # file -> its event ids
+
+    ages: dict[str, float] = {}
+
+    def age(path):
+        if path not in ages:
+            try:
+                ages[path] = now - st.modified(path)
+            except (OSError, ValueError):
+                ages[path] = -1.0  # gone: it vouches for nothing
+        return ages[path]
+
+    ripe = {path: [m for m in by if age(m) >= grace] for path, by in sorted(replaced.items())}
+    ripe = {path: by for path, by in ripe.items() if by}
+    wanted = sorted(set(ripe) | {m for by in ripe.values() for m in by})
+    for path, ids in zip(wanted, map_files(st, _event_ids, [(st, p) for p in wanted])):
+        held[path] = ids
+    doomed = [path for path, by in ripe.items() if held[path] is not None
+              and any(held[m] is not None and held[path] <= held[m] for m in by)]
+    deleted = map_files(st, lambda p: _unlink(st, p), doomed)
+    result.deleted_files += sum(deleted)
+    for directory in {os.path.dirname(p) for p, gone in zip(doomed, deleted) if gone}:
+        st.sync_dir(directory)
+
+
+def _event_ids(args) -> set | None:
+    """A segment's event ids; None if it is gone or unreadable (it vouches for nothing)."""
+    st, path = args
+    try:
+        return set(st.parquet_file(path).read(columns=["event_id"]).column("event_id").to_pylist())
+    except Exception:
+        return None
 
 
 def _remove_stale_temps(st: Store, result: CompactResult) -> None:
@@ -236,8 +317,8 @@ def _remove_stale_temps(st: Store, result: CompactResult) -> None:
     A writer's temp segment ``.<writer>-<seq>.parquet.<rand>.tmp`` is written
     while its log ``wal/<writer>-<seq>.wal`` still exists; once that log is
     gone or its writer dead, nobody will rename the temp. ``compact-*`` temps
-    are only written under the compaction lock, which we hold, and so are
-    the temps of projections (``views/``).
+    and those of projections (``views/``) are written by compactions only:
+    called when no other compaction holds the lock.
     """
     for path in st.temp_files():
         base = os.path.basename(path)

@@ -92,10 +92,11 @@ def usable(st: Store, distinct, overlapping, wal, left_out=()) -> dict:
     return {k: v for k, v in found.items() if not bad & set(v[1:])}
 
 
-def refresh(st: Store) -> int:
+def refresh(st: Store, grace: float = 0.0) -> int:
     """Write the projection of every search whose partition can have one and
-    lacks it, delete the stale ones; returns how many searches were written.
-    Run by ``compact`` under its lock, after merging."""
+    lacks it, delete the stale ones a reader can no longer be using (see
+    :func:`_delete_stale`); returns how many searches were written. Run by
+    ``compact``, after merging."""
     footers: dict = {}
     segments, left_out = readable_segments(st, footers)
     distinct, overlapping = split_overlapping(segments, footers, None)
@@ -115,13 +116,54 @@ def refresh(st: Store) -> int:
     keep -= {p for sid in mixed for p in targets_of.get(sid, ())}  # a stored fold now wrong goes too
     written = 0
     for batch in _passes(todo, footers):
-        written += _write_batch(st, footers, batch)
-    for path in set(st.view_files()) - keep:
+        try:
+            written += _write_batch(st, footers, batch)
+        except Exception:
+            # Another compaction deleted a file it had replaced: these folds are
+            # for a file set no reader uses any more; the next run writes the new ones.
+            listed = set(st.segment_files())  # a fresh listing: a remote store's cache may not know yet
+            if all(p in listed for paths, _ in batch.values() for p in paths):
+                raise
+    _delete_stale(st, set(st.view_files()) - keep, grace)
+    return written
+
+
+def _delete_stale(st: Store, stale, grace: float) -> None:
+    """Delete the stale projections no reader can still be using.
+
+    A reader uses a projection only while its partition holds exactly the files
+    it was folded from; that stops being so when a file appears (a segment, a
+    merged file, a newer projection), and every file written after the
+    projection is such a change. So once any file of the partition (events or
+    views) written after the projection is ``grace`` seconds old, every reader
+    that chose it has had the grace period."""
+    import time
+
+    now = time.time()
+
+    def modified(path):
+        try:
+            return st.modified(path)
+        except (OSError, ValueError):
+            return None
+
+    by_folder: dict[str, list[str]] = {}  # partition folder name -> its files (events and views)
+    if grace > 0 and stale:
+        for p in [*st.view_files(), *st.segment_files()]:
+            by_folder.setdefault(os.path.basename(os.path.dirname(p)), []).append(p)
+    times: dict[str, list[float]] = {}  # partition folder name -> times its files were written
+    for path in sorted(stale):
+        folder = os.path.basename(os.path.dirname(path))
+        if grace > 0 and folder not in times:
+            times[folder] = [t for t in map(modified, by_folder.get(folder, [])) if t is not None]
+        if grace > 0:
+            mine = modified(path)
+            if mine is None or not any(t > mine and now - t >= grace for t in times[folder]):
+                continue
         try:
             st.remove(path)
         except FileNotFoundError:
             pass
-    return written
 
 
 def _mixed(st: Store, todo) -> set:

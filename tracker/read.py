@@ -6,7 +6,8 @@ trials, params, reports, scores`` over them. Every view is a function of the
 events up to ``as_of``. Events materialised twice (a log sealed while a crash
 was deleting it, a compaction cut short) are de-duplicated on ``event_id``;
 only files whose footers say they may share events go through that (see
-``split_overlapping``), so a compacted store is read without it.
+``split_overlapping``), so a compacted store is read without it. Files a
+merged file replaces are left out (see ``segment_state``).
 """
 
 from __future__ import annotations
@@ -219,19 +220,45 @@ def map_files(store: Store, fn, paths) -> list:
 
 
 def readable_segments(store: Store, footers: dict | None = None):
-    """The store's segments that pass the footer checks, and ``(path, reason)``
-    of the others (see hptrack.checks). ``footers`` receives each good one's footer."""
+    """The store's segments that readers use (they pass the footer checks and no
+    readable merged file replaces them), and ``(path, reason)`` of the damaged
+    others (see hptrack.checks). ``footers`` receives each good one's footer."""
+    live, left_out, _ = segment_state(store, footers)
+    return live, left_out
+
+
+def segment_state(store: Store, footers: dict | None = None):
+    """``(live, left_out, replaced)`` of the store's segments: the ones readers use,
+    ``(path, reason)`` of the damaged ones, and ``path -> [merged files]`` of
+    those that merged files replace.
+
+    ``compact`` never deletes a file when it merges it: the merged file's footer
+    names the files it holds (REPLACES_KEY), readers leave those out from then
+    on, and a later compaction deletes them once its grace period has passed,
+    so a reader that listed them just before can still read them.
+    """
+    footers = {} if footers is None else footers
     paths = store.segment_files()
     checked = map_files(store, lambda p: segment_problems(store, p, footers), paths)
-    good, left_out = [], []
-    for path, found in zip(paths, checked):
-        if found is None:
-            continue  # replaced by a compaction since we listed it
-        if found:
-            left_out.append((path, found[0].message))
-        else:
-            good.append(path)
-    return good, left_out
+    present = [(p, found) for p, found in zip(paths, checked) if found is not None]  # None: gone since listed
+    replaced = replaced_files([p for p, _ in present], footers)
+    live = [p for p, found in present if not found and p not in replaced]
+    left_out = [(p, found[0].message) for p, found in present if found and p not in replaced]
+    return live, left_out, replaced
+
+
+def replaced_files(paths, footers) -> dict[str, list[str]]:
+    """``path -> [merged files replacing it]`` for those of ``paths`` that a
+    merged file among them (with its footer in ``footers``) replaces."""
+    listed = set(paths)
+    out: dict[str, list[str]] = {}
+    for p in paths:
+        footer = footers.get(p)
+        for name in footer.replaces if footer is not None else ():
+            target = os.path.join(os.path.dirname(p), name)
+            if target in listed and target != p:
+                out.setdefault(target, []).append(p)
+    return out
 
 
 def split_overlapping(segments, footers, wal):
@@ -342,21 +369,38 @@ def connect(store=None, as_of=None, *, strict=False, projections=True):
     >>> con = hptrack.connect()
     >>> con.sql("SELECT name, n_trials FROM searches").show()
     """
-    st = Store(store)
-    wal, bad_logs = wal_table(st)
-    footers: dict = {}
-    segments, bad_segments = readable_segments(st, footers)
-    _report_left_out(st, bad_logs + bad_segments, strict)
-    distinct, overlapping = split_overlapping(segments, footers, wal)
-    used = {}
-    if projections and as_of is None:
-        from .projections import usable
+    import duckdb
 
-        used = usable(st, distinct, overlapping, wal, [p for p, _ in bad_segments])
-    con = open_connection(st)
-    define_views(con, footers, [p for p in distinct if os.path.dirname(p) not in used],
-                 overlapping, wal, as_of, projected=used)
+    st = Store(store)
+    for attempt in range(_CONNECT_ATTEMPTS):
+        wal, bad_logs = wal_table(st)
+        footers: dict = {}
+        segments, bad_segments = readable_segments(st, footers)
+        distinct, overlapping = split_overlapping(segments, footers, wal)
+        used = {}
+        if projections and as_of is None:
+            from .projections import usable
+
+            used = usable(st, distinct, overlapping, wal, [p for p, _ in bad_segments])
+        con = open_connection(st)
+        try:
+            define_views(con, footers, [p for p in distinct if os.path.dirname(p) not in used],
+                         overlapping, wal, as_of, projected=used)
+        except duckdb.IOException:
+            # A file listed above is gone: a compaction older than its grace period
+            # deleted what it had replaced. List again; its replacement is there.
+            planned = [*segments, *(p for v in used.values() for p in v[1:])]
+            listed = set(st.segment_files()) | set(st.view_files())  # fresh, unlike a remote store's cache
+            if attempt + 1 == _CONNECT_ATTEMPTS or all(p in listed for p in planned):
+                raise
+            con.close()
+            continue
+        break
+    _report_left_out(st, bad_logs + bad_segments, strict)
     return con
+
+
+_CONNECT_ATTEMPTS = 5
 
 
 def open_connection(st: Store):

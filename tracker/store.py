@@ -3,7 +3,7 @@
 Layout of a store::
 
     events/search=<search_id>/<writer_id>-<first_seq>.parquet   sealed segments
-    events/search=<search_id>/compact-<event_id>.parquet         merged by compact
+    events/search=<search_id>/compact-<32 hex>.parquet           merged by compact (see hptrack.compaction)
     wal/<writer_id>-<first_seq>.wal                              live write-ahead logs
     views/search=<search_id>/<key>.{trials,params}.parquet       folds stored by compact
 
@@ -109,7 +109,14 @@ class Store:
     def _walk(self, top):
         if self.is_remote_path(top):
             key = self._key(top)
-            self.fs.invalidate_cache(key)  # other writers add files all the time
+            # Other writers and compactions add and delete files all the time. The
+            # folders below ``top`` too: fsspec answers later look-ups of a file
+            # (DuckDB's, for one) from its listing cache, which would not know it.
+            self.fs.invalidate_cache(key)
+            cache = getattr(self.fs, "dircache", None)
+            if cache is not None:
+                for k in [k for k in list(cache) if k.startswith(key + "/")]:
+                    cache.pop(k, None)
             try:
                 found = self.fs.find(key)
             except FileNotFoundError:
@@ -181,6 +188,13 @@ class Store:
         if self.is_remote_path(path):
             return self.fs.size(self._key(path))
         return os.path.getsize(path)
+
+    def modified(self, path: str) -> float:
+        """When ``path`` was last written, in seconds since the epoch (an object
+        store's clock for its objects); FileNotFoundError if it is gone."""
+        if self.is_remote_path(path):
+            return self.fs.modified(self._key(path)).timestamp()
+        return os.stat(path).st_mtime
 
     def open(self, path: str):
         """A binary file object for reading ``path``."""
