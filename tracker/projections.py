@@ -113,7 +113,11 @@ def refresh(st: Store, grace: float = 0.0) -> int:
             todo[sid] = (paths, targets)
     mixed = _mixed(st, todo)
     todo = {sid: v for sid, v in todo.items() if sid not in mixed}
-    keep -= {p for sid in mixed for p in targets_of.get(sid, ())}  # a stored fold now wrong goes too
+    # A stored fold of a mixed search is wrong, not merely stale: readers would
+    # still pick it (its partition's files did not change), so it goes now, grace or not.
+    wrong = {p for sid in mixed for p in targets_of.get(sid, ())}
+    keep -= wrong
+    _delete_stale(st, wrong & existing, 0)
     written = 0
     for batch in _passes(todo, footers):
         try:
