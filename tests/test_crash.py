@@ -161,6 +161,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)   # 300 kills take longer than the suite's 300 s default
 def test_sigkill_300_times(tmp_path):
     # fresh store every 25 kills keeps each check's scan short; within a block
     # later kills still land on a store full of earlier crashes' leftovers

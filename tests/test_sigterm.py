@@ -116,6 +116,7 @@ def test_sigterm_during_real_fits_exits_143_promptly_and_seals(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_sigterm_during_real_fits_many_times(tmp_path):
     terminate_loop(tmp_path, 60, SEED)
 
