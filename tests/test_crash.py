@@ -28,7 +28,7 @@ from hptrack.store import Store
 from hptrack.wal import read_log
 
 HELPER = os.path.join(os.path.dirname(__file__), "helpers_proc.py")
-# hptrack turns SIGTERM into SystemExit(128 + 15) so that locks unwind before exit
+# on SIGTERM hptrack's own thread seals and exits with 128 + 15
 SIGTERM_EXIT = 128 + signal.SIGTERM
 # What a SIGKILL may leave behind; verify may warn about these and nothing else.
 # "duplicates": a log sealed into Parquet just before the kill, not yet deleted.
@@ -161,18 +161,20 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_200_times(tmp_path):
+@pytest.mark.timeout(3600)   # 300 kills take longer than the suite's 300 s default
+def test_sigkill_300_times(tmp_path):
     # fresh store every 25 kills keeps each check's scan short; within a block
     # later kills still land on a store full of earlier crashes' leftovers
     totals = {}
-    for block in range(8):
+    for block in range(12):
         sub = tmp_path / f"block{block}"
         sub.mkdir()
         _, stats = kill_loop(sub, 25, SEED + block)
         for k, v in stats.items():
             totals[k] = totals.get(k, 0) + v
     print(f"seed {SEED}: {totals}")
-    # 200 kills with seals every few ms must have interrupted a seal mid-write at least once
+    assert sum(totals[k] for k in ("startup", "running")) >= 300, totals
+    # 300 kills with seals every few ms must have interrupted a seal mid-write at least once
     assert totals["new_temp"] > 0, totals
 
 
@@ -241,8 +243,8 @@ def test_batch_durability_normal_exit_writes_everything(tmp_path, seal_events, f
     assert n == 300 * runs
 
 
-# SIGTERM's Terminated (or Ctrl-C's KeyboardInterrupt) raised in the main thread while it is
-# inside Writer.flush, after taking the pending rows and before logging them.
+# Ctrl-C's KeyboardInterrupt raised in the main thread while it is inside Writer.flush
+# (and SIGTERM landing at the same point, now handled by the writer's own thread), after taking the pending rows and before logging them.
 # A profile hook puts a real signal at that exact point: the first call of
 # fsync_dir, made by LogFile while the main thread holds the log lock with every
 # pending row taken. Meanwhile thread B completes its own trial and waits on the
@@ -287,12 +289,16 @@ def test_signal_inside_flush_loses_no_acknowledged_event(tmp_path, signum, exit_
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert proc.returncode == exit_code, proc.stderr
     acked = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("ACK ")]
-    assert len(acked) == 1, proc.stdout + proc.stderr    # B's complete() returned
-    assert "NOT REACHED" not in proc.stdout
+    if signum == signal.SIGINT:
+        assert len(acked) == 1, proc.stdout + proc.stderr    # B's complete() returned
+        assert "NOT REACHED" not in proc.stdout
+    # SIGTERM no longer raises in the main thread: its own thread seals and exits, and
+    # the threads go on meanwhile; whatever they acknowledged must be on disk
     con = hptrack.connect(root)
-    types = sorted(r[0] for r in con.sql("SELECT type FROM events WHERE trial_id = ?",
-                                         params=[acked[0]]).fetchall())
-    assert types == ["trial_completed", "trial_reported", "trial_started"], \
-        f"acknowledged trial of thread B has only {types} on disk"
+    for trial_id in acked:
+        types = sorted(r[0] for r in con.sql("SELECT type FROM events WHERE trial_id = ?",
+                                             params=[trial_id]).fetchall())
+        assert types == ["trial_completed", "trial_reported", "trial_started"], \
+            f"acknowledged trial of thread B has only {types} on disk"
     assert Store(root).wal_files() == [], "a log was left behind although the process exited cleanly"
     assert hp.seq_gaps(con) == []

@@ -23,11 +23,13 @@ import platform
 import re
 import socket
 import sys
+import threading
 import traceback
 
 from . import schema
 from .errors import Pruned
 from .schema import INT64
+from . import writer as _writer
 from .writer import Writer, now_us
 
 STRATEGIES = ("grid", "random", "tpe", "bayes", "halving", "hyperband", "pbt", "custom")
@@ -207,8 +209,14 @@ class Trial:
             schema.check_id("trial_id", trial_id, ValueError)
         self._bind(search, trial_id, number, params)
         encoded = [schema.encode_param(k, v) for k, v in self.params.items()]
-        self._append((event_time(ts), "trial_started", self._sid,
-                      self.trial_id, number, None, None, None, None, None, None, encoded, None))
+        row = (event_time(ts), "trial_started", self._sid,
+               self.trial_id, number, None, None, None, None, None, None, encoded, None)
+        with _open_lock:
+            if not _ending:
+                self._append(row)
+                _open[self] = None
+        if _ending:
+            _writer.wait_if_terminating()
 
     def _bind(self, search: Search, trial_id: str, number: int, params) -> None:
         self.search = search
@@ -226,6 +234,9 @@ class Trial:
         schema.check_id("trial_id", trial_id, ValueError)  # its events carry it unchecked
         t = cls.__new__(cls)
         t._bind(search, trial_id, trial_number, params)
+        with _open_lock:
+            if not _ending:
+                _open[t] = None
         return t
 
     def _check_running(self, what):
@@ -316,7 +327,14 @@ class Trial:
                    None, None, None, None, None))
 
     def _end(self, row):
-        seq = self._append(row)
+        with _open_lock:
+            # SIGTERM's thread may have ended this trial a moment ago (fail_open_trials)
+            ended = _ending and self not in _open
+            if not ended:
+                _open.pop(self, None)
+                seq = self._append(row)
+        if ended:
+            _writer.wait_if_terminating()
         if self.search._sync:
             self.search.writer.flush(upto=seq)
 
@@ -338,6 +356,39 @@ class Trial:
 
     def __repr__(self):
         return f"<Trial {self.number} of {self.search.name!r} {self.state}>"
+
+
+# The trials of this process that have started and not ended, for SIGTERM's
+# thread to end as failed (a plain dict: weak keys cost 4 us a trial).
+_open: "dict[Trial, None]" = {}
+_open_lock = threading.Lock()
+_ending = False
+
+
+def _forget_open_trials():
+    # a forked child's SIGTERM must not fail its parent's trials
+    global _open_lock
+    _open_lock = threading.Lock()
+    _open.clear()
+
+
+os.register_at_fork(after_in_child=_forget_open_trials)
+
+
+def fail_open_trials(reason: str) -> int:
+    """Record every running trial of this process as failed with ``reason``
+    (called by the writer when SIGTERM ends the process); returns how many.
+    Afterwards no trial starts or ends: their threads wait for the exit."""
+    global _ending
+    info = schema.encode_payload({"error_type": "Terminated", "error": reason, "traceback": None})
+    with _open_lock:
+        _ending = True
+        trials = list(_open.keys())
+        _open.clear()
+        for t in trials:  # also one whose complete() was called but has not written its event
+            t._append((now_us(), "trial_failed", t._sid, t.trial_id, t.number,
+                       None, None, None, None, None, None, None, info))
+    return len(trials)
 
 
 def _is_optuna_trial(obj) -> bool:

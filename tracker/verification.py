@@ -9,7 +9,8 @@ never deletes.
 Problem kinds. Errors (data unreadable, missing, or not ours to read):
 ``no_store``, ``empty_segment``, ``unreadable_segment``, ``missing_columns``,
 ``wrong_column_types``, ``newer_schema``, ``incomplete_rows``, ``bad_log``,
-``damaged_log``, ``seq_gap``, ``conflicting_events``. Warnings (leftovers a
+``damaged_log``, ``seq_gap``, ``conflicting_events``, ``fallback_log`` (acknowledged
+events a dead writer could only put in a fallback log on this machine). Warnings (leftovers a
 crash is allowed to leave, which ``compact`` clears, and files that are not
 hptrack's): ``temp_file``, ``torn_log``, ``orphan_log``, ``empty_log``,
 ``duplicates``, ``foreign_file``.
@@ -22,6 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from .checks import ERROR, WARNING, Problem, newer, rel_path, segment_problems, short
+from .fallback import fallback_problems
 from .logs import inspect_log, log_table
 from .schema import SCHEMA_VERSION
 from .store import Store
@@ -210,6 +212,7 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
     for found in bad.values():
         report.problems.extend(found)
     _check_rows(st, report, con)
+    report.problems.extend(fallback_problems(st, con))
 
 
 def _check_rows(st: Store, report: VerifyReport, con) -> None:

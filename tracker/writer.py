@@ -13,8 +13,21 @@ append, so tracking adds microseconds to a trial. Rows reach disk in two steps:
    deleted. A crash between the two leaves the same events in both places;
    readers de-duplicate on ``event_id``.
 
+When the store cannot take a flush (a full disk, a failing mount), the rows
+go, fsynced, to a fallback log in ``$HPTRACK_FALLBACK_DIR`` (default
+``<tempdir>/hptrack-fallback``), in the store's log format: a trial's
+``complete`` still returns only once its events are on a disk. Fallback rows
+are sealed into the store when it takes writes again; if the process dies
+first, copying the fallback file into ``wal/`` and running ``hptrack compact``
+restores them (``verify`` names such files). When neither disk takes the rows,
+the run goes on: they stay in memory, are retried at every flush, and a
+warning with their count repeats while that lasts.
+
 A forked child gets a fresh writer_id, seq and log, and never writes the
-parent's rows. At interpreter exit and on SIGTERM every writer flushes and seals.
+parent's rows. At interpreter exit every writer flushes and seals. SIGTERM
+(where its handler is the default) is handled by a thread of ours, woken by
+the signal's wake-up byte, so it works whatever the main thread is doing: it
+records the process's running trials as failed, seals, and exits with 143.
 """
 
 from __future__ import annotations
@@ -42,6 +55,8 @@ from .wal import LogFile, encode_rows
 
 FLUSH_INTERVAL_S = 1.0
 FALLBACK_ENV = "HPTRACK_FALLBACK_DIR"
+STORE_RETRY_S = 1.0       # after a failed write, flushes go to the fallback this long
+LOSS_WARN_S = 10.0        # the "not durable" warning repeats at least this often
 SEAL_EVENTS = 50_000
 BATCH_EVENTS = 10_000
 
@@ -102,6 +117,15 @@ class Writer:
         self._closed = False
         self._warned = False
         self._last_error: BaseException | None = None
+        # the fallback log and the chunks (first_seq, rows) it holds that the store lacks
+        self._fb: LogFile | None = None
+        self._fb_empty = True
+        self._fb_old: list[LogFile] = []   # earlier fallback logs, each cut at a failed write
+        self._fb_rows: list[tuple[int, list]] = []
+        self._fb_error: BaseException | None = None
+        self._store_retry_at = 0.0
+        self._loss_warned_n = 0            # events not durable when we last warned
+        self._loss_warned_at = 0.0
 
     def new_id(self) -> str:
         """A random 64-bit id as 16 hex digits (trial ids)."""
@@ -128,6 +152,8 @@ class Writer:
     # --- flushing ------------------------------------------------------
     def flush(self, upto: int | None = None) -> None:
         """Make every appended row durable in the log (or at least row ``upto``)."""
+        if _terminating.is_set():
+            wait_if_terminating()  # SIGTERM's final seal is done or under way: never acknowledge
         _critical.depth += 1
         try:
             self._flush(upto)
@@ -144,24 +170,90 @@ class Writer:
                 self._base = first + len(rows)
             if not rows:
                 return
+            if time.monotonic() >= self._store_retry_at:
+                try:
+                    self._append_to_store(first, rows)
+                    self._loss_warned_n = 0
+                    return
+                except OSError as exc:
+                    self._store_failed(exc)
             try:
-                if self._log is None:
-                    self._log = LogFile(self._log_path(first), self._header())
-                    self._log_first = first
-                    _lock_file(self._log.fd)
-                self._log.append(encode_rows(first, rows), sync=True)
+                self._append_to_fallback(first, rows)
+                self._loss_warned_n = 0
             except OSError as exc:
-                # Keep the rows for the next try; the torn log is abandoned, so a
-                # partial record is only ever at the end of a file.
+                # Durable nowhere: keep the rows for the next try, and say so, again and again.
+                self._fb_error = exc
                 with self._lock:
                     self._pending[:0] = rows
                     self._base = first
-                if self._log is not None:
-                    self._rotate_log()
-                self._warn_once(exc)
-                return
-            self._logged.extend(rows)
-            self._durable_seq = first + len(rows) - 1
+                self._warn_loss()
+
+    def _append_to_store(self, first, rows):
+        if self._log is None:
+            self._log = LogFile(self._log_path(first), self._header())
+            self._log_first = first
+            _lock_file(self._log.fd)
+        self._log.append(encode_rows(first, rows), sync=True)
+        self._logged.extend(rows)
+        self._durable_seq = first + len(rows) - 1
+
+    def _store_failed(self, exc):
+        # The torn log is abandoned, so a partial record is only ever at the end of a file.
+        if self._log is not None:
+            if self._logged:
+                self._rotate_log()
+            else:  # nothing of ours in it; its name is the next log's
+                _discard(self._log)
+                self._log = None
+        self._store_retry_at = time.monotonic() + STORE_RETRY_S
+        self._last_error = exc
+
+    def _fallback_dir(self) -> str:
+        return os.environ.get(FALLBACK_ENV) or os.path.join(tempfile.gettempdir(), "hptrack-fallback")
+
+    def _append_to_fallback(self, first, rows):
+        if self._fb is None:
+            folder = self._fallback_dir()
+            os.makedirs(folder, exist_ok=True)
+            path = os.path.join(folder, f"{self.writer_id}-{first:012d}.wal")
+            self._fb = LogFile(path, {**self._header(), "store": self.store.root})
+            self._fb_empty = True
+        try:
+            self._fb.append(encode_rows(first, rows), sync=True)
+        except OSError:
+            # like the store's log: never append after a torn record
+            if self._fb_empty:
+                _discard(self._fb)
+            else:
+                self._fb_old.append(self._fb)
+            self._fb = None
+            raise
+        self._fb_empty = False
+        new_file = not self._fb_rows
+        if self._fb_rows and self._fb_rows[-1][0] + len(self._fb_rows[-1][1]) == first:
+            self._fb_rows[-1][1].extend(rows)
+        else:
+            self._fb_rows.append((first, list(rows)))
+        self._durable_seq = first + len(rows) - 1
+        if new_file or not self._warned:
+            self._warned = True
+            warnings.warn(f"hptrack: cannot write to store {self.store.root}: {self._last_error}; "
+                          f"the run goes on, events are written (fsynced) to the fallback log "
+                          f"{self._fb.path} until the store takes writes again", RuntimeWarning,
+                          stacklevel=2)
+
+    def _warn_loss(self):
+        n = len(self._pending)
+        now = time.monotonic()
+        # at the first failure, whenever the count has doubled, and every LOSS_WARN_S
+        if self._loss_warned_n and n < 2 * self._loss_warned_n and now - self._loss_warned_at < LOSS_WARN_S:
+            return
+        self._loss_warned_n, self._loss_warned_at = max(n, 1), now
+        warnings.warn(f"hptrack: {n} events of this run are NOT durable: they are only in memory "
+                      f"(cannot write to store {self.store.root}: {self._last_error}; nor to the fallback "
+                      f"folder {self._fallback_dir()}: {self._fb_error}). The run goes on and they are "
+                      "retried at every flush; if the process dies before a write succeeds they are "
+                      "lost. Free some disk space.", RuntimeWarning, stacklevel=2)
 
     def _log_path(self, first_seq: int) -> str:
         os.makedirs(self.store.wal_dir, exist_ok=True)
@@ -201,6 +293,27 @@ class Writer:
                 with self._io_lock:
                     self._unsealed.append((log, first, rows))
                 self._warn_once(exc)
+        if self._fb_rows:
+            self._seal_fallback()
+
+    def _seal_fallback(self):
+        """Move what the fallback log holds into the store, once the store takes writes."""
+        with self._io_lock:
+            while self._fb_rows:
+                first, rows = self._fb_rows[0]
+                try:
+                    self.store.write_segments(to_table(rows, self.writer_id, first_seq=first),
+                                              f"{self.writer_id}-{first:012d}.parquet")
+                except OSError as exc:
+                    self._warn_once(exc)
+                    return
+                del self._fb_rows[0]
+            for fb in self._fallback_logs():
+                _discard(fb)  # its rows are all in the store: a copy restored later is only duplicates
+            self._fb, self._fb_old = None, []
+
+    def _fallback_logs(self) -> list[LogFile]:
+        return self._fb_old + ([self._fb] if self._fb is not None else [])
 
     def close(self) -> None:
         """Flush and seal everything; the writer stays usable (appending restarts it)."""
@@ -211,42 +324,30 @@ class Writer:
             thread.join()
         self.seal()
         self._thread, self._closed = None, False
-        if self._pending:
-            self._save_fallback()
-
-    def _save_fallback(self) -> None:
-        """The store could not take these rows: put them in a log file elsewhere
-        and say where, so that nothing acknowledged is silently lost."""
-        with self._lock:
-            rows, first = self._pending, self._base
-        folder = os.environ.get(FALLBACK_ENV) or os.path.join(tempfile.gettempdir(), "hptrack-fallback")
         why = self._last_error
-        try:
-            os.makedirs(folder, exist_ok=True)
-            path = os.path.join(folder, f"{self.writer_id}-{first:012d}.wal")
-            log = LogFile(path, {**self._header(), "store": self.store.root})
-            log.append(encode_rows(first, rows), sync=True)
-            log.close()
-        except OSError as exc:
-            print(f"hptrack: could not save {len(rows)} events to store {self.store.root} ({why}) "
-                  f"nor to a fallback file in {folder} ({exc}): they are lost", file=sys.stderr)
-            return
-        with self._lock:
-            del self._pending[:len(rows)]
-            self._base = first + len(rows)
-        print(f"hptrack: could not save {len(rows)} events to store {self.store.root} ({why}); "
-              f"they are in {path} - to restore them, copy that file into "
-              f"{self.store.wal_dir}{os.sep} and run `hptrack compact`", file=sys.stderr)
+        if self._fb_rows:
+            n = sum(len(rows) for _, rows in self._fb_rows)
+            files = [fb.path for fb in self._fallback_logs()]
+            where = (f"{files[0]} - to restore them, copy that file" if len(files) == 1 else
+                     f"{', '.join(files)} - to restore them, copy these files")
+            print(f"hptrack: could not save {n} events to store {self.store.root} ({why}); "
+                  f"they are in {where} into {self.store.wal_dir}{os.sep} and run `hptrack compact`",
+                  file=sys.stderr)
+        if self._pending:
+            print(f"hptrack: could not save {len(self._pending)} events to store {self.store.root} "
+                  f"({why}) nor to a fallback file in {self._fallback_dir()} ({self._fb_error}): "
+                  "they are lost", file=sys.stderr)
 
     # --- background ----------------------------------------------------
     def _start_thread(self):
         with _registry_lock:
-            if self._thread is None:
+            if self._thread is None and not _terminating.is_set():
                 t = threading.Thread(target=self._run, name=f"hptrack-writer-{self.writer_id}", daemon=True)
                 self._thread = t
                 t.start()
 
     def _run(self):
+        _critical.exempt = True
         while not self._closed:
             self._wake.wait(self.flush_interval)
             self._wake.clear()
@@ -264,13 +365,13 @@ class Writer:
         self._last_error = exc
         if not self._warned:
             self._warned = True
-            warnings.warn(f"hptrack: cannot write to store {self.store.root}: {exc}; the run goes on, "
-                          "events are kept in memory and retried (at exit, what could not be saved "
-                          "goes to a fallback file)", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"hptrack: cannot write to store {self.store.root}: {exc}; the run goes on: "
+                          "logged events are sealed into it later, and flushes go to a fallback log "
+                          "while the store refuses them", RuntimeWarning, stacklevel=2)
 
     def _after_fork(self):
         # the parent keeps its own descriptors and locks on these logs
-        for log in [self._log] + [log for log, _, _ in self._unsealed]:
+        for log in [self._log] + self._fallback_logs() + [log for log, _, _ in self._unsealed]:
             if log is not None:
                 log.close()
         self._reset()
@@ -278,6 +379,7 @@ class Writer:
 
 class _Critical(threading.local):
     depth = 0          # > 0 while this thread is inside the writer's bookkeeping
+    exempt = False     # a thread of ours, which may flush while SIGTERM ends the run
     deferred = None    # an exception a signal handler postponed until it leaves
 
 
@@ -290,6 +392,14 @@ def _leave_critical():
     if c.depth == 0 and c.deferred is not None:
         exc, c.deferred = c.deferred, None
         raise exc
+
+
+def _discard(log: LogFile) -> None:
+    log.close()
+    try:
+        os.unlink(log.path)
+    except OSError:
+        pass
 
 
 def _lock_file(fd: int) -> None:
@@ -328,6 +438,7 @@ def close_all() -> None:
 def _after_fork_in_child():
     global _registry_lock
     _registry_lock = threading.Lock()
+    _reinstall_sigterm_after_fork()
     for w in _writers.values():
         w._after_fork()
     mp_util = sys.modules.get("multiprocessing.util")
@@ -370,20 +481,118 @@ def _install_exit_hooks(remote=False):
         _register_mp_finalizer()  # a spawned multiprocessing child: see above
     if threading.current_thread() is threading.main_thread():
         # Only where nobody else handles the signal: default SIGTERM, default Ctrl-C.
-        for signum, default, handler in ((signal.SIGTERM, signal.SIG_DFL, _on_sigterm),
-                                         (signal.SIGINT, signal.default_int_handler, _on_sigint)):
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                _install_sigterm()
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                signal.signal(signal.SIGINT, _on_sigint)
+        except ValueError:
+            pass
+
+
+# --- SIGTERM ---------------------------------------------------------------
+# Raising in the main thread at whatever bytecode the signal lands on lets user
+# code swallow the exit (numpy turned it into a ValueError inside a fit, which
+# sklearn recorded as a failed fit, and the search ran on). Instead the signal's
+# C-level handler writes a wake-up byte to our pipe (signal.set_wakeup_fd, when
+# nobody else uses it; the Python-level handler writes one too, for when someone
+# does), and a thread of ours ends the run: it records the process's running
+# trials as failed, flushes and seals every writer, and exits with 143. It does
+# not need the main thread, which may be stuck in a long C call.
+
+TERMINATED_REASON = "terminated by SIGTERM"
+TERMINATED_EXIT = 128 + signal.SIGTERM
+_term_pipe: tuple[int, int] | None = None     # (read end, write end)
+_owns_wakeup = False                           # signal.set_wakeup_fd is our pipe
+_terminating = threading.Event()
+
+
+def _install_sigterm():
+    global _term_pipe, _owns_wakeup
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    _term_pipe = (r, w)
+    try:
+        old = signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        _owns_wakeup = old == -1
+        if not _owns_wakeup:  # someone else's (asyncio's, say): give it back, rely on our handler
+            signal.set_wakeup_fd(old)
+    except ValueError:
+        _owns_wakeup = False
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_watch_sigterm, args=(r,), name="hptrack-sigterm", daemon=True).start()
+
+
+def _reinstall_sigterm_after_fork():
+    # The child shares the parent's pipe, and has no watching thread: its own
+    # SIGTERM would end the parent. Give it a pipe and thread of its own.
+    global _term_pipe
+    if _term_pipe is None:
+        return
+    try:
+        if _owns_wakeup:
+            signal.set_wakeup_fd(-1)
+        for fd in _term_pipe:
+            os.close(fd)
+        _term_pipe = None
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            _install_sigterm()
+    except (ValueError, OSError):  # not the main thread: nothing to wake us but our handler
+        pass
+
+
+def _on_sigterm(signum, frame):
+    _wake_terminator()
+
+
+def _wake_terminator():
+    if _term_pipe is not None:
+        try:
+            os.write(_term_pipe[1], bytes([signal.SIGTERM]))
+        except OSError:
+            pass  # the pipe is full: the thread is already woken
+
+
+def _watch_sigterm(r: int):
+    while True:
+        try:
+            data = os.read(r, 512)
+        except OSError:
+            return  # closed after a fork
+        if not data:
+            return
+        if signal.SIGTERM in data:
+            terminate()
+
+
+def terminate(reason: str = TERMINATED_REASON, exit_code: int = TERMINATED_EXIT) -> None:
+    """End the process as SIGTERM does: fail the running trials, seal, ``os._exit``."""
+    if _terminating.is_set():
+        return
+    _terminating.set()
+    _critical.exempt = True
+    try:
+        from . import api
+
+        api.fail_open_trials(reason)
+        close_all()
+    except BaseException as exc:  # exit whatever happens
+        print(f"hptrack: while sealing on SIGTERM: {exc!r}", file=sys.stderr)
+    finally:
+        for stream in (sys.stdout, sys.stderr):
             try:
-                if signal.getsignal(signum) is default:
-                    signal.signal(signum, handler)
-            except ValueError:
+                stream.flush()
+            except Exception:
                 pass
+        os._exit(exit_code)
 
 
-class Terminated(SystemExit):
-    """Raised in the main thread when SIGTERM arrives; exits with status 143."""
-
-    def __str__(self):
-        return "process terminated by SIGTERM"
+def wait_if_terminating() -> None:
+    """Called where something would be acknowledged: once SIGTERM is ending the
+    process, nothing new may look durable, so other threads wait for the exit."""
+    if _terminating.is_set() and not _critical.exempt:
+        threading.Event().wait()
 
 
 def _raise_outside_writer(exc: BaseException):
@@ -394,12 +603,6 @@ def _raise_outside_writer(exc: BaseException):
         _critical.deferred = exc
         return
     raise exc
-
-
-def _on_sigterm(signum, frame):
-    # Exit through SystemExit: unwinding records interrupted trials as failed,
-    # and atexit then flushes and seals every writer.
-    _raise_outside_writer(Terminated(128 + signum))
 
 
 def _on_sigint(signum, frame):
