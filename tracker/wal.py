@@ -121,7 +121,8 @@ def _parse_header(payload: bytes) -> dict:
     except (ValueError, RecursionError):
         raise ValueError("its header is not JSON") from None
     if type(header) is not dict:
-        raise ValueError(f"its header is a JSON {type(header).__name__}, not an object")
+        what = {type(None): "null", list: "an array", str: "a string", bool: "a boolean"}.get(type(header), "a number")
+        raise ValueError(f"its header is {what}, not a JSON object")
     if type(header.get("writer_id")) is not str or not _WRITER_ID.fullmatch(header["writer_id"]):
         raise ValueError("its header has no valid writer_id (16 or more lowercase hex digits)")
     if header.get("encoding") != ENCODING:
