@@ -428,3 +428,38 @@ def test_a_hostile_store_through_the_real_command(good_store, tmp_path):
     assert q.returncode == 1 and q.stdout.count("moved ") == 3, q.stdout
     assert run("verify").returncode == 0
     assert run("query", "SELECT count(*) FROM trials", "--format", "csv").stdout.split()[-1] == str(N_GOOD)
+
+
+# --- the writer never writes what the reader refuses ---------------------------------
+
+def test_a_batch_over_the_record_cap_is_split_and_reads_back_whole(tmp_path):
+    big = [_row(payload=json.dumps({"blob": "x" * (24 << 20), "i": i})) for i in range(4)]  # ~96 MiB
+    data = wal.encode_rows(7, big)
+    path = write_bytes(str(tmp_path / "w.wal"), wal.MAGIC + frame(json.dumps(
+        {"writer_id": "0123456789abcdef", "schema_version": 1, "encoding": wal.ENCODING}).encode()) + data)
+    got = wal.read_log(path)
+    assert got.problem is None and not got.bad_records and got.torn_bytes == 0
+    assert [r[0] for r in got.rows] == [7, 8, 9, 10] and [r[1:] for r in got.rows] == big
+
+
+def test_an_event_over_the_cap_is_refused_when_written(tmp_path):
+    w = hptrack.Writer(tmp_path / "store")
+    with pytest.raises(hptrack.InvalidEvent, match="event too large.*at most 32 MiB"):
+        w.write({"type": "annotation", "search_id": "s", "payload": {"text": "x" * (33 << 20)}})
+    w.write({"type": "annotation", "search_id": "s", "payload": {"text": "x" * (1 << 20)}})
+    w.close()
+    assert hptrack.verify(tmp_path / "store").n_events == 1
+
+
+def test_the_writer_rotates_its_log_before_the_cap(tmp_path, monkeypatch):
+    from hptrack import writer as writer_module
+
+    monkeypatch.setattr(writer_module, "ROTATE_LOG_BYTES", 1 << 20)
+    w = hptrack.Writer(tmp_path / "store", seal_events=10**9)
+    for i in range(6):
+        w.write({"type": "annotation", "search_id": "s", "payload": {"text": "x" * (400 << 10), "i": i}})
+        w.flush()
+    logs = Store(tmp_path / "store").wal_files()
+    assert len(logs) >= 2 and all(os.path.getsize(p) < (1 << 20) + (500 << 10) for p in logs)
+    w.close()
+    assert hptrack.verify(tmp_path / "store").n_events == 6
