@@ -37,7 +37,7 @@ wall-clock cost is the ``time`` axis, not this one.
 
 from __future__ import annotations
 
-import json
+from hptrack.checks import load_json
 
 # strategies that evaluate candidates at several fidelities by design
 MULTI_FIDELITY = frozenset({"halving", "hyperband", "asha", "bohb", "pbt"})
@@ -97,7 +97,7 @@ def _by_trial(rows):
 
 def _payload(text):
     try:
-        return json.loads(text) if text else {}
+        return load_json(text, {})
     except (TypeError, ValueError):
         return {}
 

@@ -20,7 +20,7 @@ statistics of :mod:`hptrack.analysis.stats`:
 
 from __future__ import annotations
 
-import json
+from hptrack.checks import load_json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -88,7 +88,8 @@ def diagnose(search, store=None, alpha=0.05, seed=0, n_boot=1000, top_k=5, con=N
     direction, metric, payload = con.sql(
         "SELECT direction, metric, payload FROM searches WHERE search_id = ?", params=[search_id]
     ).fetchall()[0]
-    payload = json.loads(payload) if payload else {}
+    payload = load_json(payload, {})
+    payload = payload if isinstance(payload, dict) else {}
     direction = direction or "maximize"
     sign = 1.0 if direction == "maximize" else -1.0   # internally: higher is better
     trials = con.sql(

@@ -17,10 +17,11 @@ sorted event ids it read, so ``hptrack report --as-of <time>`` rebuilds it.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+from hptrack.checks import load_json
 
 from .report_terminal import render_terminal
 from .sensitivity import MAX_TRIALS
@@ -143,7 +144,8 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     (name, strategy, direction, metric, started, finished, seed_, payload, space) = con.sql(
         "SELECT name, strategy, direction, metric, started_at, finished_at, seed, payload, "
         "CAST(space AS VARCHAR) FROM searches WHERE search_id = ?", params=[sid]).fetchall()[0]
-    payload = json.loads(payload) if payload else {}
+    payload = load_json(payload, {})
+    payload = payload if isinstance(payload, dict) else {}
     direction = direction or "maximize"
     df = trials_frame(sid, con=con)
     params = [c for c in df.columns if c not in TRIAL_COLUMNS]

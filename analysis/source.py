@@ -165,10 +165,9 @@ def _space_map(space) -> dict:
     if isinstance(space, str):
         import json
 
-        try:
-            space = json.loads(space)
-        except ValueError:
-            return {}
+        from hptrack.checks import load_json
+
+        space = load_json(space, {})
     if isinstance(space, list):  # a list of grids: merge their hints
         merged: dict = {}
         for s in space:

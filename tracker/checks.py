@@ -179,3 +179,22 @@ def newer(rel: str, version) -> str:
             f"v{SCHEMA_VERSION}): upgrade hptrack to read it; compact leaves it alone")
 
 
+
+
+def load_json(text, default=None):
+    """A payload's JSON as Python, never raising: ``default`` for text that is
+    not JSON, and lone surrogates (``\\udcff``, valid in JSON text but not in
+    UTF-8, so unprintable and unstorable) replaced by U+FFFD."""
+    import json
+
+    if not text:
+        return default
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError, RecursionError):
+        return default
+    if "\\ud" in text.lower():
+        value = json.loads(json.dumps(value, ensure_ascii=False)
+                           .encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+                           .replace("\ufffd\ufffd\ufffd", "\ufffd"))
+    return value

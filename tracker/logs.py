@@ -45,6 +45,8 @@ def writer_alive(path: str, header: dict | None) -> bool:
     writer holds no lock on its log: just after creating it, and after it has
     rotated (closed) the log but before sealing and deleting it.
     """
+    if not os.path.isfile(path) or os.path.islink(path):
+        return False  # probing a FIFO would block; a link is not a writer's log
     if log_is_live(path):
         return True
     if header and header.get("host") == socket.gethostname():
@@ -76,7 +78,7 @@ def inspect_log(st: Store, path: str) -> Log | None:
         lc = read_log(path)
     except FileNotFoundError:
         return None  # sealed and deleted since it was listed
-    live = writer_alive(path, lc.header)
+    live = lc.regular and writer_alive(path, lc.header)
     log = Log(path, rel, lc.header, lc.rows, live, [], sealable=False, disposable=False)
     if lc.problem:
         if lc.cut_at_creation:
@@ -100,7 +102,16 @@ def inspect_log(st: Store, path: str) -> Log | None:
         return log
     log.sealable = True
     _read_rows(log, version)
-    if lc.torn_bytes:
+    if lc.bad_records:
+        log.sealable = False
+        where = "; ".join(f"the record at byte {pos} {why}" for pos, why in lc.bad_records[:3])
+        more = f" and {len(lc.bad_records) - 3} more" if len(lc.bad_records) > 3 else ""
+        log.problems.append(Problem(
+            path, "damaged_log", ERROR,
+            f"{rel}: {where}{more}; no writer writes such a record (the file was damaged or forged); "
+            f"readers use its {len(lc.rows)} other events; keep the file for recovery or move it out "
+            "(compact leaves it alone)"))
+    elif lc.torn_bytes:
         pos = lc.size - lc.torn_bytes
         if lc.damaged:
             log.sealable = False

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-import json
+from .checks import load_json
 from dataclasses import dataclass, field
 
 from .read import connect, resolve_search, trials as trials_of
@@ -67,10 +67,11 @@ def show(search: str, store=None, as_of=None, con=None, *, strict=False) -> Sear
         f"LEFT JOIN ({_LS_SQL}) l USING (search_id) WHERE search_id = ?",
         params=[search_id],
     ).pl().to_dicts()
-    payload = json.loads(row.pop("payload") or "{}")
+    payload = load_json(row.pop("payload"), {})
+    payload = payload if isinstance(payload, dict) else {}
     space = row.pop("space")
     settings = {"name": row.pop("name"), "search_id": row.pop("search_id"), **row,
-                "space": json.loads(space) if space else None}
+                "space": load_json(space)}
     # Everything else recorded at search_started (code version, host, user attrs).
     settings.update({k: v for k, v in payload.items() if k not in settings})
 

@@ -72,8 +72,10 @@ SELECT search_id, trial_id,
        epoch(finished_at - started_at)::DOUBLE AS duration_s,
        coalesce(end_step, last_step) AS last_step,
        n_reports,
-       CASE WHEN end_type = 'trial_failed' THEN end_payload ->> 'error' END AS error,
-       CASE WHEN end_type = 'trial_completed' THEN end_payload -> 'metrics' END AS metrics,
+       -- TRY: a payload DuckDB cannot parse (not JSON, a lone surrogate escape written
+       -- by an older hptrack) reads as NULL there instead of failing every query
+       CASE WHEN end_type = 'trial_failed' THEN TRY(end_payload ->> 'error') END AS error,
+       CASE WHEN end_type = 'trial_completed' THEN TRY(end_payload -> 'metrics') END AS metrics,
        recorded_number, writer_id
 FROM _trial_fold;
 
@@ -109,16 +111,16 @@ WITH s AS (
         SELECT search_id, state FROM _trials_projected
     ) GROUP BY ALL
 )
-SELECT s.search_id, s.payload ->> 'name' AS name, s.payload ->> 'strategy' AS strategy,
-       s.payload ->> 'direction' AS direction, s.payload ->> 'metric' AS metric,
+SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TRY(s.payload ->> 'strategy') AS strategy,
+       TRY(s.payload ->> 'direction') AS direction, TRY(s.payload ->> 'metric') AS metric,
        s.started_at,
        -- a search re-opened after its last finish is running again
        CASE WHEN f.finished_at >= o.last_started THEN f.finished_at END AS finished_at,
        coalesce(t.n_trials, 0) AS n_trials, coalesce(t.n_complete, 0) AS n_complete,
        coalesce(t.n_failed, 0) AS n_failed, coalesce(t.n_pruned, 0) AS n_pruned,
        coalesce(t.n_running, 0) AS n_running,
-       TRY_CAST(s.payload ->> 'seed' AS BIGINT) AS seed,
-       s.payload -> 'space' AS space, s.payload
+       TRY_CAST(TRY(s.payload ->> 'seed') AS BIGINT) AS seed,
+       TRY(s.payload -> 'space') AS space, s.payload
 FROM s LEFT JOIN f USING (search_id) LEFT JOIN reopened o USING (search_id)
 LEFT JOIN t USING (search_id);
 
@@ -149,7 +151,7 @@ CREATE VIEW params AS
 SELECT * FROM _params_folded UNION ALL BY NAME SELECT * FROM _params_projected;
 
 CREATE VIEW reports AS
-SELECT search_id, trial_id, step, resource, value, payload -> 'metrics' AS metrics, ts
+SELECT search_id, trial_id, step, resource, value, TRY(payload -> 'metrics') AS metrics, ts
 FROM events WHERE type = 'trial_reported';
 
 CREATE VIEW scores AS
@@ -193,10 +195,12 @@ def wal_table(store: Store):
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             left_out.append((path, f"written by a newer hptrack (schema v{version})"))
             continue
+        if log.bad_records:
+            left_out.append((path, f"{len(log.bad_records)} damaged record(s) (the rest is read)"))
         if log.rows:
             try:
                 table, bad = log_rows_table(log.rows, log.header["writer_id"], version)
-            except (ValueError, TypeError, OverflowError, KeyError) as exc:
+            except Exception as exc:  # checksummed rows that are not events: a forged log
                 left_out.append((path, f"records do not match the event schema ({short(exc)})"))
                 continue
             tables.append(table)
@@ -396,7 +400,7 @@ def connect(store=None, as_of=None, *, strict=False, projections=True):
             con.close()
             continue
         break
-    _report_left_out(st, bad_logs + bad_segments, strict)
+    _report_left_out(st, bad_logs + bad_segments + st.odd_files(), strict)
     return con
 
 
@@ -465,8 +469,10 @@ def resolve_search(con, search: str) -> tuple[str, str]:
     # from the search_started events as the searches view reads them, without
     # its trial counts (a fold of every trial of every search)
     rows = con.sql(
-        "SELECT search_id, name FROM (SELECT search_id, arg_min(payload, event_id) ->> 'name' AS name, "
-        "min(ts) AS started_at FROM events WHERE type = 'search_started' GROUP BY search_id) "
+        "SELECT search_id, name FROM (SELECT search_id, coalesce(TRY(payload ->> 'name'), search_id) AS name, "
+        "started_at FROM ("
+        "SELECT search_id, arg_min(payload, event_id) AS payload, "
+        "min(ts) AS started_at FROM events WHERE type = 'search_started' GROUP BY search_id)) "
         "WHERE search_id = ? OR name = ? ORDER BY started_at LIMIT 1",
         params=[search, search],
     ).fetchall()

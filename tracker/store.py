@@ -107,6 +107,8 @@ class Store:
 
     # --- listing ---------------------------------------------------------
     def _walk(self, top):
+        """The files under ``top``: every object of a bucket; in a local folder,
+        only regular files (see :meth:`odd_files` for the rest)."""
         if self.is_remote_path(top):
             key = self._key(top)
             # Other writers and compactions add and delete files all the time. The
@@ -123,12 +125,7 @@ class Store:
                 return
             yield from (self._url(k) for k in sorted(found))
             return
-        if not os.path.isdir(top):
-            return
-        for dirpath, dirnames, filenames in os.walk(top):
-            dirnames.sort()
-            for name in sorted(filenames):
-                yield os.path.join(dirpath, name)
+        yield from _scan(top)[0]
 
     def segment_files(self) -> list[str]:
         return [p for p in self._walk(self.events_dir)
@@ -150,6 +147,15 @@ class Store:
     def other_files(self) -> list[str]:
         known = set(self.segment_files()) | set(self.wal_files()) | set(self.temp_files())
         return [p for top in (self.events_dir, self.wal_dir) for p in self._walk(top) if p not in known]
+
+    def odd_files(self) -> list[tuple[str, str]]:
+        """``(path, what it is)`` of each entry of a local folder of the store that
+        is not a regular file: a link (hptrack never makes one, and never follows
+        one out of the store), a FIFO or device (opening it may block or read
+        forever), a socket, a folder named like a store file. Readers leave these
+        out unopened; ``verify`` names them and ``--quarantine`` moves them."""
+        tops = (self.wal_dir,) if self.remote else (self.events_dir, self.wal_dir, self.views_dir)
+        return [entry for top in tops for entry in _scan(top)[1]]
 
     def partition_dir(self, search_id: str) -> str:
         """The folder of a search's segments; ValueError for an id that could not
@@ -182,7 +188,7 @@ class Store:
     def exists(self, path: str) -> bool:
         if self.is_remote_path(path):
             return self.fs.exists(self._key(path))
-        return os.path.exists(path)
+        return os.path.lexists(path)  # a dangling link is there too (to be quarantined)
 
     def size(self, path: str) -> int:
         if self.is_remote_path(path):
@@ -283,6 +289,63 @@ class Store:
         except Exception as exc:  # botocore and friends: the writer retries on OSError
             raise OSError(f"could not put {final}: {exc}") from exc
         return final
+
+
+# a folder with one of these names is not a store file, and is not entered
+_FILE_SUFFIXES = (".parquet", ".wal", ".tmp")
+
+
+def _scan(top: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """(regular files, [(path, what it is)] of every other entry) under the local
+    folder ``top``, in sorted order, from directory entries alone: nothing is
+    opened or followed."""
+    files: list[str] = []
+    odd: list[tuple[str, str]] = []
+    if not os.path.isdir(top):
+        return files, odd
+    todo = [top]
+    while todo:
+        folder = todo.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            odd.append((folder, f"a folder that cannot be listed ({exc.strerror})"))
+            continue
+        subfolders = []
+        for e in entries:
+            try:
+                if e.is_symlink():
+                    odd.append((e.path, f"a symbolic link (to {os.readlink(e.path)}); hptrack never makes "
+                                        "links and never follows one"))
+                elif e.is_dir(follow_symlinks=False):
+                    if e.name.endswith(_FILE_SUFFIXES):
+                        odd.append((e.path, "a folder, where a file of that name belongs"))
+                    else:
+                        subfolders.append(e.path)
+                elif e.is_file(follow_symlinks=False):
+                    files.append(e.path)
+                else:
+                    odd.append((e.path, file_kind(e.stat(follow_symlinks=False).st_mode)))
+            except FileNotFoundError:
+                continue  # removed since it was listed
+        todo.extend(reversed(subfolders))
+    return files, odd
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (from its ``st_mode``)."""
+    import stat
+
+    for test, what in ((stat.S_ISFIFO, "a named pipe (FIFO): reading it may wait forever"),
+                       (stat.S_ISCHR, "a device: reading it may never end"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return what
+    return "not a regular file"
 
 
 def _write_parquet(table, sink, row_group_size) -> None:

@@ -13,7 +13,8 @@ Problem kinds. Errors (data unreadable, missing, or not ours to read):
 events a dead writer could only put in a fallback log on this machine). Warnings (leftovers a
 crash is allowed to leave, which ``compact`` clears, and files that are not
 hptrack's): ``temp_file``, ``torn_log``, ``orphan_log``, ``empty_log``,
-``duplicates``, ``foreign_file``.
+``duplicates``, ``foreign_file``, ``unparsable_payload``. ``not_a_file`` (an
+error): a link, FIFO, device, socket or folder where a store file belongs.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ def verify(store=None, quarantine=False) -> VerifyReport:
         report.problems.append(Problem(path, "foreign_file", WARNING,
                                        f"{rel_path(st, path)}: not an hptrack file; hptrack ignores it, but "
                                        f"nothing but hptrack files belongs in {where}: move it out of the store"))
+    for path, what in st.odd_files():
+        report.problems.append(Problem(path, "not_a_file", ERROR,
+                                       f"{rel_path(st, path)}: {what}; readers leave it out without opening it: "
+                                       "move it out of the store (verify --quarantine does)"))
     # Logs first, then segments: a log sealed in between is then seen twice
     # (harmless) rather than not at all (a false gap).
     wal_paths = st.wal_files()
@@ -131,7 +136,9 @@ def _wal_arrow(report, logs):
         # A damaged log's readable rows still count; a newer one's rows may not parse.
         if lg.header and lg.rows and not any(p.kind == "newer_schema" for p in lg.problems):
             t = log_table(lg)
-            if t is None:
+            if t is None:  # then compact cannot seal it either: no orphan_log promise
+                report.problems[:] = [p for p in report.problems
+                                      if not (p.path == lg.path and p.kind == "orphan_log")]
                 report.problems.append(lg.problems[-1])
                 continue
             tables.append(t.append_column("filename", pa.array([lg.path] * t.num_rows, pa.string())))
@@ -140,7 +147,10 @@ def _wal_arrow(report, logs):
     return pa.concat_tables(tables)
 
 
-_IDENTITY = "filename, event_id, writer_id, seq, search_id, schema_version, ts"
+_IDENTITY = "filename, event_id, writer_id, seq, search_id, schema_version, ts, payload_ok"
+# a payload the views' JSON functions cannot parse (they read it as NULL): not JSON, or
+# a lone surrogate escape, as json.dumps wrote exception messages naming undecodable files
+_PAYLOAD_OK = "coalesce(json_valid(payload), true) AS payload_ok"
 
 
 def _load_identity(con, segments, wal) -> None:
@@ -148,14 +158,15 @@ def _load_identity(con, segments, wal) -> None:
     con.sql("DROP TABLE IF EXISTS ev")
     parts = []
     if segments:
-        parts.append(f"SELECT {_IDENTITY} FROM read_parquet({sql_list(segments)}, filename = true, "
-                     "union_by_name = true, hive_partitioning = false)")
+        parts.append(f"SELECT * EXCLUDE (payload) FROM (SELECT {_IDENTITY.replace('payload_ok', 'payload')}, "
+                     f"{_PAYLOAD_OK} FROM read_parquet({sql_list(segments)}, filename = true, "
+                     "union_by_name = true, hive_partitioning = false))")
     if wal is not None:
-        parts.append(f"SELECT {_IDENTITY} FROM _wal")
+        parts.append(f"SELECT {_IDENTITY.replace('payload_ok', _PAYLOAD_OK)} FROM _wal")
     if not parts:
         parts.append(f"SELECT {_IDENTITY} FROM (SELECT NULL::VARCHAR AS filename, NULL::VARCHAR AS event_id, "
                      "NULL::VARCHAR AS writer_id, NULL::BIGINT AS seq, NULL::VARCHAR AS search_id, "
-                     "NULL::SMALLINT AS schema_version, NULL::TIMESTAMPTZ AS ts) WHERE false")
+                     "NULL::SMALLINT AS schema_version, NULL::TIMESTAMPTZ AS ts, true AS payload_ok) WHERE false")
     con.sql("CREATE TEMP TABLE ev AS " + " UNION ALL BY NAME ".join(parts))
 
 
@@ -228,6 +239,12 @@ def _check_rows(st: Store, report: VerifyReport, con) -> None:
         report.problems.append(Problem(path, "incomplete_rows", ERROR,
                                        f"{rel_path(st, path)}: {n} rows lack an event_id, writer_id, seq, ts "
                                        "or search_id, so they cannot be identified; move the file out"))
+    for path, n in q("SELECT filename, count(*) FROM ev WHERE NOT payload_ok GROUP BY 1 ORDER BY 1"):
+        report.problems.append(Problem(path, "unparsable_payload", WARNING,
+                                       f"{rel_path(st, path)}: the payload of {n} event(s) is not JSON that "
+                                       "the views can parse (e.g. a lone surrogate escape such as \\udcff); "
+                                       "those fields (error, metrics, name, ...) read as NULL, the raw text "
+                                       "stays in events.payload"))
     gaps: dict[str, list[tuple[int, int]]] = {}
     for writer, first, last in q(
             "WITH s AS (SELECT DISTINCT writer_id, seq FROM ev WHERE writer_id IS NOT NULL AND seq >= 0), "

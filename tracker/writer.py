@@ -47,7 +47,7 @@ import warnings
 from . import schema
 from .rows import to_table
 from .store import Store, resolve
-from .wal import LogFile, encode_rows
+from .wal import ROTATE_LOG_BYTES, LogFile, check_event_size, encode_rows
 
 # pyarrow imports pandas lazily, at the first conversion - possibly our seal at
 # exit, when pandas' import of concurrent.futures.thread can no longer register
@@ -138,6 +138,7 @@ class Writer:
 
     def append(self, row: tuple) -> int:
         """Append an already-validated row (ROW_FIELDS without seq); returns its seq."""
+        check_event_size(row)  # one the log could not hold is refused before it takes a seq
         with self._lock:
             pending = self._pending
             pending.append(row)
@@ -189,11 +190,14 @@ class Writer:
                 self._warn_loss()
 
     def _append_to_store(self, first, rows):
+        data = encode_rows(first, rows)  # before the log is opened: it may refuse (oversize)
+        if self._log is not None and self._log.size >= ROTATE_LOG_BYTES:
+            self._rotate_log()  # readers refuse a log over wal.MAX_LOG_BYTES
         if self._log is None:
             self._log = LogFile(self._log_path(first), self._header())
             self._log_first = first
             _lock_file(self._log.fd)
-        self._log.append(encode_rows(first, rows), sync=True)
+        self._log.append(data, sync=True)
         self._logged.extend(rows)
         self._durable_seq = first + len(rows) - 1
 
