@@ -131,7 +131,7 @@ def stores(draw):
     """A plan: which process writes what, before and after compaction, and what goes wrong."""
     # a few searches, or many small ones (a pass then folds many at once)
     n_search = draw(st.one_of(st.integers(1, 4), st.integers(10, 16)))
-    search_names = draw(st.lists(names, min_size=n_search, max_size=n_search, unique=True))
+    search_names = draw(st.lists(names.filter(str.strip), min_size=n_search, max_size=n_search, unique=True))
     n_proc = draw(st.integers(1, 3))
     before = [[] for _ in range(n_proc)]
     after = [[] for _ in range(n_proc + 1)]  # the last one: this process, left in its live log

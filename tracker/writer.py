@@ -344,6 +344,7 @@ class Writer:
 
     # --- background ----------------------------------------------------
     def _start_thread(self):
+        _sigterm_pipe_in_child()
         with _registry_lock:
             if self._thread is None and not _terminating.is_set():
                 t = threading.Thread(target=self._run, name=f"hptrack-writer-{self.writer_id}", daemon=True)
@@ -508,6 +509,7 @@ TERMINATED_REASON = "terminated by SIGTERM"
 TERMINATED_EXIT = 128 + signal.SIGTERM
 _term_pipe: tuple[int, int] | None = None     # (read end, write end)
 _owns_wakeup = False                           # signal.set_wakeup_fd is our pipe
+_pipe_after_fork = False                       # a forked child still to get its own pipe
 _terminating = threading.Event()
 
 
@@ -530,23 +532,41 @@ def _install_sigterm():
 
 def _reinstall_sigterm_after_fork():
     # The child shares the parent's pipe, and has no watching thread: its own
-    # SIGTERM would end the parent. Give it a pipe and thread of its own.
-    global _term_pipe
+    # SIGTERM would end the parent. It drops the pipe here and gets its own at
+    # its first write (_start_thread): starting a thread inside an at-fork hook
+    # can crash a child that subprocess forks to exec (preexec_fn). Until then
+    # _on_sigterm ends the child itself.
+    global _term_pipe, _pipe_after_fork
     if _term_pipe is None:
         return
     try:
         if _owns_wakeup:
             signal.set_wakeup_fd(-1)
-        for fd in _term_pipe:
-            os.close(fd)
-        _term_pipe = None
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            _install_sigterm()
-    except (ValueError, OSError):  # not the main thread: nothing to wake us but our handler
+    except ValueError:  # not the main thread
         pass
+    for fd in _term_pipe:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _term_pipe = None
+    _pipe_after_fork = signal.getsignal(signal.SIGTERM) is _on_sigterm
+
+
+def _sigterm_pipe_in_child():
+    """A forked child's own pipe and thread, at its first write (main thread only)."""
+    global _pipe_after_fork
+    if _pipe_after_fork and threading.current_thread() is threading.main_thread():
+        _pipe_after_fork = False
+        try:
+            _install_sigterm()
+        except (ValueError, OSError):
+            pass
 
 
 def _on_sigterm(signum, frame):
+    if _term_pipe is None:  # a forked child that has not written yet: no thread to wake
+        terminate()
     _wake_terminator()
 
 
