@@ -138,3 +138,35 @@ def test_sigterm_while_main_thread_sleeps_in_c(tmp_path):
     con = check_terminated_store(root, "sleep")
     assert con.sql("SELECT state, error FROM trials WHERE trial_id = ?", params=[line.split()[1]]
                    ).fetchall() == [("failed", "terminated by SIGTERM")]
+
+
+def test_sigterm_is_not_swallowed_by_code_that_catches_everything(tmp_path):
+    # What numpy did to the old SystemExit inside a fit, done on purpose: a loop
+    # that turns any exception into a failed fit and goes on. Before, SIGTERM was
+    # an exception raised in the main thread, so this loop swallowed it and ran on.
+    code = ("import sys, hptrack\n"
+            "s = hptrack.search('tolerant', store=sys.argv[1])\n"
+            "print('READY', flush=True)\n"
+            "k = 0\n"
+            "while True:\n"
+            "    t = s.trial({'k': k}); k += 1\n"
+            "    try:\n"
+            "        sum(i * i for i in range(200_000))\n"
+            "        t.complete(float(k))\n"
+            "    except BaseException as exc:\n"
+            "        t.fail(f'fit failed: {exc!r}')\n")
+    root = tmp_path / "store"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "READY"
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    try:
+        rc = proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("SIGTERM was swallowed: still running 10 s after it")
+    took = time.monotonic() - sent
+    assert rc == 143 and took < 5.0, (rc, took)
+    con = check_terminated_store(root, "tolerant")
+    assert con.sql("SELECT count(*) FROM trials WHERE error LIKE 'fit failed%'").fetchall() == [(0,)]
