@@ -98,6 +98,7 @@ class Writer:
     def _reset(self):
         """Fresh identity and empty buffers (at creation and in a forked child)."""
         self.writer_id = new_writer_id()
+        self._pid = os.getpid()            # a forked child resets the writer at its first use
         # ids for trials; a private generator, so the user's `random` stream is untouched
         self._ids = random.Random(os.urandom(16))
         self._lock = threading.Lock()      # seq and pending
@@ -138,6 +139,7 @@ class Writer:
 
     def append(self, row: tuple) -> int:
         """Append an already-validated row (ROW_FIELDS without seq); returns its seq."""
+        self._forked()
         check_event_size(row)  # one the log could not hold is refused before it takes a seq
         with self._lock:
             pending = self._pending
@@ -153,6 +155,7 @@ class Writer:
     # --- flushing ------------------------------------------------------
     def flush(self, upto: int | None = None) -> None:
         """Make every appended row durable in the log (or at least row ``upto``)."""
+        self._forked()
         if _terminating.is_set():
             wait_if_terminating()  # SIGTERM's final seal is done or under way: never acknowledge
         _critical.depth += 1
@@ -278,6 +281,7 @@ class Writer:
     # --- sealing -------------------------------------------------------
     def seal(self) -> None:
         """Flush, then turn every closed or current log into Parquet segments."""
+        self._forked()
         self.flush()
         with self._io_lock:
             if self._log is not None:
@@ -321,6 +325,7 @@ class Writer:
 
     def close(self) -> None:
         """Flush and seal everything; the writer stays usable (appending restarts it)."""
+        self._forked()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             self._closed = True
@@ -373,6 +378,13 @@ class Writer:
             warnings.warn(f"hptrack: cannot write to store {self.store.root}: {exc}; the run goes on: "
                           "logged events are sealed into it later, and flushes go to a fallback log "
                           "while the store refuses them", RuntimeWarning, stacklevel=2)
+
+    def _forked(self) -> None:
+        """In a forked child, give this writer its own identity before it is used."""
+        if self._pid != os.getpid():
+            with _registry_lock:
+                if self._pid != os.getpid():
+                    self._after_fork()
 
     def _after_fork(self):
         # the parent keeps its own descriptors and locks on these logs
@@ -441,11 +453,13 @@ def close_all() -> None:
 
 
 def _after_fork_in_child():
+    # As little as possible here: subprocess runs this hook in the child it
+    # forks to exec (with preexec_fn), and allocating there, in a copy of a
+    # threaded process, crashed such children (Ray's raylet, `hptrack` run by a
+    # test). Each writer resets itself at its first use in the child (_forked).
     global _registry_lock
     _registry_lock = threading.Lock()
     _reinstall_sigterm_after_fork()
-    for w in _writers.values():
-        w._after_fork()
     mp_util = sys.modules.get("multiprocessing.util")
     if mp_util is not None and _writers:
         # A multiprocessing child clears its finalizers after this hook, then runs
