@@ -68,15 +68,20 @@ def run_and_terminate(root, tmp_path, mode, delay):
         assert time.monotonic() < deadline
         time.sleep(0.01)
     time.sleep(delay)
+    rc, took = terminate_and_wait(proc, f"{mode}: still running 10 s after SIGTERM (seed {SEED})")
+    return rc, took, open(out_path).read(), open(tmp_path / f"{mode}.err").read()
+
+
+def terminate_and_wait(proc, failure: str):
+    """Send SIGTERM; (exit code, seconds to exit), or fail with ``failure`` after 10 s."""
     proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     try:
         rc = proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
-        pytest.fail(f"{mode}: still running 10 s after SIGTERM (seed {SEED})")
-    took = time.monotonic() - sent
-    return rc, took, open(out_path).read(), open(tmp_path / f"{mode}.err").read()
+        pytest.fail(failure)
+    return rc, time.monotonic() - sent
 
 
 def check_terminated_store(root, context):
@@ -159,14 +164,7 @@ def test_sigterm_is_not_swallowed_by_code_that_catches_everything(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", code, str(root)], stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "READY"
     time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    sent = time.monotonic()
-    try:
-        rc = proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("SIGTERM was swallowed: still running 10 s after it")
-    took = time.monotonic() - sent
+    rc, took = terminate_and_wait(proc, "SIGTERM was swallowed: still running 10 s after it")
     assert rc == 143 and took < 5.0, (rc, took)
     con = check_terminated_store(root, "tolerant")
     assert con.sql("SELECT count(*) FROM trials WHERE error LIKE 'fit failed%'").fetchall() == [(0,)]
