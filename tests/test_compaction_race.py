@@ -25,7 +25,9 @@ from hptrack.store import Store
 from hptrack.writer import Writer
 
 HELPER = os.path.join(os.path.dirname(__file__), "helpers_proc.py")
-ROUNDS = int(os.environ.get("HPTRACK_RACE_ROUNDS", 2))  # each: 48 acknowledged trials
+# each round: 48 acknowledged trials; one in the default run, many in `make test-slow`
+ROUNDS = [1, pytest.param(int(os.environ.get("HPTRACK_RACE_ROUNDS", 8)),
+                          marks=[pytest.mark.slow, pytest.mark.timeout(1800)])]
 
 # Compacts in a loop until the file argv[2] exists; grace 0 (delete what was
 # replaced at once) is the harshest setting for a racing compactor.
@@ -99,11 +101,12 @@ def race(root, tmp_path, writer_env, compactor_envs, rounds):
         yield acks, errors
 
 
-def test_two_compactors_racing_on_s3_lose_nothing(s3_store, s3_env, tmp_path):
+@pytest.mark.parametrize("rounds", ROUNDS)
+def test_two_compactors_racing_on_s3_lose_nothing(s3_store, s3_env, tmp_path, rounds):
     env = {**os.environ, **s3_env}
     compactor_envs = [{**env, "HPTRACK_CACHE_DIR": str(tmp_path / f"machine{i}")} for i in (1, 2)]
     all_acks, all_errors = [], []
-    for acks, errors in race(s3_store, tmp_path, env, compactor_envs, rounds=ROUNDS):
+    for acks, errors in race(s3_store, tmp_path, env, compactor_envs, rounds=rounds):
         all_acks += acks
         all_errors += errors
         check_store(s3_store, all_acks)
@@ -113,11 +116,12 @@ def test_two_compactors_racing_on_s3_lose_nothing(s3_store, s3_env, tmp_path):
     Writer.for_store(s3_store).close()
 
 
-def test_two_compactors_racing_on_a_local_folder_lose_nothing(tmp_path):
+@pytest.mark.parametrize("rounds", ROUNDS)
+def test_two_compactors_racing_on_a_local_folder_lose_nothing(tmp_path, rounds):
     root = tmp_path / "store"
     env = dict(os.environ)
     all_acks, all_errors = [], []
-    for acks, errors in race(root, tmp_path, env, [env, env], rounds=ROUNDS):
+    for acks, errors in race(root, tmp_path, env, [env, env], rounds=rounds):
         all_acks += acks
         all_errors += errors
         check_store(root, all_acks)

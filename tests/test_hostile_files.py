@@ -320,6 +320,17 @@ COMMANDS = [["ls"], ["report"], ["query", "SELECT count(*) AS n FROM trials", "-
             ["compact", "--format", "json"]]
 
 
+# Kinds of file refused by what they are (not a regular file, a link, no valid header...)
+# before any row of theirs is read: `ls` and `query` meet them exactly as `report` would,
+# so the report (the slowest command: it runs the analyses) runs only on the other cases.
+_REFUSED_AS_FILES = ("fifo", "link_", "directory", "sparse", "socket", "zero_byte", "empty_file",
+                     "truncated", "wrong_magic", "huge_length")
+
+
+def _reaches_rows(case: str) -> bool:
+    return case == "wal_hardlink_segment" or not any(k in case for k in _REFUSED_AS_FILES)
+
+
 def _limits():
     resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_LIMIT, MEMORY_LIMIT))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -375,10 +386,14 @@ def test_hostile_file(case, good_store, zygote, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     bad = os.path.abspath(make(str(root), outside))
-    ls, report, count, verify, quarantine, again, count_after, compact = run_cli(zygote, root, COMMANDS)
+    results = run_cli(zygote, root, COMMANDS if _reaches_rows(case) else COMMANDS[:1] + COMMANDS[2:])
+    if not _reaches_rows(case):
+        results.insert(1, None)
+    ls, report, count, verify, quarantine, again, count_after, compact = results
 
     for r in (ls, report):
-        _ok(r)
+        if r is not None:
+            _ok(r)
     assert "good" in ls["out"] and "other" in ls["out"] and "logged" in ls["out"]
     assert _count(count) == n_trials
     if severity is not FINE:  # the readers that left it out said so, once, naming it
