@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import output
-from .main import _AS_OF_OPT, _FORMAT_OPT, _emit, _store, cli  # noqa: F401
+from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 
 _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 
@@ -23,8 +23,8 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
               show_default=True)
 @click.option("--show", "part", type=click.Choice(_PARTS), default="summary", show_default=True,
               help="Which table to print (json with summary prints everything).")
-@_FORMAT_OPT
-@_AS_OF_OPT
+@FORMAT_OPT
+@AS_OF_OPT
 @click.pass_context
 def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
     """Compare SEARCHES (names or ids) of the same task and metric.
@@ -45,7 +45,7 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
     from hptrack.analysis.compare import compare
     from hptrack.read import connect
 
-    con = connect(_store(ctx), as_of, strict=ctx.obj["strict"])
+    con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con)
     frame = {"summary": r.summary, "searches": r.per_search, "curves": r.curves,
              "bands": r.bands, "ranks": r.ranks}[part]
@@ -53,7 +53,7 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
         click.echo(output.dumps(r.to_dict()))
         return
     if fmt != "table" or part != "summary":
-        return _emit(frame, fmt)
+        return emit(frame, fmt)
     click.echo(f"{r.why}\ncommon budget {output.cell(r.horizon, digits=5)} {r.unit}; "
                f"{r.direction} {r.metric}")
     output.print_frame(r.summary, digits=4)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import output
-from .main import _AS_OF_OPT, _FORMAT_OPT, _emit, _store, cli  # noqa: F401
+from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 
 _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "best_trial_number",
           "best_params", "best_value", "best_cv", "best_cv_se", "n_tied", "optimistic_bias",
@@ -19,8 +19,8 @@ _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
               show_default=True, help="Significance level of the tie test.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstraps.")
-@_FORMAT_OPT
-@_AS_OF_OPT
+@FORMAT_OPT
+@AS_OF_OPT
 @click.pass_context
 def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
     """Hyperparameter-overfitting diagnostics of SEARCH (a name or id).
@@ -41,7 +41,7 @@ def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
     from hptrack.analysis.overfitting import diagnose
     from hptrack.read import connect
 
-    con = connect(_store(ctx), as_of, strict=ctx.obj["strict"])
+    con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     d = diagnose(search, alpha=alpha, seed=seed, con=con)
     if fmt == "json":
         click.echo(output.dumps(d.to_dict()))
@@ -52,7 +52,7 @@ def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
 
         rows = [(k, output.dumps(data[k]) if isinstance(data[k], (dict, list)) else
                  (None if data[k] is None else str(data[k]))) for k in _SHOWN + ("warnings",)]
-        return _emit(pl.DataFrame(rows, schema=["field", "value"], orient="row"), "csv")
+        return emit(pl.DataFrame(rows, schema=["field", "value"], orient="row"), "csv")
     lines = [f"{k}: {_show(data[k])}" for k in _SHOWN if data[k] is not None]
     click.echo("\n".join(lines))
     if d.not_computed:

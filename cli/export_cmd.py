@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .main import _AS_OF_OPT, _store
+from .options import AS_OF_OPT, store_root
 
 
 @click.command("export", short_help="Export a search's trials (or events) as parquet, csv or json.")
@@ -16,7 +16,7 @@ from .main import _AS_OF_OPT, _store
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="File to write (default: csv/json to stdout, parquet to SEARCH.parquet).")
 @click.option("--events", is_flag=True, help="Export the raw event log instead of the trials table.")
-@_AS_OF_OPT
+@AS_OF_OPT
 @click.pass_context
 def export_cmd(ctx, search, fmt, output, events, as_of):
     """Export SEARCH (name or id): one row per trial with its params, or with
@@ -32,7 +32,7 @@ def export_cmd(ctx, search, fmt, output, events, as_of):
     what = "events" if events else "trials"
     if output is None and fmt == "parquet":
         output = f"{search}.parquet"
-    result = export(search, fmt, output, store=_store(ctx), as_of=as_of, what=what)
+    result = export(search, fmt, output, store=store_root(ctx), as_of=as_of, what=what)
     if output is None:
         sys.stdout.buffer.write(result)
         sys.stdout.flush()

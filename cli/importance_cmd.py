@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .main import _AS_OF_OPT, _FORMAT_OPT, _MAX_TRIALS_OPT, _emit, _store
+from .options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, emit, store_root
 
 _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=False)
 
@@ -23,9 +23,9 @@ _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=Fa
               help="Analyse every trial's reported value at STEP (or 'common': the last step "
                    "all trials reached), pruned trials included.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@_MAX_TRIALS_OPT
-@_FORMAT_OPT
-@_AS_OF_OPT
+@MAX_TRIALS_OPT
+@FORMAT_OPT
+@AS_OF_OPT
 @click.pass_context
 def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, max_trials, fmt, as_of):
     """Importance of each hyperparameter of SEARCH (name or id).
@@ -48,7 +48,7 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, max_t
             budget = int(budget)
         except ValueError:
             raise click.BadParameter("a step number or 'common'", param_hint="--budget") from None
-    kw = {"store": _store(ctx), "seed": seed, "top_quantile": top_quantile, "budget": budget, "as_of": as_of,
+    kw = {"store": store_root(ctx), "seed": seed, "top_quantile": top_quantile, "budget": budget, "as_of": as_of,
           "max_trials": max_trials or None}
     if pairs:
         if method != "fanova":
@@ -56,4 +56,4 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, max_t
         df = interactions(search, **kw)
     else:
         df = importance(search, method=method.lower(), **kw)
-    _emit(df, fmt)
+    emit(df, fmt)

@@ -16,8 +16,15 @@ import warnings
 import click
 
 from . import output
+from .compare_cmd import compare_cmd
+from .demo_cmd import demo_cmd
+from .diagnose_cmd import diagnose_cmd
+from .export_cmd import export_cmd
+from .import_cmd import import_ray_cmd
+from .importance_cmd import importance_cmd
+from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
+from .report_cmd import report_cmd
 
-FORMAT = click.Choice(output.FORMATS, case_sensitive=False)
 
 
 # --- errors: one line, no traceback unless --debug -----------------------------
@@ -112,40 +119,8 @@ def cli(ctx, store, debug, strict):
     ctx.obj = {"store": store, "debug": debug, "strict": strict}
 
 
-def _store(ctx) -> str:
-    """The store folder, which must exist: reading a missing one is almost always a typo."""
-    from hptrack.errors import StoreError
-    from hptrack.store import Store
-
-    st = Store(ctx.obj["store"])
-    if not st.found():
-        raise StoreError(f"no hptrack store at {st.root} - pass --store PATH or URL, or set HPTRACK_STORE "
-                         "(a store is created by the first hptrack.search(...))")
-    return st.root
-
-
 def _print(table) -> None:
     output.print_table(table)
-
-
-def _emit(df, fmt: str) -> None:
-    if fmt == "csv":
-        click.echo(output.frame_csv(df), nl=False)
-    elif fmt == "json":
-        click.echo(output.frame_json(df), nl=False)
-    else:
-        output.print_frame(df)
-
-
-_FORMAT_OPT = click.option("--format", "fmt", type=FORMAT, default="table", show_default=True,
-                           help="table for people; csv or json for programs.")
-_MAX_TRIALS_OPT = click.option(
-    "--max-trials", type=click.IntRange(min=0), default=20_000, show_default=True, metavar="N",
-    help="Fit the sensitivity model on a seeded random sample of N usable trials when a search "
-         "has more (0: all of them; slow past ~20,000).")
-_AS_OF_OPT = click.option("--as-of", metavar="TIME", default=None,
-                          help="Fold only the events up to TIME (ISO 8601, UTC if no zone), "
-                               "e.g. 2026-11-27T10:30:00Z.")
 
 
 # --- ls ----------------------------------------------------------------------------
@@ -161,8 +136,8 @@ def _trial_counts(row) -> str:
 
 
 @cli.command("ls", short_help="List the searches: strategy, objective, trials, best value.")
-@_FORMAT_OPT
-@_AS_OF_OPT
+@FORMAT_OPT
+@AS_OF_OPT
 @click.pass_context
 def ls_cmd(ctx, fmt, as_of):
     """List the searches in the store: strategy, objective, trials by state, best value.
@@ -178,11 +153,11 @@ def ls_cmd(ctx, fmt, as_of):
     """
     from hptrack.overview import ls
 
-    df = ls(_store(ctx), as_of=as_of, strict=ctx.obj["strict"])
+    df = ls(store_root(ctx), as_of=as_of, strict=ctx.obj["strict"])
     if fmt != "table":
-        return _emit(df, fmt)
+        return emit(df, fmt)
     if df.is_empty():
-        click.echo(f"No searches in {_store(ctx)} yet.")
+        click.echo(f"No searches in {store_root(ctx)} yet.")
         return
     rows = []
     for r in df.iter_rows(named=True):
@@ -204,8 +179,8 @@ _SETTINGS_SKIP = {"n_trials", "n_complete", "n_failed", "n_pruned", "n_running",
 
 @cli.command("show", short_help="A search's settings and its trials, best first.")
 @click.argument("search")
-@_FORMAT_OPT
-@_AS_OF_OPT
+@FORMAT_OPT
+@AS_OF_OPT
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Show only the first N trials (the N best).")
 @click.pass_context
@@ -224,10 +199,10 @@ def show_cmd(ctx, search, fmt, as_of, limit):
     """
     from hptrack.overview import show
 
-    view = show(search, _store(ctx), as_of=as_of, strict=ctx.obj["strict"])
+    view = show(search, store_root(ctx), as_of=as_of, strict=ctx.obj["strict"])
     trials = view.trials if limit is None else view.trials.head(limit)
     if fmt == "csv":
-        return _emit(trials, "csv")
+        return emit(trials, "csv")
     if fmt == "json":
         click.echo(output.dumps({"search": view.settings, "trials": trials.to_dicts()}))
         return
@@ -255,8 +230,8 @@ def show_cmd(ctx, search, fmt, as_of, limit):
 # --- query -------------------------------------------------------------------------
 @cli.command("query", short_help="Run one read-only SELECT over the store's views.")
 @click.argument("sql")
-@_FORMAT_OPT
-@_AS_OF_OPT
+@FORMAT_OPT
+@AS_OF_OPT
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               metavar="SECONDS", help="Stop the query after this many seconds.")
 @click.option("--memory-limit", metavar="SIZE", default=None,
@@ -284,12 +259,12 @@ def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
     if sql == "-":
         sql = sys.stdin.read()
     try:
-        df = query(sql, _store(ctx), as_of=as_of, strict=ctx.obj["strict"], timeout=timeout,
+        df = query(sql, store_root(ctx), as_of=as_of, strict=ctx.obj["strict"], timeout=timeout,
                    memory_limit=memory_limit)
     except KeyboardInterrupt:
         click.echo("Error: query interrupted (Ctrl-C)", err=True)
         ctx.exit(130)
-    _emit(df, fmt)
+    emit(df, fmt)
 
 
 # --- verify / compact ------------------------------------------------------------
@@ -311,7 +286,7 @@ def verify_cmd(ctx, fmt, quarantine):
     """
     from hptrack.verification import verify
 
-    root = _store(ctx)
+    root = store_root(ctx)
     report = verify(root, quarantine=quarantine)
     if fmt == "json":
         click.echo(output.dumps(report.to_dict()))
@@ -356,7 +331,7 @@ def compact_cmd(ctx, fmt, grace):
     """
     from hptrack.compaction import compact
 
-    result = compact(_store(ctx), **({} if grace is None else {"grace": grace}))
+    result = compact(store_root(ctx), **({} if grace is None else {"grace": grace}))
     if fmt == "json":
         click.echo(output.dumps(result.to_dict()))
         return
@@ -379,20 +354,9 @@ def compact_cmd(ctx, fmt, grace):
                f"({result.events} events in segments; sealed {result.sealed_logs} logs; "
                f"removed {result.removed_duplicates} duplicate events{extra})")
 
-from .diagnose_cmd import diagnose_cmd  # noqa: E402
-cli.add_command(diagnose_cmd)
-from .compare_cmd import compare_cmd  # noqa: E402
-cli.add_command(compare_cmd)
-from .importance_cmd import importance_cmd  # noqa: E402
-cli.add_command(importance_cmd)
-from .report_cmd import report_cmd  # noqa: E402
-cli.add_command(report_cmd)
-from .demo_cmd import demo_cmd  # noqa: E402
-cli.add_command(demo_cmd)
-from .export_cmd import export_cmd  # noqa: E402
-cli.add_command(export_cmd)
-from .import_cmd import import_ray_cmd  # noqa: E402
-cli.add_command(import_ray_cmd)
+for command in (diagnose_cmd, compare_cmd, importance_cmd, report_cmd, demo_cmd, export_cmd,
+                import_ray_cmd):
+    cli.add_command(command)
 
 
 def main(argv=None):

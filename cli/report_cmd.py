@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import click
 
-from .main import _AS_OF_OPT, _MAX_TRIALS_OPT, _store
+from .options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 
 
 @click.command("report", short_help="Summarise searches: best, states, importance, diagnostics, comparison.")
 @click.argument("searches", nargs=-1)
 @click.option("--html", "html", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report (plots, works offline) to FILE.")
-@_MAX_TRIALS_OPT
-@_AS_OF_OPT
+@MAX_TRIALS_OPT
+@AS_OF_OPT
 @click.pass_context
 def report_cmd(ctx, searches, html, max_trials, as_of):
     """Report on SEARCHES (names or ids; default: every search in the store),
@@ -29,6 +29,6 @@ def report_cmd(ctx, searches, html, max_trials, as_of):
     """
     from hptrack.analysis.report import report
 
-    report(list(searches) or None, store=_store(ctx), html=html, as_of=as_of, max_trials=max_trials or None)
+    report(list(searches) or None, store=store_root(ctx), html=html, as_of=as_of, max_trials=max_trials or None)
     if html:
         click.echo(f"wrote {html}", err=True)
