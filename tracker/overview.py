@@ -18,8 +18,9 @@ _LS_SQL = """
 WITH best AS (
     SELECT t.search_id,
            CASE WHEN s.direction = 'minimize' THEN min(t.value) ELSE max(t.value) END AS best,
-           CASE WHEN s.direction = 'minimize' THEN arg_min(t.trial_number, t.value)
-                ELSE arg_max(t.trial_number, t.value) END AS best_trial
+           -- of tied values the first trial, whatever order the scan gives (stable over compaction)
+           CASE WHEN s.direction = 'minimize' THEN arg_min(t.trial_number, (t.value, t.trial_number))
+                ELSE arg_max(t.trial_number, (t.value, -t.trial_number)) END AS best_trial
     FROM trials t JOIN searches s USING (search_id)
     WHERE t.state = 'complete' AND t.value IS NOT NULL AND NOT isnan(t.value)
     GROUP BY t.search_id, s.direction
