@@ -54,6 +54,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from hptrack.errors import HptrackError
 
 from . import budget, stats
 
@@ -64,8 +65,9 @@ UNITS = {"trials": "trials", "time": "seconds", "resource": "resource", "compute
 _GRID_POINTS = 101
 
 
-class IncomparableSearches(ValueError):
-    """The searches given to :func:`compare` are not of one task, metric and direction."""
+class IncomparableSearches(HptrackError, ValueError):
+    """The searches given to :func:`compare` are not of one task, metric and direction
+    (or one is a nested-CV outer run); the message names the conflict and the way out."""
 
 
 @dataclass
@@ -193,9 +195,9 @@ def _like(meta, force):
     outer = [m["name"] for m in meta if m["kind"] == "nested_cv"]
     if outer:
         raise IncomparableSearches(
-            f"{', '.join(map(repr, outer))} {'is a nested-CV outer run' if len(outer) == 1 else 'are nested-CV outer runs'}"
-            " (kind='nested_cv'): an estimate of one search's generalisation, not a strategy; "
-            "compare the searches themselves (hptrack diagnose reads the nested-CV estimate)")
+            f"{', '.join(map(repr, outer))}: a nested-CV outer run (kind='nested_cv') is an estimate "
+            "of one search's generalisation, not a strategy; compare the searches themselves "
+            "(hptrack diagnose reads the nested-CV estimate)")
     directions = _conflict(meta, "direction", "directions")
     if directions:   # never comparable: one maximises what the other minimises
         raise IncomparableSearches(f"the searches are of {directions}: compare searches of one task, "
@@ -222,7 +224,8 @@ def _conflict(meta, key, plural):
             by_value.setdefault(m[key], []).append(m["name"])
     if len(by_value) < 2:
         return None
-    named = "; ".join(f"{v}: {', '.join(names[:3])}" + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    named = "; ".join(f"{v}: {', '.join(names[:3])}"
+                      + (f" and {len(names) - 3} more" if len(names) > 3 else "")
                       for v, names in by_value.items())
     return f"different {plural} ({named})"
 
@@ -237,10 +240,10 @@ def _verdict(summary, tests, alpha):
     top, runner = rows[0], rows[1]
     n = tests["n_blocks"]
     if "friedman" not in tests:
-        return None, (f"no clear winner: one search per strategy (n = {n}), no test possible; mean ranks "
-                      f"{ranks}; repeat each strategy over seeds to test the difference")
+        return None, (f"no clear winner: one search per strategy (n = {n}), no test possible; "
+                      f"mean ranks {ranks}; repeat each strategy over seeds to test the difference")
     p = tests["friedman"]["p_f"]
-    numbers = f"mean ranks {ranks}; Friedman p = {p:.3g} (Iman-Davenport), n = {n} seeds"
+    numbers = f"mean ranks {ranks}; Friedman p = {p:.3g} (Iman-Davenport), n = {n} paired runs"
     if not top["mean_rank"] < runner["mean_rank"]:
         return None, f"no clear winner: {top['strategy']} and {runner['strategy']} tie; {numbers}"
     if not p < alpha:
@@ -248,9 +251,9 @@ def _verdict(summary, tests, alpha):
     pair = next((q for q in tests.get("nemenyi", {}).get("pairs", [])
                  if {q["a"], q["b"]} == {top["strategy"], runner["strategy"]}), None)
     if pair is not None and not pair["significant"]:
-        return None, (f"no clear winner: {top['strategy']} is not significantly ahead of {runner['strategy']} "
-                      f"(rank difference {abs(pair['rank_diff']):.2f} < Nemenyi critical difference "
-                      f"{tests['nemenyi']['cd']:.2f}); {numbers}")
+        return None, (f"no clear winner: {top['strategy']} is not significantly ahead of "
+                      f"{runner['strategy']} (rank difference {abs(pair['rank_diff']):.2f} < Nemenyi "
+                      f"critical difference {tests['nemenyi']['cd']:.2f}); {numbers}")
     after = (f", and ahead of {runner['strategy']} by more than Nemenyi's critical difference "
              f"{tests['nemenyi']['cd']:.2f}") if pair is not None else ""
     return top["strategy"], f"best mean rank, significant at alpha = {alpha:g}{after}; {numbers}"

@@ -152,9 +152,10 @@ def test_a_tie_names_no_best_strategy(tied):
     assert r.best is None
     assert r.verdict.startswith("no clear winner") and "1.50" in r.verdict and "p = 1" in r.verdict
     assert "n = 4" in r.verdict
-    rep = build(names, store=store, progress=False)
+    # the report says the same (on two seeds: its per-search analyses are the slow part)
+    rep = build(["grid-0", "random-0", "grid-1", "random-1"], store=store, progress=False)
     (g,) = rep.groups
-    assert g.best_strategy is None and g.best_reason == r.verdict
+    assert g.best_strategy is None and g.best_reason.startswith("no clear winner: grid and random tie")
 
 
 def test_one_strategy_is_not_a_winner(tied):
