@@ -96,6 +96,8 @@ def test_compare_refuses_different_tasks_and_says_how_out(unrelated):
     assert "different tasks" in r.why
     run = CliRunner().invoke(cli, ["--store", unrelated, "compare", "iris-grid", "digits-random"])
     assert run.exit_code == 1 and "different tasks" in run.output and "--force" in run.output
+    run = CliRunner().invoke(cli, ["--store", unrelated, "compare", "iris-grid", "digits-random", "--force"])
+    assert run.exit_code == 0 and "compared anyway" in run.output and "no clear winner" in run.output
 
 
 def test_task_attribute_reaches_the_payload_through_every_integration(tmp_path):
