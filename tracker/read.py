@@ -146,7 +146,8 @@ SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TR
        TRY(s.payload -> 'space') AS space,
        -- searches are compared only within one task: an explicit task attribute, else the
        -- data sklearn fitted on, else the dataset attribute; null: unknown
-       coalesce(TRY(s.payload ->> 'task'), fp.data, TRY(s.payload ->> 'dataset')) AS task,
+       coalesce(nullif(trim(TRY(s.payload ->> 'task')), ''), fp.data,
+                nullif(trim(TRY(s.payload ->> 'dataset')), '')) AS task,
        pr.pruner,
        -- what compare and report group by: the strategy with its pruner (tpe+median)
        coalesce(TRY(s.payload ->> 'strategy'), 'custom') || coalesce('+' || pr.pruner, '') AS strategy_label,
