@@ -19,9 +19,10 @@ _EXPORTS = {
     "analyse": ".sensitivity",
     "diagnose": ".overfitting",
     "compare": ".compare",
+    "IncomparableSearches": ".compare",
 }
 
-__all__ = ["analyse", "compare", "diagnose", "importance", "interactions", "marginals"]
+__all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "marginals"]
 
 
 def __getattr__(name):

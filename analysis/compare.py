@@ -16,8 +16,20 @@ maybe repeated over seeds) on a common axis and returns:
   best value each search reached within the common budget, searches paired by
   seed (or by order when seeds do not match).
 
-Searches are grouped by the strategy recorded when they were opened. Only
-complete trials count as results: a pruned trial, or a low rung of successive
+Only searches of one task are compared (the ``task`` column of the
+``searches`` view: an explicit ``task=`` attribute, else the data
+hptrack.sklearn fitted on, else the ``dataset`` attribute), with one metric and
+direction; anything else raises :class:`IncomparableSearches` naming the
+conflict (``force=True`` compares different tasks or metrics anyway and says
+so in ``why``). A nested-CV outer run is not a strategy and is refused.
+
+Searches are grouped by the strategy recorded when they were opened, with
+its pruner (``tpe+median``: the same sampler under another pruner spends its
+budget differently). ``best`` names a strategy only when there are at least
+two, its mean rank is strictly the best, Friedman's test (Iman-Davenport F) is
+significant at ``alpha`` and, with three or more strategies, Nemenyi's test
+separates it from the runner-up; ``verdict`` says which, with the numbers.
+Only complete trials count as results: a pruned trial, or a low rung of successive
 halving, never sets the best-so-far, whatever the axis.
 
 The axes. ``trials``: trials finished. ``time``: seconds since the search's
@@ -39,18 +51,23 @@ last and its area under the curve says nothing about the model it buys.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from hptrack.errors import HptrackError
 
 from . import budget, stats
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["Comparison", "IncomparableSearches", "compare"]
 
 AXES = ("auto", "trials", "time", "resource", "compute")
 UNITS = {"trials": "trials", "time": "seconds", "resource": "resource", "compute": "full evaluations"}
 _GRID_POINTS = 101
+
+
+class IncomparableSearches(HptrackError, ValueError):
+    """The searches given to :func:`compare` are not of one task, metric and direction
+    (or one is a nested-CV outer run); the message names the conflict and the way out."""
 
 
 @dataclass
@@ -67,15 +84,19 @@ class Comparison:
     tests: dict = field(default_factory=dict)
     why: str = ""             # the axis used, and why
     unit: str = ""            # what one unit of the axis is
+    task: str | None = None   # the task compared (None: not recorded, or mixed with force=True)
+    best: str | None = None   # the winning strategy, only when the tests say so
+    verdict: str = ""         # why there is a best strategy or none, with the numbers
 
     def to_dict(self) -> dict:
         return {"by": self.by, "why": self.why, "unit": self.unit, "direction": self.direction,
-                "metric": self.metric, "horizon": self.horizon, "summary": self.summary.to_dicts(),
+                "metric": self.metric, "task": self.task, "horizon": self.horizon,
+                "best": self.best, "verdict": self.verdict, "summary": self.summary.to_dicts(),
                 "per_search": self.per_search.to_dicts(), "tests": self.tests}
 
 
 def compare(searches, by="auto", store=None, target=None, reference=None, alpha=0.05,
-            n_boot=1000, seed=0, con=None, as_of=None) -> Comparison:
+            n_boot=1000, seed=0, con=None, as_of=None, force=False) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
 
     ``by`` is the budget axis: ``trials`` finished, wall-clock ``time``
@@ -83,7 +104,9 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     trial's largest reported ``resource``), ``compute`` spent in full
     evaluations, or ``auto`` (``compute`` if any search is multi-fidelity, else
     ``trials``). ``target`` is a value to reach; ``reference`` the known
-    optimum, for normalised regret.
+    optimum, for normalised regret. ``force=True`` compares searches of
+    different tasks or metrics anyway (never different directions, never a
+    nested-CV outer run).
     """
     import polars as pl
     from hptrack.read import connect
@@ -97,17 +120,11 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
         raise ValueError("compare() needs at least one search")
     con = con or connect(store, as_of)
     meta = _resolve(con, searches)
-    directions = {m["direction"] for m in meta}
-    if len(directions) > 1:
-        raise ValueError("the searches do not share a direction (some maximize, some minimize); "
-                         "compare searches of the same task and metric")
-    direction = directions.pop() or "maximize"
-    metrics = {m["metric"] for m in meta}
-    if len(metrics) > 1:
-        warnings.warn(f"hptrack: the searches record different metrics ({', '.join(sorted(map(str, metrics)))}); "
-                      "comparing their values as if they were the same", RuntimeWarning, stacklevel=2)
+    direction, metric, task, mixed = _like(meta, force)
     sign = 1.0 if direction == "maximize" else -1.0
     by, why = _axis(con, meta, by)
+    if mixed:
+        why = f"{mixed}, compared anyway (force=True); {why}"
     runs = _load(con, meta, by, sign)
     if by == "compute":
         why += f"; cost read from {budget.describe(r['costs'] for r in runs)}"
@@ -165,8 +182,81 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     ranks, block_ranks = _ranks(runs, strategies, blocks, grid, in_budget)
     tests = _tests(runs, strategies, blocks, alpha)
     summary = _summary(per_search, strategies, block_ranks, target, reference, n_boot, seed)
-    return Comparison(by, direction, next(iter(metrics)) or "value", float(horizon), curves,
-                      per_search, bands, ranks, summary, tests, why=why, unit=UNITS[by])
+    best, verdict = _verdict(summary, tests, alpha)
+    return Comparison(by, direction, metric, float(horizon), curves, per_search, bands, ranks,
+                      summary, tests, why=why, unit=UNITS[by], task=task, best=best, verdict=verdict)
+
+
+def _like(meta, force):
+    """(direction, metric, task, what was mixed) of searches that must be of one task.
+
+    A search with no task recorded is taken on the caller's word; two known
+    tasks that differ are a conflict, like two metrics."""
+    outer = [m["name"] for m in meta if m["kind"] == "nested_cv"]
+    if outer:
+        raise IncomparableSearches(
+            f"{', '.join(map(repr, outer))}: a nested-CV outer run (kind='nested_cv') is an estimate "
+            "of one search's generalisation, not a strategy; compare the searches themselves "
+            "(hptrack diagnose reads the nested-CV estimate)")
+    directions = _conflict(meta, "direction", "directions")
+    if directions:   # never comparable: one maximises what the other minimises
+        raise IncomparableSearches(f"the searches are of {directions}: compare searches of one task, "
+                                   "metric and direction")
+    conflicts = [c for c in (_conflict(meta, "task", "tasks"), _conflict(meta, "metric", "metrics")) if c]
+    if conflicts and not force:
+        raise IncomparableSearches(
+            f"the searches are of {'; '.join(conflicts)}: compare searches of one task and metric. "
+            "If they are one task, record it: hptrack.search(..., task='...') (also task= in "
+            "hptrack.sklearn.track, @hptrack.track and hptrack.optuna.Callback); or pass force=True "
+            "(hptrack compare --force) to compare them anyway")
+    tasks = {m["task"] for m in meta if m["task"] is not None}
+    metrics = list(dict.fromkeys(m["metric"] for m in meta))
+    return (meta[0]["direction"] or "maximize", metrics[0] or "value",
+            next(iter(tasks)) if len(tasks) == 1 else None, "; ".join(conflicts))
+
+
+def _conflict(meta, key, plural):
+    """'different <plural> (x: a, b; y: c)' when the searches disagree on ``key``, else None.
+    An unknown (None) value disagrees with nothing."""
+    by_value: dict = {}
+    for m in meta:
+        if m[key] is not None:
+            by_value.setdefault(m[key], []).append(m["name"])
+    if len(by_value) < 2:
+        return None
+    named = "; ".join(f"{v}: {', '.join(names[:3])}"
+                      + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+                      for v, names in by_value.items())
+    return f"different {plural} ({named})"
+
+
+def _verdict(summary, tests, alpha):
+    """(best strategy or None, a sentence with the numbers that decided it)."""
+    rows = summary.to_dicts()
+    if len(rows) < 2:
+        return None, (f"no clear winner: only one strategy ({rows[0]['strategy']}) in this comparison; "
+                      "compare it with another strategy on the same task")
+    ranks = ", ".join(f"{r['strategy']} {r['mean_rank']:.2f}" for r in rows)
+    top, runner = rows[0], rows[1]
+    n = tests["n_blocks"]
+    if "friedman" not in tests:
+        return None, (f"no clear winner: one search per strategy (n = {n}), no test possible; "
+                      f"mean ranks {ranks}; repeat each strategy over seeds to test the difference")
+    p = tests["friedman"]["p_f"]
+    numbers = f"mean ranks {ranks}; Friedman p = {p:.3g} (Iman-Davenport), n = {n} paired runs"
+    if not top["mean_rank"] < runner["mean_rank"]:
+        return None, f"no clear winner: {top['strategy']} and {runner['strategy']} tie; {numbers}"
+    if not p < alpha:
+        return None, f"no clear winner: the difference is not significant at alpha = {alpha:g}; {numbers}"
+    pair = next((q for q in tests.get("nemenyi", {}).get("pairs", [])
+                 if {q["a"], q["b"]} == {top["strategy"], runner["strategy"]}), None)
+    if pair is not None and not pair["significant"]:
+        return None, (f"no clear winner: {top['strategy']} is not significantly ahead of "
+                      f"{runner['strategy']} (rank difference {abs(pair['rank_diff']):.2f} < Nemenyi "
+                      f"critical difference {tests['nemenyi']['cd']:.2f}); {numbers}")
+    after = (f", and ahead of {runner['strategy']} by more than Nemenyi's critical difference "
+             f"{tests['nemenyi']['cd']:.2f}") if pair is not None else ""
+    return top["strategy"], f"best mean rank, significant at alpha = {alpha:g}{after}; {numbers}"
 
 
 def _axis(con, meta, by):
@@ -178,7 +268,7 @@ def _axis(con, meta, by):
                           "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
                           params=[ids]).fetchall())
     multi = [m["name"] for m in meta
-             if budget.is_multi_fidelity(m["strategy"], {"pruned": pruned.get(m["search_id"], 0)})]
+             if budget.is_multi_fidelity(m["sampler"], {"pruned": pruned.get(m["search_id"], 0)})]
     if not multi:
         return "trials", "by trials: every search evaluates each trial at full fidelity"
     named = ", ".join(multi[:3]) + (f" and {len(multi) - 3} more" if len(multi) > 3 else "")
@@ -191,7 +281,8 @@ def _resolve(con, searches):
     from hptrack.errors import SearchNotFound
 
     rows = con.sql(
-        "SELECT search_id, name, strategy, direction, metric, seed, started_at FROM searches "
+        "SELECT search_id, name, strategy, direction, metric, seed, started_at, task, strategy_label, kind "
+        "FROM searches "
         "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) OR name IN (SELECT unnest(?::VARCHAR[]))",
         params=[searches, searches]).fetchall()
     by_key = {}
@@ -203,11 +294,12 @@ def _resolve(con, searches):
         raise SearchNotFound(f"no search named {', '.join(map(repr, missing[:10]))} in the store")
     seen, out = set(), []
     for s in searches:
-        sid, name, strategy, direction, metric, seed_, _ = by_key[s]
+        sid, name, strategy, direction, metric, seed_, _, task, label, kind = by_key[s]
         if sid not in seen:
             seen.add(sid)
-            out.append({"search_id": sid, "name": name, "strategy": strategy or "custom",
-                        "direction": direction, "metric": metric, "seed": seed_})
+            out.append({"search_id": sid, "name": name, "strategy": label,
+                        "sampler": strategy or "custom", "direction": direction or "maximize",
+                        "metric": metric or "value", "seed": seed_, "task": task, "kind": kind})
     return out
 
 

@@ -3,8 +3,10 @@
 ``build(searches, store, as_of)`` reads one consistent snapshot of the store
 (every view folded as of one instant) and runs the analyses per search:
 best configuration, trials by state, wall time, importance, overfitting
-diagnostics, and a strategy comparison for searches that share a task
-(``dataset`` attribute) and metric. ``report_terminal.render_terminal`` prints
+diagnostics, and a strategy comparison for searches that share a task (the
+``task`` column of the searches view: a ``task=`` attribute, else the data
+hptrack.sklearn fitted on, else the ``dataset`` attribute), metric and
+direction. A search with no task, and a nested-CV outer run, stand alone. ``report_terminal.render_terminal`` prints
 it with rich; ``report_html.write`` turns it into one offline HTML file.
 
 The snapshot is stated in every report: the as-of time and a sha256 over the
@@ -68,6 +70,8 @@ class SearchReport:
     tests: object = None               # polars: trial_number, value (validation), test
     lineage: object = None             # PBT forks, polars
     schedule: object = None            # PBT winner's schedule, polars
+    pruner: str | None = None          # short pruner name (median, hyperband, sha), None: none
+    kind: str | None = None            # "nested_cv" for a nested-CV outer run
 
 
 @dataclass
@@ -78,8 +82,8 @@ class Group:
     searches: list                     # names
     comparison: object = None          # hptrack.analysis.compare.Comparison
     note: str | None = None
-    best_strategy: str | None = None
-    best_reason: str | None = None
+    best_strategy: str | None = None   # only when the tests name one (Comparison.best)
+    best_reason: str | None = None     # Comparison.verdict: why a winner, or why none
 
 
 @dataclass
@@ -141,9 +145,11 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     import polars as pl
     from hptrack.read import trials as trials_frame
 
-    (name, strategy, direction, metric, started, finished, seed_, payload, space) = con.sql(
+    (name, strategy, direction, metric, started, finished, seed_, payload, space, task, pruner,
+     kind) = con.sql(
         "SELECT name, strategy, direction, metric, started_at, finished_at, seed, payload, "
-        "CAST(space AS VARCHAR) FROM searches WHERE search_id = ?", params=[sid]).fetchall()[0]
+        "CAST(space AS VARCHAR), task, pruner, kind FROM searches WHERE search_id = ?",
+        params=[sid]).fetchall()[0]
     payload = load_json(payload, {})
     payload = payload if isinstance(payload, dict) else {}
     direction = direction or "maximize"
@@ -153,9 +159,9 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     for s, n in df.group_by("state").len().iter_rows():
         states[s] = n
     sr = SearchReport(name=name, search_id=sid, strategy=strategy, direction=direction,
-                      metric=metric or "value", task=payload.get("dataset") or payload.get("task"),
-                      seed=seed_, states=states, started_at=started, finished_at=finished,
-                      wall_s=_wall(df, as_of), trials=df, params=params)
+                      metric=metric or "value", task=task, seed=seed_, states=states,
+                      started_at=started, finished_at=finished, wall_s=_wall(df, as_of), trials=df,
+                      params=params, pruner=pruner, kind=kind)
     sr.failed = [(n, e) for n, e in df.filter(pl.col("state") == "failed")
                  .select("trial_number", "error").iter_rows()]
     sr.pruned = [(n, s) for n, s in df.filter(pl.col("state") == "pruned")
@@ -279,38 +285,49 @@ def _pbt(sr, con):
         sr.diagnosis_note = (sr.diagnosis_note or "") + f" PBT lineage not read: {e}"
 
 
-def _groups(con, reports, bar, seed):
-    """Searches that share task, metric and direction are compared with each other."""
-    from hptrack.analysis.compare import compare
+NO_TASK = "no task recorded: pass task=... to compare it with others"
+NESTED = ("a nested-CV outer run: the generalisation estimate of one search, not a strategy; "
+          "not compared")
 
+
+def _groups(con, reports, bar, seed):
+    """Searches that share task, metric and direction are compared with each other;
+    a search with no task, and a nested-CV outer run, stand alone and say why."""
     by_key: dict = {}
     for r in reports:
-        by_key.setdefault((r.task, r.metric, r.direction), []).append(r)
+        alone = r.task is None or r.kind == "nested_cv"
+        by_key.setdefault(("alone", r.search_id) if alone else (r.task, r.metric, r.direction), []).append(r)
     groups = []
-    for (task, metric, direction), members in by_key.items():
-        g = Group(task, metric, direction, [m.name for m in members])
+    for members in by_key.values():
+        first = members[0]
+        g = Group(first.task, first.metric, first.direction, [m.name for m in members])
         groups.append(g)
-        usable = [m for m in members if m.best is not None]
-        if len(members) < 2:
-            continue
-        if len(usable) < 2:
-            g.note = "no comparison: fewer than 2 of these searches have a complete trial"
-            continue
-        try:
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                g.comparison = compare([m.search_id for m in usable], con=con, seed=seed, n_boot=500)
-        except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
-            g.note = f"no comparison: {type(e).__name__}: {e}"
-            continue
-        top = g.comparison.summary.row(0, named=True)
-        g.best_strategy = top["strategy"]
-        g.best_reason = (f"best mean rank over the common budget of {g.comparison.horizon:.4g} "
-                         f"{g.comparison.unit} "
-                         f"(rank {top['mean_rank']:.2f}, best {metric} {top['final_best_mean']:.4f})")
+        if first.kind == "nested_cv":
+            g.note = NESTED
+        elif first.task is None:
+            g.note = NO_TASK
+        elif len(members) >= 2:
+            _compare_group(con, g, members, seed)
     bar.advance("comparison")
     return groups
+
+
+def _compare_group(con, g, members, seed):
+    from hptrack.analysis.compare import compare
+
+    usable = [m for m in members if m.best is not None]
+    if len(usable) < 2:
+        g.note = "no comparison: fewer than 2 of these searches have a complete trial"
+        return
+    try:
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed, n_boot=500)
+    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+        g.note = f"no comparison: {type(e).__name__}: {e}"
+        return
+    g.best_strategy, g.best_reason = g.comparison.best, g.comparison.verdict
 
 
 class _Bar:

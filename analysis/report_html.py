@@ -51,7 +51,7 @@ def render(rep: Report) -> str:
         body.append("<p>No searches in this snapshot.</p>")
     for g in rep.groups:
         members = [by_name[n] for n in g.searches]
-        body.append(f"<h2>Task {escape(str(g.task or '(no dataset attribute)'))}: {g.direction} "
+        body.append(f"<h2>Task {escape(str(g.task or '(none recorded)'))}: {g.direction} "
                     f"{escape(g.metric)}, {len(members)} search(es)</h2>")
         body.append(_group(g, members))
         for s in members:
@@ -73,7 +73,8 @@ def _group(g, members) -> str:
         out.append(f"<table><tr><th>strategy</th><th>searches</th><th>best</th><th>at budget {c.horizon:.4g}</th>"
                    f"<th>AUC</th><th>mean rank</th><th>spent</th></tr>{rows}</table>"
                    f"<p>Axis: {escape(c.why)}. Budget in {escape(c.unit)}.</p>"
-                   f"<p>Best strategy: <b>{escape(str(g.best_strategy))}</b> &mdash; {escape(g.best_reason)}</p>")
+                   + (f"<p>Best strategy: <b>{escape(g.best_strategy)}</b> &mdash; {escape(g.best_reason)}</p>"
+                      if g.best_strategy is not None else f"<p>{escape(g.best_reason or 'no clear winner')}</p>"))
         if c.tests.get("skipped"):
             out.append(f"<p class='skip'>Significance tests skipped: {escape(c.tests['skipped'])}</p>")
     elif g.note:

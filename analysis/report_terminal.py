@@ -53,7 +53,7 @@ def render_terminal(rep: Report, console=None) -> None:
     by_name = {s.name: s for s in rep.searches}
     for g in rep.groups:
         console.print()
-        console.rule(f"task {g.task or '(no dataset attribute)'} - {g.direction} {g.metric} - "
+        console.rule(f"task {g.task or '(none recorded)'} - {g.direction} {g.metric} - "
                      f"{len(g.searches)} search(es)")
         for name in g.searches:
             _print_search(console, by_name[name])
@@ -181,13 +181,8 @@ def _print_group(console, g: Group):
                   f"{r['budget_mean']:.4g}")
     console.print(t)
     _say(console, f"axis: {escape(c.why)}")
-    _say(console, f"best strategy: [bold]{g.best_strategy}[/bold] - {g.best_reason}")
-    if c.tests.get("skipped"):
-        _say(console, f"significance tests: skipped, {c.tests['skipped']}")
-        if c.tests.get("n_blocks", 0) < 2:
-            _say(console, "one search per strategy: a difference this small may be noise; repeat "
-                          "each strategy over seeds to test it")
-    elif "friedman" in c.tests:
-        f = c.tests["friedman"]
-        _say(console, f"Friedman p = {f['p']:.3g} (Iman-Davenport p = {f['p_f']:.3g}) over "
-                      f"{c.tests['n_blocks']} seeds")
+    # the verdict carries the numbers: mean ranks, Friedman p and n, or why no test ran
+    if g.best_strategy is not None:
+        _say(console, f"best strategy: [bold]{escape(g.best_strategy)}[/bold] - {escape(g.best_reason)}")
+    else:
+        _say(console, escape(g.best_reason or "no clear winner"))

@@ -21,13 +21,25 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
               help="The known optimum: report normalised regret.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.05,
               show_default=True)
+@click.option("--force", is_flag=True,
+              help="Compare searches of different tasks or metrics anyway (the output says what "
+                   "it mixed). Searches of one task are better told so: record task=... on each.")
 @click.option("--show", "part", type=click.Choice(_PARTS), default="summary", show_default=True,
               help="Which table to print (json with summary prints everything).")
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
+def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, fmt, as_of):
     """Compare SEARCHES (names or ids) of the same task and metric.
+
+    The task is the `task` recorded with each search (task=...), else the data
+    hptrack.sklearn fitted on, else its `dataset` attribute; searches of
+    different tasks, metrics or directions are refused (--force compares
+    different tasks or metrics anyway), and so is a nested-CV outer run. A
+    strategy is the sampler with its pruner: tpe, tpe+median, tpe+hyperband.
+    A best strategy is named only when its mean rank is strictly best and the
+    Friedman test (and, for 3 or more, Nemenyi's against the runner-up) says
+    the difference is significant at --alpha.
 
     Searches are grouped by their strategy; repeated seeds of a strategy give
     mean curves with 95% bootstrap bands, average ranks, a Friedman test and
@@ -46,7 +58,8 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
     from hptrack.read import connect
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
-    r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con)
+    r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con,
+                force=force)
     frame = {"summary": r.summary, "searches": r.per_search, "curves": r.curves,
              "bands": r.bands, "ranks": r.ranks}[part]
     if fmt == "json" and part == "summary":
@@ -59,6 +72,7 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
     output.print_frame(r.summary, digits=4)
     for line in _test_lines(r.tests):
         click.echo(line)
+    click.echo(f"best strategy: {r.best} - {r.verdict}" if r.best else r.verdict)
 
 
 def _test_lines(tests):

@@ -162,7 +162,7 @@ def ls_cmd(ctx, fmt, as_of):
     rows = []
     for r in df.iter_rows(named=True):
         objective = f"{'min' if r['direction'] == 'minimize' else 'max'} {r['metric'] or 'value'}"
-        rows.append([r["name"], r["strategy"] or "", objective, _trial_counts(r),
+        rows.append([r["name"], r["strategy_label"] or "", objective, _trial_counts(r),
                      output.cell(r["best"], digits=5), _started(r["started_at"])])
     # Within 80 columns for usual names; only the trials cell folds when squeezed.
     _print(output.table(["search", "strategy", "objective", "trials", "best", "started UTC"], rows,

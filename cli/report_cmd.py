@@ -16,7 +16,10 @@ from .options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 @click.pass_context
 def report_cmd(ctx, searches, html, max_trials, as_of):
     """Report on SEARCHES (names or ids; default: every search in the store),
-    grouped by task (the `dataset` attribute) and metric.
+    grouped by task, metric and direction. The task is the `task=` recorded
+    with a search, else the data hptrack.sklearn fitted on, else its `dataset`
+    attribute; a search with none stands alone (record task=... to compare
+    it). A group names a best strategy only when the tests say so.
 
     The report states its snapshot (as-of time and a sha256 of the events it
     read); `--as-of` with that time rebuilds the same report.

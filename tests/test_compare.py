@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+import scipy.stats as sps
 
 from hptrack import api
 from hptrack.analysis.compare import compare
@@ -58,6 +59,9 @@ def test_compare_ranks_random_ahead_significantly(bergstra):
     assert s["grid"]["final_best_mean"] == pytest.approx(objective(0.5, 0))
     assert r.summary["strategy"][0] == "random"          # sorted by mean rank
     assert r.tests["n_blocks"] == SEEDS                  # paired by seed
+    # two strategies: the Friedman test itself decides, and it is far below alpha
+    assert r.tests["friedman"]["p_f"] < 1e-6
+    assert r.best == "random" and r.verdict.startswith("best mean rank, significant at alpha = 0.05")
     assert r.tests["friedman"]["p"] < 1e-6
     (w,) = r.tests["wilcoxon_holm"]
     assert w["significant"] and w["p_holm"] < 1e-6
@@ -182,11 +186,39 @@ def test_three_strategies_nemenyi_and_bands(tmp_path):
     pairs = {(p["a"], p["b"]): p for p in ne["pairs"]}
     assert pairs[("grid", "tpe")]["significant"] and pairs[("grid", "tpe")]["rank_diff"] == 2.0
     assert all(w["significant"] for w in r.tests["wilcoxon_holm"])
+    # the winner is named: Friedman's p (Iman-Davenport, from scipy's chi-square) and Nemenyi
+    # against the runner-up (tpe's rank 1 vs random's 2 > CD 0.957) both say so
+    per = {row["search"]: row["best_at_horizon"] for row in r.per_search.to_dicts()}
+    m = -np.array([[per[f"{st}-{seed}"] for st in ("grid", "random", "tpe")] for seed in range(12)])
+    assert r.tests["friedman"]["chi2"] == pytest.approx(sps.friedmanchisquare(*m.T).statistic)
+    # every seed ranks them alike: F is infinite, p the exact chance (1/3!)^(12-1)
+    assert f"Friedman p = {6.0 ** -11:.3g}" in r.verdict
+    assert r.best == "tpe" and "Nemenyi's critical difference 0.96" in r.verdict
     # minimising: the band is ordered in the metric's own units
     b = r.bands.drop_nulls()
     assert (b["lo"] <= b["mean"]).all() and (b["mean"] <= b["hi"]).all()
     tpe = b.filter(b["strategy"] == "tpe")["mean"].to_numpy()
     assert np.all(np.diff(tpe) <= 1e-12)  # best-so-far of a loss only goes down
+
+
+def test_significant_friedman_but_no_post_hoc_separation_names_no_winner(tmp_path):
+    # grid is always last, so Friedman rejects; tpe and random share one distribution
+    rng = np.random.default_rng(1)
+    names = []
+    for seed in range(10):
+        for strategy, mu in (("grid", 0.0), ("random", 1.0), ("tpe", 1.0)):
+            s = api.search(f"{strategy}-{seed}", strategy=strategy, seed=seed, store=tmp_path,
+                           durability="batch")
+            for _ in range(3):
+                with s.trial({}) as t:
+                    t.complete(float(mu + rng.normal(0, 0.1)))
+            names.append(f"{strategy}-{seed}")
+    s.writer.flush()
+    r = compare(names, store=tmp_path, n_boot=20)
+    ranks = r.tests["friedman"]["mean_ranks"]
+    assert r.tests["friedman"]["p_f"] < 0.05 and ranks["grid"] == 3.0
+    assert abs(ranks["tpe"] - ranks["random"]) < r.tests["nemenyi"]["cd"]
+    assert r.best is None and "is not significantly ahead of" in r.verdict
 
 
 @pytest.fixture(scope="module")

@@ -79,7 +79,7 @@ def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, bud
                                                  min_resources="exhaust", scoring=METRIC, cv=cv,
                                                  n_jobs=-1, random_state=seed),
     }[strategy]()
-    tracked = hptrack.sklearn.track(search, name=name, store=store, dataset=TASK)
+    tracked = hptrack.sklearn.track(search, name=name, store=store, dataset=TASK, task=TASK)
     tracked.fit(X_tr, y_tr)
     test = hptrack.sklearn.log_test_score(tracked, X_te, y_te, store=store)
     return tracked.best_score_, test, len(tracked.cv_results_["params"])
@@ -102,7 +102,8 @@ def _tpe(name, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
         return RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth,
                                       min_samples_split=min_samples_split, random_state=seed, n_jobs=-1)
 
-    @hptrack.track(name, strategy="tpe", metric=METRIC, seed=seed, store=store, dataset=TASK)
+    @hptrack.track(name, strategy="tpe", metric=METRIC, seed=seed, store=store, dataset=TASK,
+                   task=TASK)
     def objective(trial):
         rf = model(trial.suggest_int("n_estimators", 20, top),
                    trial.suggest_categorical("max_depth", [3, 5, 10, None]),

@@ -18,13 +18,14 @@ _LS_SQL = """
 WITH best AS (
     SELECT t.search_id,
            CASE WHEN s.direction = 'minimize' THEN min(t.value) ELSE max(t.value) END AS best,
-           CASE WHEN s.direction = 'minimize' THEN arg_min(t.trial_number, t.value)
-                ELSE arg_max(t.trial_number, t.value) END AS best_trial
+           -- of tied values the first trial, whatever order the scan gives (stable over compaction)
+           CASE WHEN s.direction = 'minimize' THEN arg_min(t.trial_number, (t.value, t.trial_number))
+                ELSE arg_max(t.trial_number, (t.value, -t.trial_number)) END AS best_trial
     FROM trials t JOIN searches s USING (search_id)
     WHERE t.state = 'complete' AND t.value IS NOT NULL AND NOT isnan(t.value)
     GROUP BY t.search_id, s.direction
 )
-SELECT s.name, s.strategy, s.metric, s.direction, s.n_trials, s.n_complete, s.n_failed,
+SELECT s.name, s.strategy, s.strategy_label, s.metric, s.direction, s.n_trials, s.n_complete, s.n_failed,
        s.n_pruned, s.n_running, b.best, b.best_trial, s.started_at, s.finished_at, s.search_id
 FROM searches s LEFT JOIN best b USING (search_id)
 ORDER BY s.started_at, s.name
@@ -34,7 +35,8 @@ STATE_ORDER = {"complete": 0, "running": 1, "pruned": 2, "failed": 3}
 
 
 def ls(store=None, as_of=None, con=None, *, strict=False):
-    """One row per search in ``store`` (polars): name, strategy, metric, direction,
+    """One row per search in ``store`` (polars): name, strategy (and ``strategy_label``,
+    with its pruner: ``tpe+median``), metric, direction,
     trial counts by state, best value (by the search's direction) and when it started."""
     con = con or connect(store, as_of, strict=strict)
     return con.sql(_LS_SQL).pl()

@@ -110,6 +110,29 @@ WITH s AS (
         UNION ALL
         SELECT search_id, state FROM _trials_projected
     ) GROUP BY ALL
+), pr0 AS (
+    -- the pruner, short (MedianPruner -> median, SuccessiveHalvingPruner -> sha, NopPruner ->
+    -- none at all): the same sampler under another pruner is another strategy to compare
+    SELECT search_id, regexp_extract(TRY(payload -> 'pruner' ->> 'class'), '[^.]+$') AS cls,
+           list_transform(
+               [cls, regexp_extract(TRY(payload -> 'pruner' -> 'settings' -> 'wrapped_pruner' ->> 'class'),
+                                    '[^.]+$')],
+               lambda c: CASE c WHEN '' THEN NULL WHEN 'NopPruner' THEN NULL
+                           WHEN 'SuccessiveHalvingPruner' THEN 'sha'
+                           ELSE lower(regexp_replace(c, 'Pruner$', '')) END) AS short
+    FROM s
+), pr AS (
+    SELECT search_id, CASE WHEN cls = 'PatientPruner' THEN coalesce('patient-' || short[2], 'patient')
+                           ELSE short[1] END AS pruner
+    FROM pr0
+), fp AS (
+    -- the data hptrack.sklearn fitted on (shape and a hash of X and y's sha256)
+    SELECT search_id,
+           'data ' || replace(trim(TRY(payload -> 'dataset_fingerprint' -> 'X' ->> 'shape'), '[] '), ',', 'x')
+           || ' #' || substr(md5(TRY(payload -> 'dataset_fingerprint' -> 'X' ->> 'sha256')
+                                 || coalesce(TRY(payload -> 'dataset_fingerprint' -> 'y' ->> 'sha256'), '')),
+                             1, 10) AS data
+    FROM s
 )
 SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TRY(s.payload ->> 'strategy') AS strategy,
        TRY(s.payload ->> 'direction') AS direction, TRY(s.payload ->> 'metric') AS metric,
@@ -120,9 +143,18 @@ SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TR
        coalesce(t.n_failed, 0) AS n_failed, coalesce(t.n_pruned, 0) AS n_pruned,
        coalesce(t.n_running, 0) AS n_running,
        TRY_CAST(TRY(s.payload ->> 'seed') AS BIGINT) AS seed,
-       TRY(s.payload -> 'space') AS space, s.payload
+       TRY(s.payload -> 'space') AS space,
+       -- searches are compared only within one task: an explicit task attribute, else the
+       -- data sklearn fitted on, else the dataset attribute; null: unknown
+       coalesce(nullif(trim(TRY(s.payload ->> 'task')), ''), fp.data,
+                nullif(trim(TRY(s.payload ->> 'dataset')), '')) AS task,
+       pr.pruner,
+       -- what compare and report group by: the strategy with its pruner (tpe+median)
+       coalesce(TRY(s.payload ->> 'strategy'), 'custom') || coalesce('+' || pr.pruner, '') AS strategy_label,
+       TRY(s.payload ->> 'kind') AS kind,
+       s.payload
 FROM s LEFT JOIN f USING (search_id) LEFT JOIN reopened o USING (search_id)
-LEFT JOIN t USING (search_id);
+LEFT JOIN t USING (search_id) LEFT JOIN pr USING (search_id) LEFT JOIN fp USING (search_id);
 
 CREATE VIEW _params_folded AS
 WITH p AS (
