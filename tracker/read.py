@@ -76,7 +76,10 @@ SELECT search_id, trial_id,
        -- by an older hptrack) reads as NULL there instead of failing every query
        CASE WHEN end_type = 'trial_failed' THEN TRY(end_payload ->> 'error') END AS error,
        CASE WHEN end_type = 'trial_completed' THEN TRY(end_payload -> 'metrics') END AS metrics,
-       recorded_number, writer_id
+       recorded_number, writer_id,
+       -- every objective of a multi-objective trial (NULL for a single objective)
+       CASE WHEN end_type = 'trial_completed' THEN TRY_CAST(TRY(end_payload -> 'values') AS DOUBLE[]) END
+           AS "values"
 FROM _trial_fold;
 
 CREATE VIEW _trials_projected AS {trials_projected};
@@ -120,7 +123,8 @@ SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TR
        coalesce(t.n_failed, 0) AS n_failed, coalesce(t.n_pruned, 0) AS n_pruned,
        coalesce(t.n_running, 0) AS n_running,
        TRY_CAST(TRY(s.payload ->> 'seed') AS BIGINT) AS seed,
-       TRY(s.payload -> 'space') AS space, s.payload
+       TRY(s.payload -> 'space') AS space, s.payload,
+       TRY_CAST(TRY(s.payload -> 'directions') AS VARCHAR[]) AS directions  -- NULL: one objective
 FROM s LEFT JOIN f USING (search_id) LEFT JOIN reopened o USING (search_id)
 LEFT JOIN t USING (search_id);
 
@@ -486,24 +490,88 @@ def resolve_search(con, search: str) -> tuple[str, str]:
 TRIAL_COLUMNS = ("trial_number", "trial_id", "state", "value", "started_at", "finished_at",
                  "duration_s", "last_step", "error")
 
+# the objective columns of a multi-objective search's trials: value_0, value_1, ...
+# (reserved for every search, so a column of that name is never a param)
+_OBJECTIVE_COLUMN = re.compile(r"value_[0-9]+\Z")
 
-def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
+
+def objective_column(k: int) -> str:
+    """The name of objective ``k``'s column in :func:`trials` (``value_0``, ...)."""
+    return f"value_{k}"
+
+
+def is_trial_column(name: str) -> bool:
+    """Whether a column of :func:`trials` is the trial's own (state, value, an
+    objective, ...) rather than a param."""
+    return name in TRIAL_COLUMNS or _OBJECTIVE_COLUMN.match(name) is not None
+
+
+def objectives(con, search_id: str) -> list:
+    """The directions of the search's objectives, in order: one for a
+    single-objective search (None if it recorded none), one per objective
+    for a multi-objective one (``payload.directions`` of search_started)."""
+    from .checks import load_json
+
+    rows = con.sql("SELECT arg_min(payload, event_id) FROM events WHERE type = 'search_started' "
+                   "AND search_id = ?", params=[search_id]).fetchall()
+    payload = load_json(rows[0][0], {}) if rows else {}
+    payload = payload if isinstance(payload, dict) else {}
+    many = payload.get("directions")
+    if isinstance(many, list) and len(many) > 1:
+        return [str(d) for d in many]
+    return [payload.get("direction")]
+
+
+def pick_objective(directions: list, objective, search: str) -> int:
+    """The index of the objective an analysis uses: ``objective`` checked
+    against ``directions`` (see :func:`objectives`), 0 when a single-objective
+    search leaves it out. A multi-objective search must name one: using the
+    first silently would answer a question nobody asked."""
+    n = len(directions)
+    listing = ", ".join(f"{k}: {d}" for k, d in enumerate(directions))
+    if objective is None:
+        if n == 1:
+            return 0
+        raise ValueError(f"search {search!r} has {n} objectives ({listing}); pick one with "
+                         f"objective=0..{n - 1} (--objective in the CLI), or analyse them "
+                         "together with hptrack.analysis.pareto")
+    if isinstance(objective, bool) or not isinstance(objective, int) or not 0 <= objective < n:
+        if n == 1:
+            raise ValueError(f"search {search!r} has one objective; objective={objective!r} is not "
+                             "one of them (use objective=0 or leave it out)")
+        choices = ", ".join(map(str, range(n - 1))) + f" or {n - 1}"
+        raise ValueError(f"objective={objective!r} is not an objective of search {search!r}: use "
+                         f"{choices} ({listing})")
+    return objective
+
+
+def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objective=None):
     """One row per trial of ``search`` (name or id), one column per param.
 
     Param columns keep the param's name; a name that clashes with a trial
     column gets the prefix ``param:``. Ints become Int64, floats Float64, bools
     Boolean, strings String; a param of mixed kinds is a String column.
+
+    A multi-objective search has one more column per objective, ``value_0``,
+    ``value_1``, ... (in the order of its ``directions``; null unless the
+    trial completed); ``value`` is objective 0, or objective ``objective``
+    when given (which is how analyses take ``objective=``). A param named
+    like an objective column gets the prefix ``param:`` too.
     """
     import polars as pl
 
     from .schema import decode_param
 
     con = con or connect(store, as_of, strict=strict)
-    search_id, _ = resolve_search(con, search)
+    search_id, name = resolve_search(con, search)
+    directions = objectives(con, search_id)
+    if objective is not None:
+        objective = pick_objective(directions, objective, name)
     base = con.sql(
-        f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials WHERE search_id = ? ORDER BY trial_number",
+        f"SELECT {', '.join(TRIAL_COLUMNS)}, \"values\" FROM trials WHERE search_id = ? ORDER BY trial_number",
         params=[search_id],
     ).pl()
+    base = _with_objectives(base, len(directions), objective)
     rows = con.sql(
         "SELECT p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
         "WHERE p.search_id = ? ORDER BY p.name",
@@ -542,10 +610,24 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
 def _named(series, name, assigned, by_name):
     col_name = name
     # never two columns of one name; a param's own name beats a prefixed one
-    while col_name in TRIAL_COLUMNS or col_name in assigned or (col_name != name and col_name in by_name):
+    while is_trial_column(col_name) or col_name in assigned or (col_name != name and col_name in by_name):
         col_name = f"param:{col_name}"
     assigned.add(col_name)
     return series.alias(col_name)
+
+
+def _with_objectives(base, n: int, objective):
+    """``base`` with its ``values`` list as one column per objective (when
+    there are several) and ``value`` set to objective ``objective``."""
+    import polars as pl
+
+    if n > 1:
+        values = pl.col("values").cast(pl.List(pl.Float64))
+        base = base.with_columns(values.list.get(k, null_on_oob=True).alias(objective_column(k))
+                                 for k in range(n))
+        if objective is not None:
+            base = base.with_columns(pl.col(objective_column(objective)).alias("value"))
+    return base.drop("values")
 
 
 def _param_column(part, kinds: set, base):
