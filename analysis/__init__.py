@@ -8,6 +8,7 @@ Pure functions from tables to results; names are imported lazily so that
 >>> analysis.importance("rf-grid")          # sensitivity (fANOVA, permutation, impurity)
 >>> analysis.diagnose("rf-grid")            # hyperparameter-overfitting diagnostics
 >>> analysis.compare(["grid", "random"])    # strategy comparison
+>>> analysis.pareto("mlp-digits")           # multi-objective: Pareto front, hypervolume
 """
 
 import importlib
@@ -19,9 +20,10 @@ _EXPORTS = {
     "analyse": ".sensitivity",
     "diagnose": ".overfitting",
     "compare": ".compare",
+    "pareto": ".multiobjective",
 }
 
-__all__ = ["analyse", "compare", "diagnose", "importance", "interactions", "marginals"]
+__all__ = ["analyse", "compare", "diagnose", "importance", "interactions", "marginals", "pareto"]
 
 
 def __getattr__(name):
