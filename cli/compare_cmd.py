@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import output
-from .main import _AS_OF_OPT, _FORMAT_OPT, _emit, _store, cli  # noqa: F401
+from .main import _AS_OF_OPT, _FORMAT_OPT, _OBJECTIVE_OPT, _emit, _store, cli  # noqa: F401
 
 _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 
@@ -23,10 +23,11 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
               show_default=True)
 @click.option("--show", "part", type=click.Choice(_PARTS), default="summary", show_default=True,
               help="Which table to print (json with summary prints everything).")
+@_OBJECTIVE_OPT
 @_FORMAT_OPT
 @_AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
+def compare_cmd(ctx, searches, by, target, reference, alpha, part, objective, fmt, as_of):
     """Compare SEARCHES (names or ids) of the same task and metric.
 
     Searches are grouped by their strategy; repeated seeds of a strategy give
@@ -46,7 +47,8 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, part, fmt, as_of):
     from hptrack.read import connect
 
     con = connect(_store(ctx), as_of, strict=ctx.obj["strict"])
-    r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con)
+    r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con,
+                objective=objective)
     frame = {"summary": r.summary, "searches": r.per_search, "curves": r.curves,
              "bands": r.bands, "ranks": r.ranks}[part]
     if fmt == "json" and part == "summary":
