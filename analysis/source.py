@@ -229,7 +229,7 @@ def _table_objective(table, objective):
         return table
     if objective is None:
         raise ValueError(f"the table has {n} objective columns ({', '.join(map(objective_column, range(n)))}); "
-                         "pick one with objective=k (--objective in the CLI)")
+                         "pick one with objective=k (hptrack importance SEARCH --objective K)")
     if isinstance(objective, bool) or not isinstance(objective, int) or not 0 <= objective < max(n, 1):
         raise ValueError(f"objective={objective!r} is not an objective of the table: it has "
                          f"{max(n, 1)} (columns {', '.join(map(objective_column, range(n))) or 'value'})")

@@ -268,11 +268,14 @@ def test_report_shows_front_and_hypervolume(mo, tmp_path):
     want = sorted(t.number for t in studies["binh-korn"].best_trials)
     assert sorted(sr["binh-korn"].pareto.front["trial_number"].to_list()) == want
     assert sr["single"].pareto is None
-    assert "binh-korn" not in (sr["binh-korn"].importance_note or "")
+    # importance on the report's table does not fall back to objective 0 either: it says why
+    assert sr["binh-korn"].importance is None and "objective" in sr["binh-korn"].importance_note
+    assert sr["binh-korn"].params == ["x", "y"]
     html = tmp_path / "r.html"
     write(rep, str(html))
     text = html.read_text()
-    assert "Pareto front" in text and "hypervolume" in text.lower()
+    assert "data-plot='Pareto front'" in text and "data-plot='hypervolume'" in text
+    assert f"Pareto front: <b>{len(want)}</b> of 40 complete" in text
     from io import StringIO
 
     from rich.console import Console
