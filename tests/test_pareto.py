@@ -250,7 +250,7 @@ def test_cli_objective_flags(mo):
     store, _ = mo
     r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--format", "csv"])
     assert r.exit_code != 0 and "--objective" in r.output
-    r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--objective", "1",
+    r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--objective", "1", "--method", "impurity",
                                  "--format", "csv"])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0].startswith("param,") and "l1_ratio" in r.output

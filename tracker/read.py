@@ -470,11 +470,16 @@ def _report_left_out(st: Store, left_out, strict: bool) -> None:
 
 def resolve_search(con, search: str) -> tuple[str, str]:
     """(search_id, name) of a search given by name or id."""
+    return _resolve(con, search)[:2]
+
+
+def _resolve(con, search: str) -> tuple[str, str, str]:
+    """(search_id, name, search_started payload) of a search given by name or id."""
     # from the search_started events as the searches view reads them, without
     # its trial counts (a fold of every trial of every search)
     rows = con.sql(
-        "SELECT search_id, name FROM (SELECT search_id, coalesce(TRY(payload ->> 'name'), search_id) AS name, "
-        "started_at FROM ("
+        "SELECT search_id, name, payload FROM (SELECT search_id, "
+        "coalesce(TRY(payload ->> 'name'), search_id) AS name, payload, started_at FROM ("
         "SELECT search_id, arg_min(payload, event_id) AS payload, "
         "min(ts) AS started_at FROM events WHERE type = 'search_started' GROUP BY search_id)) "
         "WHERE search_id = ? OR name = ? ORDER BY started_at LIMIT 1",
@@ -510,11 +515,16 @@ def objectives(con, search_id: str) -> list:
     """The directions of the search's objectives, in order: one for a
     single-objective search (None if it recorded none), one per objective
     for a multi-objective one (``payload.directions`` of search_started)."""
-    from .checks import load_json
-
     rows = con.sql("SELECT arg_min(payload, event_id) FROM events WHERE type = 'search_started' "
                    "AND search_id = ?", params=[search_id]).fetchall()
-    payload = load_json(rows[0][0], {}) if rows else {}
+    return _directions(rows[0][0] if rows else None)
+
+
+def _directions(payload_text) -> list:
+    """``objectives`` from a search_started payload (JSON text)."""
+    from .checks import load_json
+
+    payload = load_json(payload_text, {}) if payload_text else {}
     payload = payload if isinstance(payload, dict) else {}
     many = payload.get("directions")
     if isinstance(many, list) and len(many) > 1:
@@ -563,15 +573,18 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objec
     from .schema import decode_param
 
     con = con or connect(store, as_of, strict=strict)
-    search_id, name = resolve_search(con, search)
-    directions = objectives(con, search_id)
+    search_id, name, payload = _resolve(con, search)
+    directions = _directions(payload)
     if objective is not None:
         objective = pick_objective(directions, objective, name)
+    many = len(directions) > 1   # only then read the values (a JSON parse per trial)
     base = con.sql(
-        f"SELECT {', '.join(TRIAL_COLUMNS)}, \"values\" FROM trials WHERE search_id = ? ORDER BY trial_number",
+        f"SELECT {', '.join(TRIAL_COLUMNS)}{', values' if many else ''} FROM trials "
+        "WHERE search_id = ? ORDER BY trial_number",
         params=[search_id],
     ).pl()
-    base = _with_objectives(base, len(directions), objective)
+    if many:
+        base = _with_objectives(base, len(directions), objective)
     rows = con.sql(
         "SELECT p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
         "WHERE p.search_id = ? ORDER BY p.name",
@@ -617,16 +630,15 @@ def _named(series, name, assigned, by_name):
 
 
 def _with_objectives(base, n: int, objective):
-    """``base`` with its ``values`` list as one column per objective (when
-    there are several) and ``value`` set to objective ``objective``."""
+    """``base`` with its ``values`` list as one column per objective and
+    ``value`` set to objective ``objective`` (None: objective 0)."""
     import polars as pl
 
-    if n > 1:
-        values = pl.col("values").cast(pl.List(pl.Float64))
-        base = base.with_columns(values.list.get(k, null_on_oob=True).alias(objective_column(k))
-                                 for k in range(n))
-        if objective is not None:
-            base = base.with_columns(pl.col(objective_column(objective)).alias("value"))
+    values = pl.col("values").cast(pl.List(pl.Float64))
+    base = base.with_columns(values.list.get(k, null_on_oob=True).alias(objective_column(k))
+                             for k in range(n))
+    if objective is not None:
+        base = base.with_columns(pl.col(objective_column(objective)).alias("value"))
     return base.drop("values")
 
 
