@@ -117,6 +117,17 @@ def test_trials_expose_every_objective(mo):
     assert hptrack.trials("single", store=store, objective=0).equals(single)
 
 
+def test_a_param_named_like_an_objective_column_stays_a_param(tmp_path):
+    from hptrack.analysis.source import design
+
+    with hptrack.search("clash", direction="minimize", store=str(tmp_path)) as s:
+        for i in range(6):
+            s.trial({"value_0": float(i), "x": i % 3}).complete(float(i * i))
+    df = hptrack.trials("clash", store=str(tmp_path))
+    assert df["param:value_0"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert design(df).names == ["param:value_0", "x"]
+
+
 def test_importance_names_the_objectives_instead_of_using_objective_0(mo):
     store, studies = mo
     with pytest.raises(ValueError, match=r"2 objectives.*0: minimize.*1: maximize.*objective="):
@@ -250,8 +261,8 @@ def test_cli_objective_flags(mo):
     store, _ = mo
     r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--format", "csv"])
     assert r.exit_code != 0 and "--objective" in r.output
-    r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--objective", "1", "--method", "impurity",
-                                 "--format", "csv"])
+    r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--objective", "1",
+                                 "--method", "impurity", "--format", "csv"])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0].startswith("param,") and "l1_ratio" in r.output
     r = CliRunner().invoke(cli, ["--store", store, "compare", "binh-korn", "--objective", "0"])
