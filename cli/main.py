@@ -422,6 +422,8 @@ from .export_cmd import export_cmd  # noqa: E402
 cli.add_command(export_cmd)
 from .import_cmd import import_ray_cmd  # noqa: E402
 cli.add_command(import_ray_cmd)
+from .pareto_cmd import pareto_cmd  # noqa: E402
+cli.add_command(pareto_cmd)
 
 
 def main(argv=None):

@@ -257,6 +257,24 @@ def test_show_prints_objectives_and_front(mo):
     assert json.loads(js.output)["trials"][0]["value_1"] is not None
 
 
+def test_cli_pareto_mirrors_the_library(mo):
+    store, studies = mo
+    want = sorted(t.number for t in studies["three"].best_trials)
+    r = CliRunner().invoke(cli, ["--store", store, "pareto", "three", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.output)
+    assert sorted(m["trial_number"] for m in got["front"]) == want and got["count"] == len(want)
+    r = CliRunner().invoke(cli, ["--store", store, "pareto", "binh-korn", "--show", "hypervolume",
+                                 "--reference-point", "60,30", "--format", "csv"])
+    assert r.exit_code == 0, r.output
+    final = float(r.output.strip().splitlines()[-1].split(",")[1])
+    assert final == pytest.approx(pareto("binh-korn", store=store, reference_point=[60, 30]).final_hypervolume)
+    r = CliRunner().invoke(cli, ["--store", store, "pareto", "binh-korn", "--reference-point", "1,x"])
+    assert r.exit_code == 2 and "one number per objective" in r.output
+    r = CliRunner().invoke(cli, ["--store", store, "pareto", "binh-korn"])
+    assert r.exit_code == 0 and "of 40 complete trials on the Pareto front" in r.output
+
+
 def test_cli_objective_flags(mo):
     store, _ = mo
     r = CliRunner().invoke(cli, ["--store", store, "importance", "sgd-bc", "--format", "csv"])
