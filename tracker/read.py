@@ -544,7 +544,7 @@ def pick_objective(directions: list, objective, search: str) -> int:
             return 0
         raise ValueError(f"search {search!r} has {n} objectives ({listing}); pick one with "
                          f"objective=0..{n - 1} (--objective in the CLI), or analyse them "
-                         "together with hptrack.analysis.pareto")
+                         "together with hptrack.analysis.pareto (hptrack pareto SEARCH)")
     if isinstance(objective, bool) or not isinstance(objective, int) or not 0 <= objective < n:
         if n == 1:
             raise ValueError(f"search {search!r} has one objective; objective={objective!r} is not "
