@@ -17,6 +17,7 @@ Bounds come from the recorded space when it has them, else from the trials.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -230,10 +231,10 @@ def _table_objective(table, objective):
     if objective is None:
         raise ValueError(f"the table has {n} objective columns ({', '.join(map(objective_column, range(n)))}); "
                          "pick one with objective=k (hptrack importance SEARCH --objective K)")
-    if isinstance(objective, bool) or not isinstance(objective, int) or not 0 <= objective < max(n, 1):
+    if isinstance(objective, bool) or not isinstance(objective, numbers.Integral) or not 0 <= objective < max(n, 1):
         raise ValueError(f"objective={objective!r} is not an objective of the table: it has "
                          f"{max(n, 1)} (columns {', '.join(map(objective_column, range(n))) or 'value'})")
-    return table.with_columns(pl.col(objective_column(objective)).alias("value"))
+    return table.with_columns(pl.col(objective_column(int(objective))).alias("value"))
 
 
 def _at_budget(con, search_id, table, budget):

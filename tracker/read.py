@@ -13,6 +13,7 @@ merged file replaces are left out (see ``segment_state``).
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import re
 import warnings
@@ -545,14 +546,14 @@ def pick_objective(directions: list, objective, search: str) -> int:
         raise ValueError(f"search {search!r} has {n} objectives ({listing}); pick one with "
                          f"objective=0..{n - 1} (--objective in the CLI), or analyse them "
                          "together with hptrack.analysis.pareto (hptrack pareto SEARCH)")
-    if isinstance(objective, bool) or not isinstance(objective, int) or not 0 <= objective < n:
+    if isinstance(objective, bool) or not isinstance(objective, numbers.Integral) or not 0 <= objective < n:
         if n == 1:
             raise ValueError(f"search {search!r} has one objective; objective={objective!r} is not "
                              "one of them (use objective=0 or leave it out)")
         choices = ", ".join(map(str, range(n - 1))) + f" or {n - 1}"
         raise ValueError(f"objective={objective!r} is not an objective of search {search!r}: use "
                          f"{choices} ({listing})")
-    return objective
+    return int(objective)
 
 
 def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objective=None):
