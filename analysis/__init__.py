@@ -8,6 +8,7 @@ Pure functions from tables to results; names are imported lazily so that
 >>> analysis.importance("rf-grid")          # sensitivity (fANOVA, permutation, impurity)
 >>> analysis.diagnose("rf-grid")            # hyperparameter-overfitting diagnostics
 >>> analysis.compare(["grid", "random"])    # strategy comparison
+>>> analysis.pareto("mlp-digits")           # multi-objective: Pareto front, hypervolume
 """
 
 import importlib
@@ -20,9 +21,11 @@ _EXPORTS = {
     "diagnose": ".overfitting",
     "compare": ".compare",
     "IncomparableSearches": ".compare",
+    "pareto": ".multiobjective",
 }
 
-__all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "marginals"]
+__all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "marginals",
+           "pareto"]
 
 
 def __getattr__(name):

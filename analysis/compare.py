@@ -96,7 +96,7 @@ class Comparison:
 
 
 def compare(searches, by="auto", store=None, target=None, reference=None, alpha=0.05,
-            n_boot=1000, seed=0, con=None, as_of=None, force=False) -> Comparison:
+            n_boot=1000, seed=0, con=None, as_of=None, force=False, objective=None) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
 
     ``by`` is the budget axis: ``trials`` finished, wall-clock ``time``
@@ -107,6 +107,8 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     optimum, for normalised regret. ``force=True`` compares searches of
     different tasks or metrics anyway (never different directions, never a
     nested-CV outer run).
+    ``objective`` (0, 1, ...) picks the objective of multi-objective
+    searches, which must name one.
     """
     import polars as pl
     from hptrack.read import connect
@@ -119,13 +121,13 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     if not searches:
         raise ValueError("compare() needs at least one search")
     con = con or connect(store, as_of)
-    meta = _resolve(con, searches)
+    meta = _resolve(con, searches, objective)
     direction, metric, task, mixed = _like(meta, force)
     sign = 1.0 if direction == "maximize" else -1.0
     by, why = _axis(con, meta, by)
     if mixed:
         why = f"{mixed}, compared anyway (force=True); {why}"
-    runs = _load(con, meta, by, sign)
+    runs = _load(con, meta, by, sign, meta[0]["objective"])
     if by == "compute":
         why += f"; cost read from {budget.describe(r['costs'] for r in runs)}"
         low = [f"{r['name']} ({r['final_fidelity']:.0%})" for r in runs if r["final_fidelity"] < 0.9]
@@ -277,8 +279,9 @@ def _axis(con, meta, by):
                        "would charge a cheap low-fidelity trial like a full one")
 
 
-def _resolve(con, searches):
+def _resolve(con, searches, objective=None):
     from hptrack.errors import SearchNotFound
+    from hptrack.read import objectives, pick_objective
 
     rows = con.sql(
         "SELECT search_id, name, strategy, direction, metric, seed, started_at, task, strategy_label, kind "
@@ -297,21 +300,27 @@ def _resolve(con, searches):
         sid, name, strategy, direction, metric, seed_, _, task, label, kind = by_key[s]
         if sid not in seen:
             seen.add(sid)
+            directions = objectives(con, sid)
+            k = pick_objective(directions, objective, name)
             out.append({"search_id": sid, "name": name, "strategy": label,
-                        "sampler": strategy or "custom", "direction": direction or "maximize",
-                        "metric": metric or "value", "seed": seed_, "task": task, "kind": kind})
+                        "sampler": strategy or "custom",
+                        "direction": directions[k] if len(directions) > 1 else (direction or "maximize"),
+                        "metric": metric or "value", "seed": seed_, "task": task, "kind": kind,
+                        "objective": k})
     return out
 
 
-def _load(con, meta, by, sign):
+def _load(con, meta, by, sign, objective=0):
     ids = [m["search_id"] for m in meta]
     trials = con.sql(
-        "SELECT t.search_id, t.trial_id, t.state, t.value, epoch(t.finished_at) AS fin, "
+        # objective k of a multi-objective trial (values is NULL for a single objective)
+        "SELECT t.search_id, t.trial_id, t.state, coalesce(t.values[?], t.value) AS value, "
+        "epoch(t.finished_at) AS fin, "
         "epoch(min(t.started_at) OVER (PARTITION BY t.search_id)) AS first_start, r.res "
         "FROM trials t LEFT JOIN (SELECT search_id, trial_id, max(resource) AS res FROM reports "
         "  WHERE search_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL) r USING (search_id, trial_id) "
         "WHERE t.search_id IN (SELECT unnest(?::VARCHAR[])) "
-        "ORDER BY t.search_id, t.finished_at, t.trial_number", params=[ids, ids]).fetchall()
+        "ORDER BY t.search_id, t.finished_at, t.trial_number", params=[objective + 1, ids, ids]).fetchall()
     costs = budget.trial_costs(con, ids) if by == "compute" else {}
     per: dict[str, list] = {}
     for row in trials:

@@ -27,7 +27,7 @@ from hptrack.checks import load_json
 
 from .report_terminal import render_terminal
 from .sensitivity import MAX_TRIALS
-from .source import TRIAL_COLUMNS
+from .source import is_trial_column
 
 __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "report"]
 
@@ -72,6 +72,8 @@ class SearchReport:
     schedule: object = None            # PBT winner's schedule, polars
     pruner: str | None = None          # short pruner name (median, hyperband, sha), None: none
     kind: str | None = None            # "nested_cv" for a nested-CV outer run
+    pareto: object = None              # multi-objective: hptrack.analysis.multiobjective.Pareto
+    pareto_note: str | None = None     # why it was not computed
 
 
 @dataclass
@@ -154,7 +156,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     payload = payload if isinstance(payload, dict) else {}
     direction = direction or "maximize"
     df = trials_frame(sid, con=con)
-    params = [c for c in df.columns if c not in TRIAL_COLUMNS]
+    params = [c for c in df.columns if not is_trial_column(c)]
     states = {s: 0 for s in ("complete", "pruned", "failed", "running")}
     for s, n in df.group_by("state").len().iter_rows():
         states[s] = n
@@ -173,6 +175,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
         best = done.sort(["value", "trial_number"], descending=[direction == "maximize", False]).row(0, named=True)
         sr.best = {"trial_number": best["trial_number"], "trial_id": best["trial_id"],
                    "value": best["value"], "params": {p: best[p] for p in params}}
+    _pareto(sr, con)
     _tables(con, sr, done, seed)
     bar.advance(f"{name}: importance")
     _importance(sr, done, space, seed, max_trials)
@@ -263,6 +266,21 @@ def _importance(sr, done, space, seed, max_trials):
     sr.importance_sample = (s.n_fitted, s.n_usable)
     if s.sampled:
         sr.importance_note = s.note
+
+
+def _pareto(sr, con):
+    """The Pareto front and hypervolume of a multi-objective search (none for one objective)."""
+    from hptrack.read import objectives
+
+    from .multiobjective import front_of
+
+    directions = objectives(con, sr.search_id)
+    if len(directions) < 2:
+        return
+    try:
+        sr.pareto = front_of(sr.trials, directions, search=sr.name, search_id=sr.search_id)
+    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+        sr.pareto_note = f"not computed: {type(e).__name__}: {e}"
 
 
 def _diagnose(sr, con, seed):

@@ -148,7 +148,9 @@ def _search(s: SearchReport) -> str:
            f"{_duration(s.wall_s)}. Trials: {sum(st.values())} = {st['complete']} complete, "
            f"<span class='pruned'>{st['pruned']} pruned</span>, <span class='failed'>{st['failed']} failed</span>, "
            f"<span class='running'>{st['running']} running</span>.</p>")]
-    if s.best is not None:
+    if s.pareto is not None or s.pareto_note:
+        out.append(_pareto_text(s))
+    elif s.best is not None:
         params = ", ".join(f"{escape(k)}={escape(_num(v))}" for k, v in s.best["params"].items())
         test = f", test {_num(s.test_score)}" if s.test_score is not None else ""
         out.append(f"<p>Best: trial {s.best['trial_number']}, {escape(s.metric)} {_num(s.best['value'])}{test}"
@@ -164,11 +166,59 @@ def _search(s: SearchReport) -> str:
         out.append(f"<p class='skip'>diagnostics {escape(s.diagnosis_note)}</p>")
     if s.importance is not None and s.importance_note:
         out.append(f"<p>Importance and marginal curves: {escape(s.importance_note)}.</p>")
-    figs = [_importance(s), *_marginals(s), _parallel(s), _intermediate(s), _folds(s), _test_scatter(s)]
+    figs = [*_pareto_figs(s), _importance(s), *_marginals(s), _parallel(s), _intermediate(s), _folds(s),
+            _test_scatter(s)]
     if s.strategy == "pbt":
         figs += [_lineage(s), _schedule(s)]
     out.append(_figs(figs))
     return "".join(out)
+
+
+# --- a multi-objective search: its Pareto front ---------------------------------------
+PARETO_ROWS = 20
+
+
+def _pareto_text(s) -> str:
+    p = s.pareto
+    if p is None:
+        return f"<p class='skip'>Pareto front {escape(s.pareto_note)}</p>"
+    objectives = ", ".join(f"{k} {escape(d)}" for k, d in enumerate(p.directions))
+    ref = ", ".join(_num(v) for v in p.reference_point)
+    how = "given" if p.reference_given else "the worst of each objective plus 10% of its range"
+    front = p.front.sort(p.objectives[0], descending=p.directions[0] == "maximize")
+    cols = [c for c in front.columns if c != "trial_id"]
+    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    rows = "".join("<tr>" + "".join(f"<td>{escape(_num(r[c]))}</td>" for c in cols) + "</tr>"
+                   for r in front.head(PARETO_ROWS).iter_rows(named=True))
+    more = (f"<p>... and {p.count - PARETO_ROWS} more members.</p>" if p.count > PARETO_ROWS else "")
+    return (f"<p>Objectives: {objectives}. Pareto front: <b>{p.count}</b> of {p.n_complete} complete "
+            f"trials; hypervolume {_num(p.final_hypervolume)} (reference point {ref}: {how}).</p>"
+            f"<table><tr>{head}</tr>{rows}</table>{more}")
+
+
+def _pareto_figs(s):
+    p = s.pareto
+    if p is None:
+        return []
+    import polars as pl
+
+    # the first two objectives; the others are in the table
+    a, b = p.objectives[:2] if len(p.objectives) > 1 else (p.objectives[0], p.objectives[0])
+    done = s.trials.filter(pl.col("state") == "complete")
+    title = "Pareto front" + (f" (objectives 0 and 1 of {len(p.objectives)})" if len(p.objectives) > 2 else "")
+    ch = svg.Chart(title, f"{a} ({p.directions[0]})", f"{b} ({p.directions[min(1, len(p.directions) - 1)]})",
+                   width=460, height=320)
+    ch.points(done[a].to_list(), done[b].to_list(), "#bbb", label="trial", size=3)
+    front = p.front.sort(a)
+    ch.points(front[a].to_list(), front[b].to_list(), svg.color(0), label="Pareto front", size=4.5,
+              titles=[f"trial {n}" for n in front["trial_number"].to_list()])
+    if len(p.objectives) == 2:
+        ch.line(front[a].to_list(), front[b].to_list(), svg.color(0), width=1.0, opacity=0.6)
+    hv = svg.Chart("hypervolume after each complete trial", "trial number", "hypervolume",
+                   width=460, height=320)
+    hv.line(p.hypervolume["trial_number"].to_list(), p.hypervolume["hypervolume"].to_list(),
+            svg.color(1), step=True)
+    return [("Pareto front", ch, "no complete trial"), ("hypervolume", hv, "no complete trial")]
 
 
 def _figs(figs) -> str:

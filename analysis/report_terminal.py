@@ -113,7 +113,9 @@ def _print_search(console, s: SearchReport):
     for n, t in s.running[:5]:
         since = t.isoformat(timespec="seconds") if t is not None else "?"
         _say(console, f"[cyan]running[/cyan] trial {n}: started {since}, no result yet")
-    if s.best is None:
+    if s.pareto is not None or s.pareto_note:
+        _print_pareto(console, s)
+    elif s.best is None:
         console.print("  best: none (no complete trial with a value)")
     else:
         b = s.best
@@ -133,6 +135,51 @@ def _print_search(console, s: SearchReport):
     else:
         _say(console, f"importance: {s.importance_note}")
     _print_diagnosis(console, s)
+
+
+PARETO_SHOWN = 8   # front members listed one per line
+
+
+def _print_pareto(console, s):
+    """A multi-objective search has no single best trial: its Pareto front instead."""
+    from rich.markup import escape
+
+    p = s.pareto
+    if p is None:
+        _say(console, f"Pareto front: {escape(s.pareto_note)}")
+        return
+    objectives = ", ".join(f"{k} {d}" for k, d in enumerate(p.directions))
+    ref = ", ".join(_num(v) for v in p.reference_point)
+    how = "given" if p.reference_given else "worst of each objective plus 10% of its range"
+    _say(console, f"objectives: {objectives}")
+    _say(console, f"Pareto front: {p.count} of {p.n_complete} complete trials; hypervolume "
+                  f"{_num(p.final_hypervolume)} (reference point {ref}, {how})")
+    for row in pareto_rows(p, PARETO_SHOWN):
+        _say(console, escape(row), indent=4)
+    if p.count > PARETO_SHOWN:
+        _say(console, f"... and {p.count - PARETO_SHOWN} more", indent=4)
+    first = _first_reaching(p)
+    if first is not None:
+        _say(console, f"hypervolume reached 90% of its final value at trial {first}")
+
+
+def pareto_rows(p, limit) -> list[str]:
+    """'trial 3: 0.12, 0.97 - alpha=0.01, ...' for the first ``limit`` front members
+    (by objective 0, best first)."""
+    front = p.front.sort(p.objectives[0], descending=p.directions[0] == "maximize").head(limit)
+    params = [c for c in front.columns if c not in ("trial_number", "trial_id", *p.objectives)]
+    return [f"trial {r['trial_number']}: {', '.join(_num(r[c]) for c in p.objectives)}"
+            + (" - " + ", ".join(f"{k}={_num(r[k])}" for k in params) if params else "")
+            for r in front.iter_rows(named=True)]
+
+
+def _first_reaching(p, share=0.9):
+    """The trial number after which the hypervolume first reached ``share`` of its final value."""
+    final = p.final_hypervolume
+    if final <= 0:
+        return None
+    hit = p.hypervolume.filter(p.hypervolume["hypervolume"] >= share * final)
+    return hit["trial_number"][0] if hit.height else None
 
 
 def _print_diagnosis(console, s):

@@ -94,7 +94,7 @@ def _progress(total, label):
 # --- public API ------------------------------------------------------------------
 def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_quantile=None,
                budget=None, *, params=None, include=("complete",), direction=None, log=None,
-               surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS):
+               surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
     """Importance of each param for the objective of ``source``.
 
     Args:
@@ -117,6 +117,8 @@ def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_qu
             ``forest`` (the random forest of Hutter et al. 2014).
         max_trials: analyse a seeded random sample of this many usable trials
             when there are more (None: all); ``analyse`` reports the count.
+        objective: which objective of a multi-objective search (0, 1, ...);
+            such a search must name one (a ValueError lists them).
 
     Returns a polars DataFrame (param, importance, std, variance_fraction,
     share), most important first; see the module docstring for the columns.
@@ -124,7 +126,7 @@ def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_qu
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
-                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of)
+                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective)
     if method == "fanova":
         return _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).importance
     imp, std = (_permutation if method == "permutation" else _impurity)(d, n_trees, seed)
@@ -149,7 +151,7 @@ def _importance_frame(d, imp, std, frac):
 
 def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
                  params=None, include=("complete",), direction=None, log=None,
-                 surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS):
+                 surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
     """Pairwise interaction variance fractions (fANOVA second order): polars
     DataFrame (param_a, param_b, importance, std), strongest pairs first.
 
@@ -159,7 +161,7 @@ def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, bu
     import polars as pl
 
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
-                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of)
+                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective)
     k = len(d.params)
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
     with _progress(_fit_steps(surrogate, n_members) + len(pairs) + 1, "interactions") as bar:
@@ -176,13 +178,13 @@ def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, bu
 
 def marginals(source, param, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
               grid=50, params=None, include=("complete",), direction=None, log=None,
-              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS):
+              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
     """The main-effect curve of ``param``: the objective averaged over every
     other param, on a grid over the param's range (its categories for a
     categorical). Polars DataFrame (value, mean, std), std over members.
     """
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
-                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of)
+                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective)
     if param not in d.names:
         raise ValueError(f"no param {param!r}; params are {d.names}")
     with _progress(_fit_steps(surrogate, n_members) + 1, "marginals") as bar:
@@ -213,7 +215,7 @@ class Sensitivity:
 
 def analyse(source, store=None, *, top=2, n_trees=None, seed=0, grid=50, params=None,
             include=("complete",), budget=None, top_quantile=None, direction=None, log=None,
-            surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS,
+            surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None,
             space=None) -> Sensitivity:
     """fANOVA ``importance`` plus ``marginals`` of the ``top`` most important
     params, reading the source and fitting the surrogate once (what
@@ -226,7 +228,7 @@ def analyse(source, store=None, *, top=2, n_trees=None, seed=0, grid=50, params=
     >>> s.importance, s.marginals["max_depth"], s.note
     """
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
-                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, space=space)
+                top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective, space=space)
     return _analyse(d, top, n_trees, seed, surrogate, n_members, grid)
 
 

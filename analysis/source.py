@@ -17,11 +17,12 @@ Bounds come from the recorded space when it has them, else from the trials.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..read import TRIAL_COLUMNS
+from ..read import TRIAL_COLUMNS, is_trial_column  # noqa: F401  (TRIAL_COLUMNS: re-exported)
 
 
 @dataclass
@@ -180,20 +181,26 @@ def _space_map(space) -> dict:
 
 
 # --- reading ----------------------------------------------------------------------
-def read(source, store=None, *, as_of=None, budget=None, include=None):
-    """(table, space dict, direction) for a search name/id or a table."""
+def read(source, store=None, *, as_of=None, budget=None, include=None, objective=None):
+    """(table, space dict, direction) for a search name/id or a table.
+
+    ``value`` is objective ``objective`` of a multi-objective search, which
+    must say which (see hptrack.read.pick_objective); direction is that
+    objective's."""
     import polars as pl
 
     if isinstance(source, str):
-        from hptrack.read import connect, resolve_search, trials
+        from hptrack.read import connect, objectives, pick_objective, resolve_search, trials
 
         con = connect(store, as_of)
         try:
-            search_id, _ = resolve_search(con, source)
-            table = trials(search_id, con=con)
-            row = con.sql("SELECT CAST(space AS VARCHAR), direction FROM searches WHERE search_id = ?",
+            search_id, name = resolve_search(con, source)
+            directions = objectives(con, search_id)
+            objective = pick_objective(directions, objective, name)
+            table = trials(search_id, con=con, objective=objective)
+            row = con.sql("SELECT CAST(space AS VARCHAR) FROM searches WHERE search_id = ?",
                           params=[search_id]).fetchall()
-            space, direction = row[0] if row else (None, None)
+            space, direction = (row[0][0] if row else None), directions[objective]
             if budget is not None:
                 table = _at_budget(con, search_id, table, budget)
         finally:
@@ -207,7 +214,27 @@ def read(source, store=None, *, as_of=None, budget=None, include=None):
         else:
             raise TypeError(f"source must be a search name/id or a polars/pandas DataFrame, "
                             f"got {type(source).__name__}")
-    return source, {}, None
+    return _table_objective(source, objective), {}, None
+
+
+def _table_objective(table, objective):
+    """A table as read by hptrack.trials: ``value`` is objective ``objective``
+    when it has objective columns (value_0, ...), which it then must name."""
+    import polars as pl
+    from hptrack.read import objective_column
+
+    n = 0
+    while objective_column(n) in table.columns:
+        n += 1
+    if n == 0 and objective in (None, 0):
+        return table
+    if objective is None:
+        raise ValueError(f"the table has {n} objective columns ({', '.join(map(objective_column, range(n)))}); "
+                         "pick one with objective=k (hptrack importance SEARCH --objective K)")
+    if isinstance(objective, bool) or not isinstance(objective, numbers.Integral) or not 0 <= objective < max(n, 1):
+        raise ValueError(f"objective={objective!r} is not an objective of the table: it has "
+                         f"{max(n, 1)} (columns {', '.join(map(objective_column, range(n))) or 'value'})")
+    return table.with_columns(pl.col(objective_column(int(objective))).alias("value"))
 
 
 def _at_budget(con, search_id, table, budget):
@@ -232,7 +259,8 @@ def _at_budget(con, search_id, table, budget):
 
 
 def design(source, store=None, *, params=None, include=("complete",), budget=None,
-           top_quantile=None, direction=None, log=None, as_of=None, space=None) -> Design:
+           top_quantile=None, direction=None, log=None, as_of=None, space=None,
+           objective=None) -> Design:
     """The unit-cube design of a source. See the module docstring.
 
     ``space``: a search space as recorded (the ``space`` column of the
@@ -241,7 +269,8 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
     read from the store."""
     import polars as pl
 
-    table, recorded_space, recorded_direction = read(source, store, as_of=as_of, budget=budget)
+    table, recorded_space, recorded_direction = read(source, store, as_of=as_of, budget=budget,
+                                                     objective=objective)
     space = recorded_space if space is None else _space_map(space)
     direction = direction or recorded_direction
     n0 = table.height
@@ -257,7 +286,7 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
             raise ValueError("top_quantile needs direction='maximize' or 'minimize' for a table")
         k = max(2, math.ceil(top_quantile * table.height))
         table = table.sort("value", descending=direction == "maximize").head(k)
-    names = list(params) if params is not None else [c for c in table.columns if c not in TRIAL_COLUMNS]
+    names = list(params) if params is not None else [c for c in table.columns if not is_trial_column(c)]
     missing_cols = [n for n in names if n not in table.columns]
     if missing_cols:
         raise ValueError(f"no column for param(s) {missing_cols}; columns are {table.columns}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from . import output
-from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
+from .options import AS_OF_OPT, FORMAT_OPT, OBJECTIVE_OPT, emit, store_root
 
 _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 
@@ -26,10 +26,11 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
                    "it mixed). Searches of one task are better told so: record task=... on each.")
 @click.option("--show", "part", type=click.Choice(_PARTS), default="summary", show_default=True,
               help="Which table to print (json with summary prints everything).")
+@OBJECTIVE_OPT
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, fmt, as_of):
+def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, objective, fmt, as_of):
     """Compare SEARCHES (names or ids) of the same task and metric.
 
     The task is the `task` recorded with each search (task=...), else the data
@@ -59,7 +60,7 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, fmt, a
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con,
-                force=force)
+                force=force, objective=objective)
     frame = {"summary": r.summary, "searches": r.per_search, "curves": r.curves,
              "bands": r.bands, "ranks": r.ranks}[part]
     if fmt == "json" and part == "summary":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, emit, store_root
+from .options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, OBJECTIVE_OPT, emit, store_root
 
 _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=False)
 
@@ -23,11 +23,12 @@ _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=Fa
               help="Analyse every trial's reported value at STEP (or 'common': the last step "
                    "all trials reached), pruned trials included.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@OBJECTIVE_OPT
 @MAX_TRIALS_OPT
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, max_trials, fmt, as_of):
+def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, objective, max_trials, fmt, as_of):
     """Importance of each hyperparameter of SEARCH (name or id).
 
     'importance' is the method's own number (for fanova, the raw first-order
@@ -40,6 +41,7 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, max_t
       hptrack importance rf-random
       hptrack importance rf-random --method permutation --format csv
       hptrack importance rf-random --interactions
+      hptrack importance mlp-digits --objective 1
     """
     from hptrack.analysis.sensitivity import importance, interactions
 
@@ -49,7 +51,7 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, max_t
         except ValueError:
             raise click.BadParameter("a step number or 'common'", param_hint="--budget") from None
     kw = {"store": store_root(ctx), "seed": seed, "top_quantile": top_quantile, "budget": budget, "as_of": as_of,
-          "max_trials": max_trials or None}
+          "max_trials": max_trials or None, "objective": objective}
     if pairs:
         if method != "fanova":
             raise click.BadParameter("interactions come from fanova only", param_hint="--method")

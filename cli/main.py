@@ -23,6 +23,7 @@ from .export_cmd import export_cmd
 from .import_cmd import import_ray_cmd
 from .importance_cmd import importance_cmd
 from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
+from .pareto_cmd import pareto_cmd
 from .report_cmd import report_cmd
 
 
@@ -210,8 +211,9 @@ def show_cmd(ctx, search, fmt, as_of, limit):
     lines = [f"{k}: {output.cell(v, seconds=k.endswith('_at'))}"
              for k, v in s.items() if k not in _SETTINGS_SKIP and v is not None]
     lines.insert(2, f"trials: {_trial_counts(s)}")
-    if s.get("best") is not None:
+    if s.get("best") is not None and not s.get("directions"):
         lines.insert(3, f"best: {output.cell(s['best'])} (trial #{s['best_trial']})")
+    lines[3:3] = _objective_lines(s, view.trials)
     click.echo("\n".join(lines))
     if trials.is_empty():
         click.echo("\nNo trials yet.")
@@ -225,6 +227,29 @@ def show_cmd(ctx, search, fmt, as_of, limit):
     output.print_frame(shown, digits=5)
     if limit is not None and limit < view.trials.height:
         click.echo(f"({view.trials.height - limit} more trials; drop --limit to see all)")
+
+
+_MEMBERS_SHOWN = 20
+
+
+def _objective_lines(settings, trials) -> list[str]:
+    """What ``show`` says of a multi-objective search: its objectives and Pareto front
+    (no single "best" trial: the front is the set of best trade-offs)."""
+    directions = settings.get("directions")
+    if not directions:
+        return []
+    from hptrack.analysis.multiobjective import front_of
+
+    p = front_of(trials, directions, search=settings["name"])
+    numbers = sorted(p.front["trial_number"].to_list())
+    shown = ", ".join(f"#{n}" for n in numbers[:_MEMBERS_SHOWN])
+    more = f" and {len(numbers) - _MEMBERS_SHOWN} more" if len(numbers) > _MEMBERS_SHOWN else ""
+    ref = ", ".join(output.cell(v, digits=5) for v in p.reference_point)
+    return [f"objectives: {', '.join(f'{k} {d}' for k, d in enumerate(directions))} "
+            f"(columns {', '.join(p.objectives)})",
+            f"Pareto front: {p.count} trials ({shown}{more}) of {p.n_complete} complete",
+            f"hypervolume: {output.cell(p.final_hypervolume, digits=5)} (reference point {ref}: "
+            "the worst of each objective plus 10% of its range)"]
 
 
 # --- query -------------------------------------------------------------------------
@@ -355,7 +380,7 @@ def compact_cmd(ctx, fmt, grace):
                f"removed {result.removed_duplicates} duplicate events{extra})")
 
 for command in (diagnose_cmd, compare_cmd, importance_cmd, report_cmd, demo_cmd, export_cmd,
-                import_ray_cmd):
+                import_ray_cmd, pareto_cmd):
     cli.add_command(command)
 
 

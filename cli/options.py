@@ -22,6 +22,11 @@ AS_OF_OPT = click.option("--as-of", metavar="TIME", default=None,
                          help="Fold only the events up to TIME (ISO 8601, UTC if no zone), "
                               "e.g. 2026-11-27T10:30:00Z.")
 
+OBJECTIVE_OPT = click.option(
+    "--objective", type=click.IntRange(min=0), default=None, metavar="K",
+    help="Which objective of a multi-objective search to analyse (0, 1, ... as `hptrack show` "
+         "lists them); such a search must name one.")
+
 
 def store_root(ctx) -> str:
     """The store folder, which must exist: reading a missing one is almost always a typo."""

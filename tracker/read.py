@@ -13,6 +13,7 @@ merged file replaces are left out (see ``segment_state``).
 from __future__ import annotations
 
 import hashlib
+import numbers
 import os
 import re
 import warnings
@@ -76,7 +77,10 @@ SELECT search_id, trial_id,
        -- by an older hptrack) reads as NULL there instead of failing every query
        CASE WHEN end_type = 'trial_failed' THEN TRY(end_payload ->> 'error') END AS error,
        CASE WHEN end_type = 'trial_completed' THEN TRY(end_payload -> 'metrics') END AS metrics,
-       recorded_number, writer_id
+       recorded_number, writer_id,
+       -- every objective of a multi-objective trial (NULL for a single objective)
+       CASE WHEN end_type = 'trial_completed' THEN TRY_CAST(TRY(end_payload -> 'values') AS DOUBLE[]) END
+           AS "values"
 FROM _trial_fold;
 
 CREATE VIEW _trials_projected AS {trials_projected};
@@ -152,7 +156,8 @@ SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TR
        -- what compare and report group by: the strategy with its pruner (tpe+median)
        coalesce(TRY(s.payload ->> 'strategy'), 'custom') || coalesce('+' || pr.pruner, '') AS strategy_label,
        TRY(s.payload ->> 'kind') AS kind,
-       s.payload
+       s.payload,
+       TRY_CAST(TRY(s.payload -> 'directions') AS VARCHAR[]) AS directions  -- NULL: one objective
 FROM s LEFT JOIN f USING (search_id) LEFT JOIN reopened o USING (search_id)
 LEFT JOIN t USING (search_id) LEFT JOIN pr USING (search_id) LEFT JOIN fp USING (search_id);
 
@@ -498,11 +503,16 @@ def _report_left_out(st: Store, left_out, strict: bool) -> None:
 
 def resolve_search(con, search: str) -> tuple[str, str]:
     """(search_id, name) of a search given by name or id."""
+    return _resolve(con, search)[:2]
+
+
+def _resolve(con, search: str) -> tuple[str, str, str]:
+    """(search_id, name, search_started payload) of a search given by name or id."""
     # from the search_started events as the searches view reads them, without
     # its trial counts (a fold of every trial of every search)
     rows = con.sql(
-        "SELECT search_id, name FROM (SELECT search_id, coalesce(TRY(payload ->> 'name'), search_id) AS name, "
-        "started_at FROM ("
+        "SELECT search_id, name, payload FROM (SELECT search_id, "
+        "coalesce(TRY(payload ->> 'name'), search_id) AS name, payload, started_at FROM ("
         "SELECT search_id, arg_min(payload, event_id) AS payload, "
         "min(ts) AS started_at FROM events WHERE type = 'search_started' GROUP BY search_id)) "
         "WHERE search_id = ? OR name = ? ORDER BY started_at LIMIT 1",
@@ -518,24 +528,96 @@ def resolve_search(con, search: str) -> tuple[str, str]:
 TRIAL_COLUMNS = ("trial_number", "trial_id", "state", "value", "started_at", "finished_at",
                  "duration_s", "last_step", "error")
 
+# the objective columns of a multi-objective search's trials: value_0, value_1, ...
+# (reserved for every search, so a column of that name is never a param)
+_OBJECTIVE_COLUMN = re.compile(r"value_[0-9]+\Z")
 
-def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
+
+def objective_column(k: int) -> str:
+    """The name of objective ``k``'s column in :func:`trials` (``value_0``, ...)."""
+    return f"value_{k}"
+
+
+def is_trial_column(name: str) -> bool:
+    """Whether a column of :func:`trials` is the trial's own (state, value, an
+    objective, ...) rather than a param."""
+    return name in TRIAL_COLUMNS or _OBJECTIVE_COLUMN.match(name) is not None
+
+
+def objectives(con, search_id: str) -> list:
+    """The directions of the search's objectives, in order: one for a
+    single-objective search (None if it recorded none), one per objective
+    for a multi-objective one (``payload.directions`` of search_started)."""
+    rows = con.sql("SELECT arg_min(payload, event_id) FROM events WHERE type = 'search_started' "
+                   "AND search_id = ?", params=[search_id]).fetchall()
+    return _directions(rows[0][0] if rows else None)
+
+
+def _directions(payload_text) -> list:
+    """``objectives`` from a search_started payload (JSON text)."""
+    from .checks import load_json
+
+    payload = load_json(payload_text, {}) if payload_text else {}
+    payload = payload if isinstance(payload, dict) else {}
+    many = payload.get("directions")
+    if isinstance(many, list) and len(many) > 1:
+        return [str(d) for d in many]
+    return [payload.get("direction")]
+
+
+def pick_objective(directions: list, objective, search: str) -> int:
+    """The index of the objective an analysis uses: ``objective`` checked
+    against ``directions`` (see :func:`objectives`), 0 when a single-objective
+    search leaves it out. A multi-objective search must name one: using the
+    first silently would answer a question nobody asked."""
+    n = len(directions)
+    listing = ", ".join(f"{k}: {d}" for k, d in enumerate(directions))
+    if objective is None:
+        if n == 1:
+            return 0
+        raise ValueError(f"search {search!r} has {n} objectives ({listing}); pick one with "
+                         f"objective=0..{n - 1} (--objective in the CLI), or analyse them "
+                         "together with hptrack.analysis.pareto (hptrack pareto SEARCH)")
+    if isinstance(objective, bool) or not isinstance(objective, numbers.Integral) or not 0 <= objective < n:
+        if n == 1:
+            raise ValueError(f"search {search!r} has one objective; objective={objective!r} is not "
+                             "one of them (use objective=0 or leave it out)")
+        choices = ", ".join(map(str, range(n - 1))) + f" or {n - 1}"
+        raise ValueError(f"objective={objective!r} is not an objective of search {search!r}: use "
+                         f"{choices} ({listing})")
+    return int(objective)
+
+
+def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objective=None):
     """One row per trial of ``search`` (name or id), one column per param.
 
     Param columns keep the param's name; a name that clashes with a trial
     column gets the prefix ``param:``. Ints become Int64, floats Float64, bools
     Boolean, strings String; a param of mixed kinds is a String column.
+
+    A multi-objective search has one more column per objective, ``value_0``,
+    ``value_1``, ... (in the order of its ``directions``; null unless the
+    trial completed); ``value`` is objective 0, or objective ``objective``
+    when given (which is how analyses take ``objective=``). A param named
+    like an objective column gets the prefix ``param:`` too.
     """
     import polars as pl
 
     from .schema import decode_param
 
     con = con or connect(store, as_of, strict=strict)
-    search_id, _ = resolve_search(con, search)
+    search_id, name, payload = _resolve(con, search)
+    directions = _directions(payload)
+    if objective is not None:
+        objective = pick_objective(directions, objective, name)
+    many = len(directions) > 1   # only then read the values (a JSON parse per trial)
     base = con.sql(
-        f"SELECT {', '.join(TRIAL_COLUMNS)} FROM trials WHERE search_id = ? ORDER BY trial_number",
+        f"SELECT {', '.join(TRIAL_COLUMNS)}{', values' if many else ''} FROM trials "
+        "WHERE search_id = ? ORDER BY trial_number",
         params=[search_id],
     ).pl()
+    if many:
+        base = _with_objectives(base, len(directions), objective)
     rows = con.sql(
         "SELECT p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
         "WHERE p.search_id = ? ORDER BY p.name",
@@ -574,10 +656,23 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False):
 def _named(series, name, assigned, by_name):
     col_name = name
     # never two columns of one name; a param's own name beats a prefixed one
-    while col_name in TRIAL_COLUMNS or col_name in assigned or (col_name != name and col_name in by_name):
+    while is_trial_column(col_name) or col_name in assigned or (col_name != name and col_name in by_name):
         col_name = f"param:{col_name}"
     assigned.add(col_name)
     return series.alias(col_name)
+
+
+def _with_objectives(base, n: int, objective):
+    """``base`` with its ``values`` list as one column per objective and
+    ``value`` set to objective ``objective`` (None: objective 0)."""
+    import polars as pl
+
+    values = pl.col("values").cast(pl.List(pl.Float64))
+    base = base.with_columns(values.list.get(k, null_on_oob=True).alias(objective_column(k))
+                             for k in range(n))
+    if objective is not None:
+        base = base.with_columns(pl.col(objective_column(objective)).alias("value"))
+    return base.drop("values")
 
 
 def _param_column(part, kinds: set, base):
