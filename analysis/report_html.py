@@ -16,7 +16,7 @@ from html import escape
 
 from . import svg
 from .report import Report, SearchReport
-from .report_terminal import _duration, _num, _status
+from .report_terminal import _duration, _num, _status, tie_ratio
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
@@ -158,6 +158,9 @@ def _search(s: SearchReport) -> str:
         out.append(f"<p class='running'>running: trial {n}, started {t}, no result yet</p>")
     d = s.diagnosis
     if d is not None:
+        if d.n_tied is not None:
+            out.append(f"<p>Diagnostics: {d.n_tied} configuration(s) tied with the best over "
+                       f"{d.n_folds} folds (corrected t-test, {escape(tie_ratio(d))}).</p>")
         out.extend(f"<p class='warn'>warning: {escape(w)}</p>" for w in d.warnings)
     elif s.diagnosis_note:
         out.append(f"<p class='skip'>diagnostics {escape(s.diagnosis_note)}</p>")

@@ -144,7 +144,8 @@ def _print_diagnosis(console, s):
         return
     facts = []
     if d.n_tied is not None:
-        facts.append(f"{d.n_tied} config(s) tied with the best over {d.n_folds} folds")
+        facts.append(f"{d.n_tied} config(s) tied with the best over {d.n_folds} folds "
+                     f"({tie_ratio(d)})")
     if d.optimistic_bias is not None:
         facts.append(f"optimistic bias {_num(d.optimistic_bias)}, corrected best {_num(d.corrected_best)}")
     if d.val_test_gap is not None:
@@ -157,6 +158,11 @@ def _print_diagnosis(console, s):
     for what, why in list(d.not_computed.items())[:3]:
         if what != "all" and not str(why).startswith("no nested-CV run"):
             _say(console, f"not computed: {escape(what)}: {escape(str(why))}")
+
+
+def tie_ratio(d) -> str:
+    """The tie test's n_test/n_train and where it came from (recorded or assumed)."""
+    return f"n_test/n_train {_num(d.test_train_ratio)}, {d.ratio_source}"
 
 
 def _print_group(console, g: Group):

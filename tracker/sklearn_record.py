@@ -71,6 +71,9 @@ class FoldRecorder:
             return  # a failed fit ends its trial as failed, from the parent
         writer = Writer.for_store(self.store_root)
         attrs = {k: _num(result[k]) for k in ("fit_time", "score_time", "n_test_samples") if k in result}
+        # the fold's own sizes (a halving rung's are those of its subsample): the
+        # corrected t-test of hptrack.analysis.diagnose needs n_test / n_train
+        attrs.update({f"n_{k}": len(kwargs[k]) for k in ("train", "test") if kwargs.get(k) is not None})
         if self.step is not None:
             attrs["iter"] = self.step
             attrs["n_resources"] = _num(self.resource)
