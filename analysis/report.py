@@ -263,7 +263,7 @@ def _diagnose(sr, con, seed):
     from hptrack.analysis.overfitting import diagnose
 
     try:
-        sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed, n_boot=500)
+        sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed)  # the defaults of diagnose and its CLI
     except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
         sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
 
