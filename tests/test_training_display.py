@@ -138,5 +138,6 @@ def test_report_shows_the_stops_and_the_learning_rate(trained, tmp_path):
     from hptrack.analysis import report_html
     html = report_html.render(rep)
     assert "data-plot='learning rate'" in html
+    assert f"early stopping: {len(stopped)} of {N_TRIALS} trials stopped early" in html
     for n in stopped:
         assert f"trial {n} stopped early at step {truth[n][0].stop_step}" in html
