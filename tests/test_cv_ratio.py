@@ -35,11 +35,10 @@ def knn(tmp_path_factory):
     return store, ts, [(len(tr), len(te)) for tr, te in cv.split(X, y)]
 
 
-def by_hand(ts, sizes, alpha=0.05):
-    """Nadeau-Bengio from cv_results_ split scores and the splitter's true sizes."""
+def by_hand(ts, n_folds, ratio, alpha=0.05):
+    """Nadeau-Bengio from cv_results_ split scores: (tied trial ids, trial id -> p)."""
     res = ts.cv_results_
-    s = np.array([res[f"split{k}_test_score"] for k in range(len(sizes))]).T
-    ratio = np.mean([te / tr for tr, te in sizes])
+    s = np.array([res[f"split{k}_test_score"] for k in range(n_folds)]).T
     best = int(np.argmax(s.mean(axis=1)))
     p = {}
     for i in range(len(s)):
@@ -47,13 +46,14 @@ def by_hand(ts, sizes, alpha=0.05):
             d = s[best] - s[i]
             t = d.mean() / np.sqrt((1 / len(d) + ratio) * d.var(ddof=1))
             p[ts.trial_id_of(i)] = 2 * sps.t.sf(abs(t), len(d) - 1)
-    return ratio, {tid for tid, v in p.items() if v >= alpha}, p
+    return {tid for tid, v in p.items() if v >= alpha}, p
 
 
 def test_repeated_cv_ties_use_the_recorded_fold_sizes(knn):
     store, ts, sizes = knn
-    ratio, tied, p = by_hand(ts, sizes)
+    ratio = np.mean([te / tr for tr, te in sizes])      # the splitter's own sizes
     assert ratio == pytest.approx(1 / 9)
+    tied, p = by_hand(ts, len(sizes), ratio)
     d = diagnose("knn-repeated", store=store)
     assert d.n_folds == 100 and d.n_configs == len(K)
     assert d.ratio_source == "recorded fold sizes"
@@ -62,19 +62,8 @@ def test_repeated_cv_ties_use_the_recorded_fold_sizes(knn):
     assert d.tie_pvalues.keys() == p.keys()
     for tid, v in p.items():
         assert d.tie_pvalues[tid] == pytest.approx(v, rel=1e-9)
-    # with 1/(J-1) = 1/99 most of them would be called worse: the bug this replaces
-    _, tied_99, _ = by_hand_ratio(ts, 1 / 99)
-    assert len(tied_99) < len(tied) - 2
-
-
-def by_hand_ratio(ts, ratio):
-    res = ts.cv_results_
-    s = np.array([res[f"split{k}_test_score"] for k in range(100)]).T
-    best = int(np.argmax(s.mean(axis=1)))
-    d = s[best] - s
-    t = d.mean(axis=1) / np.sqrt((1 / 100 + ratio) * d.var(axis=1, ddof=1) + 1e-300)
-    p = 2 * sps.t.sf(np.abs(t), 99)
-    return ratio, {i for i in range(len(s)) if i != best and p[i] >= 0.05}, p
+    # with 1/(J-1) = 1/99 (what diagnose assumed before) none of them is tied
+    assert by_hand(ts, len(sizes), 1 / 99)[0] == set()
 
 
 def test_every_fold_records_its_train_and_test_size(knn):

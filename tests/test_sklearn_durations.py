@@ -23,7 +23,7 @@ def timed(tmp_path_factory):
     store = tmp_path_factory.mktemp("durations")
     X, y = load_digits(return_X_y=True)
     gs = GridSearchCV(LogisticRegression(max_iter=30), {"C": C}, cv=N_SPLITS, n_jobs=1)
-    ts = hs.track(gs, name="lr-digits-timed", store=store).fit(X[:900] / 16.0, y[:900])
+    ts = hs.track(gs, name="lr-digits-timed", store=store).fit(X[:500] / 16.0, y[:500])
     rows = hptrack.connect(store).sql(
         "SELECT trial_id, started_at, finished_at, duration_s FROM trials").fetchall()
     return ts, {tid: (start, end, dur) for tid, start, end, dur in rows}
