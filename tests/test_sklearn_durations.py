@@ -52,3 +52,25 @@ def test_candidates_run_one_after_another(timed):
     spans = [trials[ts.trial_id_of(r)][:2] for r in range(len(C))]
     for (_, end), (start, _) in zip(spans, spans[1:]):
         assert end <= start  # n_jobs=1: a candidate starts once the one before it ended
+
+
+def test_in_parallel_a_trial_starts_at_its_first_fold_not_at_dispatch(tmp_path):
+    X, y = load_digits(return_X_y=True)
+    gs = GridSearchCV(LogisticRegression(max_iter=30), {"C": C}, cv=N_SPLITS, n_jobs=2)
+    ts = hs.track(gs, name="lr-digits-parallel", store=tmp_path).fit(X[:500] / 16.0, y[:500])
+    con = hptrack.connect(tmp_path)
+    spans = []
+    for r in range(len(C)):
+        start, end, dur = con.sql("SELECT started_at, finished_at, duration_s FROM trials "
+                                  "WHERE trial_id = ?", params=[ts.trial_id_of(r)]).fetchall()[0]
+        (first, last), = con.sql("SELECT min(ts), max(ts) FROM scores WHERE trial_id = ? AND "
+                                 "split = 'fold'", params=[ts.trial_id_of(r)]).fetchall()
+        # it began before its first fold was scored and ended with its last (a score is
+        # written just after its fold ends)
+        assert start < first and end <= last
+        spans.append((start, end, dur))
+    # two workers, tasks in candidate order: the last candidate began after the first ended
+    assert spans[-1][0] >= spans[0][1]
+    # once the workers are warm (a fresh one's first recording imports and opens its log,
+    # between its folds) the span is about the candidate's work: its folds overlap
+    assert spans[-1][2] <= 1.3 * fold_seconds(ts, len(C) - 1) + 0.3
