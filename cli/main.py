@@ -223,12 +223,14 @@ def show_cmd(ctx, search, fmt, as_of, limit):
       hptrack show rf-grid --format csv > trials.csv
     """
     from hptrack.overview import show
+    from hptrack.read import connect
 
-    view = show(search, _store(ctx), as_of=as_of, strict=ctx.obj["strict"])
+    con = connect(_store(ctx), as_of, strict=ctx.obj["strict"])  # one snapshot for both reads
+    view = show(search, con=con)
     trials = view.trials if limit is None else view.trials.head(limit)
     if fmt == "csv":
         return _emit(trials, "csv")
-    training = _training(ctx, search, as_of)
+    training = _training(con, search)
     if fmt == "json":
         extra = {"training": training.trials.to_dicts()} if training is not None else {}
         click.echo(output.dumps({"search": view.settings, "trials": trials.to_dicts(), **extra}))
@@ -259,11 +261,11 @@ def show_cmd(ctx, search, fmt, as_of, limit):
 _SHOWN_TRAINING = 20     # trials listed one by one in show's training lines
 
 
-def _training(ctx, search, as_of):
+def _training(con, search):
     """EarlyStopping's stops and the reported learning rates, or None if there are none."""
     from hptrack.training import summary
 
-    t = summary(search, _store(ctx), as_of=as_of, strict=ctx.obj["strict"])
+    t = summary(search, con=con)
     return None if t.empty else t
 
 
