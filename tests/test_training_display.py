@@ -35,7 +35,7 @@ def store(tmp_path_factory):
     root = tmp_path_factory.mktemp("training")
     X, y = load_wine(return_X_y=True)
     hs.track(GridSearchCV(make_pipeline(StandardScaler(), KNeighborsClassifier()),
-                          {"kneighborsclassifier__n_neighbors": list(range(1, 30, 2))}, cv=5),
+                          {"kneighborsclassifier__n_neighbors": list(range(1, 30, 4))}, cv=5),
              name="knn-wine", store=root, dataset="wine").fit(X, y)
     return root
 
