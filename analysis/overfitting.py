@@ -27,7 +27,11 @@ import numpy as np
 
 from . import stats
 
-__all__ = ["Diagnosis", "diagnose"]
+__all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]
+
+N_BOOT = 1000    # bootstrap resamples: one default for the library, the CLI and the report
+RECORDED = "recorded fold sizes"
+ASSUMED = "assumed k-fold: 1/(J-1)"
 
 
 @dataclass
@@ -51,6 +55,9 @@ class Diagnosis:
     alpha: float = 0.05
     n_tied: int | None = None           # other configurations tied with the best
     tied_trial_ids: list = field(default_factory=list)
+    tie_pvalues: dict = field(default_factory=dict)    # trial_id -> p of its test against the best
+    test_train_ratio: float | None = None  # n_test / n_train of the tie test's variance correction
+    ratio_source: str | None = None     # RECORDED or ASSUMED: where that ratio came from
     optimistic_bias: float | None = None    # BBC-CV
     corrected_best: float | None = None     # best_cv with the BBC-CV bias removed
     corrected_ci: tuple | None = None
@@ -71,13 +78,19 @@ class Diagnosis:
         return d
 
 
-def diagnose(search, store=None, alpha=0.05, seed=0, n_boot=1000, top_k=5, con=None,
-             as_of=None) -> Diagnosis:
+def diagnose(search, store=None, alpha: float = 0.05, seed: int = 0, n_boot: int = N_BOOT,
+             top_k: int = 5, con=None, as_of=None) -> Diagnosis:
     """Hyperparameter-overfitting diagnostics of ``search`` (name or id).
 
     Needs fold scores (``trial.score(v, split="fold", fold=k)``, written by
     ``hptrack.sklearn.track``) for the tie, bias and stability diagnostics;
     without them it says which it could not compute and why.
+
+    The tie test's ratio n_test/n_train is the mean over the analysed folds of
+    their recorded sizes (``n_train`` and ``n_test`` in a fold score's payload,
+    written by ``hptrack.sklearn.track``; 1/9 for 10-fold CV however often it is
+    repeated). When any fold lacks them it assumes k-fold CV with k = J folds,
+    1/(J-1); ``ratio_source`` says which.
     """
     from hptrack.read import connect, resolve_search
 
@@ -111,20 +124,24 @@ def diagnose(search, store=None, alpha=0.05, seed=0, n_boot=1000, top_k=5, con=N
     d.best_params = _params(con, search_id, best_tid)
 
     scores = con.sql(
-        "SELECT trial_id, split, fold, metric, value FROM scores WHERE search_id = ? "
-        "AND split IN ('fold', 'test') ORDER BY ts", params=[search_id]).fetchall()
+        "SELECT trial_id, split, fold, metric, value, "
+        "TRY_CAST(TRY(payload ->> 'n_train') AS DOUBLE), TRY_CAST(TRY(payload ->> 'n_test') AS DOUBLE) "
+        "FROM scores WHERE search_id = ? AND split IN ('fold', 'test') ORDER BY ts",
+        params=[search_id]).fetchall()
     fold_metric = _pick_metric([s for s in scores if s[1] == "fold"], d.metric)
     folds: dict[str, dict[int, float]] = {}
+    sizes: dict[tuple, tuple] = {}      # (trial_id, fold) -> (n_train, n_test) of that score
     tests: dict[str, float] = {}
-    for tid, split, fold, m, v in scores:
+    for tid, split, fold, m, v, n_train, n_test in scores:
         if tid not in values:
             continue  # failed, pruned or running trials are not candidates
         if split == "fold" and m == fold_metric and fold is not None:
             folds.setdefault(tid, {})[fold] = sign * v     # the latest score of a fold wins
+            sizes[tid, fold] = (n_train, n_test)           # and so do its sizes
         elif split == "test" and (fold_metric is None or m in (fold_metric, d.metric, "value")):
             tests[tid] = sign * v
 
-    _fold_diagnostics(d, values, folds, best_tid, sign, alpha, seed, n_boot, top_k)
+    _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_boot, top_k)
     _test_gap(d, tests, sign)
     _nested_inner(con, d, payload, sign)
     _warn(d, sign)
@@ -153,7 +170,20 @@ def _pick_metric(fold_rows, search_metric):
     return max(counts, key=counts.get)
 
 
-def _fold_diagnostics(d, values, folds, best_tid, sign, alpha, seed, n_boot, top_k):
+def _ratio(sizes, ids, fold_list) -> tuple[float, str]:
+    """n_test/n_train for the tie test: the mean over the analysed folds of
+    their recorded sizes, or k-fold's 1/(J-1) when any fold lacks them."""
+    ratios = []
+    for t in ids:
+        for k in fold_list:
+            n_train, n_test = sizes.get((t, k), (None, None))
+            if not (n_train and n_train > 0 and n_test is not None and n_test > 0):
+                return 1.0 / (len(fold_list) - 1), ASSUMED
+            ratios.append(n_test / n_train)
+    return float(np.mean(ratios)), RECORDED
+
+
+def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_boot, top_k):
     if not folds:
         why = ("no fold scores recorded (record them with trial.score(v, split='fold', fold=k), "
                "or use hptrack.sklearn.track)")
@@ -191,9 +221,11 @@ def _fold_diagnostics(d, values, folds, best_tid, sign, alpha, seed, n_boot, top
             "mean fold score; the fold diagnostics are about the latter")
         d.best_trial_id = ids[b]
     d.best_cv = sign * float(means[b])
-    tied = stats.tied_with_best(m, alpha=alpha, best=b)
-    d.n_tied = int(tied.sum())
-    d.tied_trial_ids = [ids[i] for i in np.flatnonzero(tied)]
+    d.test_train_ratio, d.ratio_source = _ratio(sizes, ids, fold_list)
+    p = stats.pvalues_vs_best(m, test_train_ratio=d.test_train_ratio, best=b)
+    d.tie_pvalues = {ids[i]: float(p[i]) for i in range(len(ids)) if i != b}
+    d.tied_trial_ids = [t for t, pv in d.tie_pvalues.items() if pv >= alpha]
+    d.n_tied = len(d.tied_trial_ids)
     bbc = stats.bbc_cv(m, n_boot=n_boot, seed=seed)
     d.optimistic_bias = float(bbc.bias)
     d.corrected_best = sign * float(bbc.estimate)
@@ -271,7 +303,8 @@ def _warn(d, sign):
         others = d.n_configs - 1
         w.append(f"the winner is statistically tied with {d.n_tied} of the other {others} "
                  f"configurations (corrected resampled t-test on {d.n_folds} folds, "
-                 f"alpha={d.alpha}); choosing among them is largely luck")
+                 f"alpha={d.alpha}, n_test/n_train {d.test_train_ratio:.4g} from "
+                 f"{d.ratio_source}); choosing among them is largely luck")
     if d.optimistic_bias is not None and se is not None and d.optimistic_bias > 0.5 * se:
         w.append(f"its CV score {_fmt(d.best_cv)} is optimistic by about {_fmt(d.optimistic_bias)} "
                  f"(BBC-CV; {d.optimistic_bias / se:.1f} standard errors); expect about "

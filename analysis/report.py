@@ -74,6 +74,7 @@ class SearchReport:
     kind: str | None = None            # "nested_cv" for a nested-CV outer run
     pareto: object = None              # multi-objective: hptrack.analysis.multiobjective.Pareto
     pareto_note: str | None = None     # why it was not computed
+    training: object = None            # hptrack.training.TrainingSummary, None if nothing to show
 
 
 @dataclass
@@ -181,6 +182,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     _importance(sr, done, space, seed, max_trials)
     bar.advance(f"{name}: diagnostics")
     _diagnose(sr, con, seed)
+    _training(sr, con)
     bar.advance(f"{name}: done")
     if strategy == "pbt":
         _pbt(sr, con)
@@ -287,9 +289,18 @@ def _diagnose(sr, con, seed):
     from hptrack.analysis.overfitting import diagnose
 
     try:
-        sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed, n_boot=500)
+        sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed)  # the defaults of diagnose and its CLI
     except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
         sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
+
+
+def _training(sr, con):
+    """EarlyStopping's stops and the learning rate per step (of the drawn trials)."""
+    from hptrack.training import summary
+
+    drawn = None if sr.drawn is None else sr.drawn.to_list()
+    t = summary(sr.search_id, con=con, trial_ids=drawn)
+    sr.training = None if t.empty else t
 
 
 def _pbt(sr, con):

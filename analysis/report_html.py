@@ -16,7 +16,7 @@ from html import escape
 
 from . import svg
 from .report import Report, SearchReport
-from .report_terminal import _duration, _num, _status
+from .report_terminal import _duration, _num, _status, tie_ratio, training_facts
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}
@@ -161,15 +161,21 @@ def _search(s: SearchReport) -> str:
         out.append(f"<p class='running'>running: trial {n}, started {t}, no result yet</p>")
     d = s.diagnosis
     if d is not None:
+        if d.n_tied is not None:
+            out.append(f"<p>Diagnostics: {d.n_tied} configuration(s) tied with the best over "
+                       f"{d.n_folds} folds (corrected t-test, {escape(tie_ratio(d))}).</p>")
         out.extend(f"<p class='warn'>warning: {escape(w)}</p>" for w in d.warnings)
     elif s.diagnosis_note:
         out.append(f"<p class='skip'>diagnostics {escape(s.diagnosis_note)}</p>")
+    out.extend(f"<p>{escape(f)}.</p>" for f in training_facts(s))
     if s.importance is not None and s.importance_note:
         out.append(f"<p>Importance and marginal curves: {escape(s.importance_note)}.</p>")
     figs = [*_pareto_figs(s), _importance(s), *_marginals(s), _parallel(s), _intermediate(s), _folds(s),
             _test_scatter(s)]
     if s.strategy == "pbt":
         figs += [_lineage(s), _schedule(s)]
+    if s.training is not None and s.training.lr_key is not None:
+        figs.append(_learning_rate(s))
     out.append(_figs(figs))
     return "".join(out)
 
@@ -292,7 +298,46 @@ def _intermediate(s):
         if state == "pruned":
             ch.points([part["step"][-1]], [part["value"][-1]], col, marker="x", size=4,
                       titles=[f"trial {part['trial_number'][0]} pruned"])
+    _mark_stops(ch, s)
     return ("intermediate values", ch, "no data")
+
+
+STOP_COLOR = "#ff7f0e"
+
+
+def _mark_stops(ch, s):
+    """A dot where EarlyStopping stopped each drawn trial (its value at the stop step)."""
+    t = s.training
+    if t is None or not t.n_stopped:
+        return
+    at = {(n, st): v for n, st, v in s.reports.select("trial_number", "step", "value").iter_rows()}
+    xs, ys, titles = [], [], []
+    for r in t.trials.filter(t.trials["stopped_early"]).iter_rows(named=True):
+        v = at.get((r["trial_number"], r["stop_step"]))
+        if v is not None:
+            xs.append(r["stop_step"])
+            ys.append(v)
+            titles.append(f"trial {r['trial_number']} stopped early at step {r['stop_step']} "
+                          f"(best step {r['best_step']})")
+    ch.points(xs, ys, STOP_COLOR, label="stopped early", size=3.5, titles=titles)
+    ch.title = ch.title.replace("(x = pruned", "(dot = stopped early, x = pruned")
+
+
+def _learning_rate(s):
+    """The learning rate each drawn trial reported per step; the best trial's drawn on top."""
+    t = s.training
+    lr = t.lr
+    ch = svg.Chart(f"learning rate ({t.lr_key}) per step", "step", t.lr_key, width=460, height=280)
+    best = s.best["trial_number"] if s.best else None
+    for part in lr.partition_by("trial_number", maintain_order=True, as_dict=False):
+        if part["trial_number"][0] != best:
+            ch.line(part["step"].to_list(), part["lr"].to_list(), "#9ab", width=1, opacity=0.6,
+                    label="trials")
+    mine = lr.filter(lr["trial_number"] == best)
+    if mine.height:
+        ch.line(mine["step"].to_list(), mine["lr"].to_list(), svg.color(0), width=2.2,
+                label=f"best (trial {best})")
+    return ("learning rate", ch, "no report carried a learning rate")
 
 
 def _folds(s):

@@ -135,6 +135,35 @@ def _print_search(console, s: SearchReport):
     else:
         _say(console, f"importance: {s.importance_note}")
     _print_diagnosis(console, s)
+    _print_training(console, s)
+
+
+def _print_training(console, s):
+    facts = training_facts(s)
+    if facts:
+        _say(console, "; ".join(facts))
+
+
+def training_facts(s) -> list[str]:
+    """How many trials EarlyStopping stopped and where; the best trial's learning rate."""
+    t = s.training
+    if t is None:
+        return []
+    facts = []
+    stopped = t.trials.filter(t.trials["stopped_early"])
+    if stopped.height:
+        saved = stopped["epochs_saved"].drop_nulls()
+        facts.append(f"early stopping: {stopped.height} of {t.trials.height} trials stopped early "
+                     f"(median stop step {stopped['stop_step'].median():g}, median best step "
+                     f"{stopped['best_step'].median():g}"
+                     + (f", {saved.sum()} steps saved)" if saved.len() else ")"))
+    best = t.trials.filter(t.trials["trial_number"] == s.best["trial_number"]) if s.best else None
+    if t.lr_key is not None and best is not None and best.height and best["lr_first"][0] is not None:
+        b = best.row(0, named=True)
+        stop = f", stopped at step {b['stop_step']}" if b["stopped_early"] else ""
+        facts.append(f"best trial {b['trial_number']}: {t.lr_key} {_num(b['lr_first'])} -> "
+                     f"{_num(b['lr_last'])} over {b['steps']} steps{stop}")
+    return facts
 
 
 PARETO_SHOWN = 8   # front members listed one per line
@@ -191,7 +220,8 @@ def _print_diagnosis(console, s):
         return
     facts = []
     if d.n_tied is not None:
-        facts.append(f"{d.n_tied} config(s) tied with the best over {d.n_folds} folds")
+        facts.append(f"{d.n_tied} config(s) tied with the best over {d.n_folds} folds "
+                     f"({tie_ratio(d)})")
     if d.optimistic_bias is not None:
         facts.append(f"optimistic bias {_num(d.optimistic_bias)}, corrected best {_num(d.corrected_best)}")
     if d.val_test_gap is not None:
@@ -204,6 +234,11 @@ def _print_diagnosis(console, s):
     for what, why in list(d.not_computed.items())[:3]:
         if what != "all" and not str(why).startswith("no nested-CV run"):
             _say(console, f"not computed: {escape(what)}: {escape(str(why))}")
+
+
+def tie_ratio(d) -> str:
+    """The tie test's n_test/n_train and where it came from (recorded or assumed)."""
+    return f"n_test/n_train {_num(d.test_train_ratio)}, {d.ratio_source}"
 
 
 def _print_group(console, g: Group):

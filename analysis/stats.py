@@ -39,6 +39,7 @@ __all__ = [
     "mean_ranks",
     "nemenyi_cd",
     "nemenyi_q",
+    "pvalues_vs_best",
     "rank_stability",
     "tibshirani_bias",
     "tied_with_best",
@@ -97,19 +98,26 @@ def corrected_ttest(a, b, test_train_ratio=None, alternative="two-sided") -> TTe
     return TTest(float(t), float(min(1.0, p)), df, mean)
 
 
+def pvalues_vs_best(fold_scores, test_train_ratio=None, best=None) -> np.ndarray:
+    """Two-sided p-value of the corrected t-test of each configuration against
+    the best (highest mean, or row ``best``); NaN for the best itself."""
+    s = _matrix(fold_scores, "fold_scores")
+    if s.shape[1] < 2:
+        raise ValueError("need at least 2 folds to test ties")
+    best = int(np.argmax(s.mean(axis=1))) if best is None else best
+    p = np.full(len(s), np.nan)
+    for i in range(len(s)):
+        if i != best:
+            p[i] = corrected_ttest(s[best], s[i], test_train_ratio).pvalue
+    return p
+
+
 def tied_with_best(fold_scores, alpha=0.05, test_train_ratio=None, best=None) -> np.ndarray:
     """Boolean mask of the configurations whose corrected t-test against the
     best (highest mean) is not significant at ``alpha`` (two-sided). The best
     itself is False."""
-    s = _matrix(fold_scores, "fold_scores")
-    best = int(np.argmax(s.mean(axis=1))) if best is None else best
-    tied = np.zeros(len(s), dtype=bool)
-    if s.shape[1] < 2:
-        raise ValueError("need at least 2 folds to test ties")
-    for i in range(len(s)):
-        if i != best:
-            tied[i] = corrected_ttest(s[best], s[i], test_train_ratio).pvalue >= alpha
-    return tied
+    p = pvalues_vs_best(fold_scores, test_train_ratio, best)
+    return np.nan_to_num(p, nan=-1.0) >= alpha
 
 
 # --- BBC-CV ------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from . import output
 from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 
 _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "best_trial_number",
-          "best_params", "best_value", "best_cv", "best_cv_se", "n_tied", "optimistic_bias",
+          "best_params", "best_value", "best_cv", "best_cv_se", "n_tied", "test_train_ratio",
+          "ratio_source", "optimistic_bias",
           "corrected_best",
           "corrected_ci", "tibshirani_bias", "p_best_stays_best", "top_k_kendall_tau",
           "test_score", "val_test_gap", "nested")
@@ -27,7 +28,9 @@ def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
 
     From the fold scores (split='fold', written by hptrack.sklearn.track):
     how many configurations are statistically tied with the best (corrected
-    resampled t-test), how optimistic the best CV score is (BBC-CV and
+    resampled t-test, whose n_test/n_train is taken from the recorded fold
+    sizes when there are any, else assumed 1/(J-1) as for k-fold CV: both shown
+    as test_train_ratio and ratio_source), how optimistic the best CV score is (BBC-CV and
     Tibshirani-Tibshirani) and how often the winner stays best over bootstrap
     resamples of the folds; the validation-test gap when the best trial has a
     test score; the nested-CV estimate when a nested run exists. What cannot be

@@ -199,13 +199,17 @@ def show_cmd(ctx, search, fmt, as_of, limit):
       hptrack show rf-grid --format csv > trials.csv
     """
     from hptrack.overview import show
+    from hptrack.read import connect
 
-    view = show(search, store_root(ctx), as_of=as_of, strict=ctx.obj["strict"])
+    con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])  # one snapshot for both reads
+    view = show(search, con=con)
     trials = view.trials if limit is None else view.trials.head(limit)
     if fmt == "csv":
         return emit(trials, "csv")
+    training = _training(con, search)
     if fmt == "json":
-        click.echo(output.dumps({"search": view.settings, "trials": trials.to_dicts()}))
+        extra = {"training": training.trials.to_dicts()} if training is not None else {}
+        click.echo(output.dumps({"search": view.settings, "trials": trials.to_dicts(), **extra}))
         return
     s = view.settings
     lines = [f"{k}: {output.cell(v, seconds=k.endswith('_at'))}"
@@ -227,6 +231,42 @@ def show_cmd(ctx, search, fmt, as_of, limit):
     output.print_frame(shown, digits=5)
     if limit is not None and limit < view.trials.height:
         click.echo(f"({view.trials.height - limit} more trials; drop --limit to see all)")
+    if training is not None:
+        click.echo("\n" + "\n".join(_training_lines(training)))
+
+
+_SHOWN_TRAINING = 20     # trials listed one by one in show's training lines
+
+
+def _training(con, search):
+    """EarlyStopping's stops and the reported learning rates, or None if there are none."""
+    from hptrack.training import summary
+
+    t = summary(search, con=con)
+    return None if t.empty else t
+
+
+def _training_lines(t) -> list[str]:
+    import polars as pl
+
+    lines = []
+    stopped = t.trials.filter(pl.col("stopped_early"))
+    if stopped.height:
+        lines.append(f"early stopping: {stopped.height} of {t.trials.height} trials stopped early")
+        for r in stopped.head(_SHOWN_TRAINING).iter_rows(named=True):
+            saved = "" if r["epochs_saved"] is None else f", {r['epochs_saved']} steps saved"
+            lines.append(f"  #{r['trial_number']} stopped at step {r['stop_step']}, best step "
+                         f"{r['best_step']} ({output.cell(r['best_score'], digits=5)}){saved}")
+        if stopped.height > _SHOWN_TRAINING:
+            lines.append(f"  ... and {stopped.height - _SHOWN_TRAINING} more (hptrack.training.summary)")
+    if t.lr_key is not None:
+        has = t.trials.filter(pl.col("lr_first").is_not_null())
+        pairs = [f"#{r['trial_number']} {output.cell(r['lr_first'], digits=4)} -> "
+                 f"{output.cell(r['lr_last'], digits=4)}"
+                 for r in has.head(_SHOWN_TRAINING).iter_rows(named=True)]
+        more = f", ... ({has.height - _SHOWN_TRAINING} more)" if has.height > _SHOWN_TRAINING else ""
+        lines.append(f"learning rate ({t.lr_key}) per trial, first -> last: {', '.join(pairs)}{more}")
+    return lines
 
 
 _MEMBERS_SHOWN = 20

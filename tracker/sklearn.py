@@ -23,7 +23,15 @@ BaseSearchCV subclass. What is recorded:
   score times in the payload; the mean of each metric as ``split="validation"``.
   The trial's value is the mean test score of the refit metric, exactly
   ``cv_results_["mean_test_<refit>"]``. A candidate with a failed fit is a
-  failed trial with the error.
+  failed trial with the error. Each fold's payload also holds its ``n_train``
+  and ``n_test`` (a halving rung's subsampled sizes), which
+  ``hptrack.analysis.diagnose`` uses for the corrected t-test.
+- a trial's time is its own folds' time: it starts when its first fold starts
+  and ends when its last fold ends (each measured in the process that ran the
+  fold), so ``duration_s`` is not the time the candidate queued behind the
+  others; one by one, it is the sum of its folds' fit and score times plus the
+  recording. A trial shows in the ``trials`` view once sklearn returns its
+  batch; its fold scores are written live before that.
 - halving: each iteration a rung, ``trial_reported`` with ``step=iter`` and
   ``resource=n_resources``; candidates not promoted end pruned at their last
   rung, the finalists complete with their last rung's score.

@@ -9,11 +9,22 @@ own ``_fit_and_score`` and writes the fold's scores with that process's own
 Writer, fsynced before the result goes back, so a crash or Ctrl-C keeps every
 fold that finished.
 
-The parent process (:class:`Run`) starts one trial per candidate before its
-folds are dispatched, and ends it from the results that ``evaluate_candidates``
-returns, which are the very arrays that become ``cv_results_``: the recorded
-values equal ``cv_results_`` exactly. Each trial gets exactly one terminal
-event (the read side takes the first one).
+The parent process (:class:`Run`) gives each candidate its trial id before
+its folds are dispatched (the fold scores carry it), and starts and ends the
+trial from the results that ``evaluate_candidates`` returns, which are the
+very arrays that become ``cv_results_``: the recorded values equal
+``cv_results_`` exactly. Each trial gets exactly one terminal event (the read
+side takes the first one).
+
+A trial's time is its folds' time, as measured in the process that ran them:
+it starts when its first fold started (before that fold's fit) and ends when
+its last fold ended (after its scoring), so ``duration_s`` is the span of its
+own fits and scores, not the time it waited in sklearn's queue behind the
+other candidates. (Run one by one, that is the sum of its folds' fit_time and
+score_time plus the recording; run in parallel, its folds overlap.) The price:
+a trial appears in the ``trials`` view only once its batch returns (its fold
+scores are written live all along); if the fit raises, the trials not yet
+started are started and failed at that moment.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from . import schema
 from .writer import Writer, now_us
 
 DONE_KEY = "_hptrack_done_us"
+START_KEY = "_hptrack_start_us"
 
 _patch_lock = threading.Lock()
 
@@ -50,10 +62,11 @@ class FoldRecorder:
     def __call__(self, *args, **kwargs):
         from sklearn.model_selection._validation import _fit_and_score
 
+        start = now_us()
         result = _fit_and_score(*args, **kwargs)
-        # when this fold ended, in this process: the parent pops it (sklearn never
-        # sees it) to date the trial's end by its last fold, not by the batch's end
-        result[DONE_KEY] = now_us()
+        # when this fold started and ended, in this process: the parent pops them
+        # (sklearn never sees them) to date the trial by its own folds, not by the batch
+        result[START_KEY], result[DONE_KEY] = start, now_us()
         try:
             self._record(kwargs, result)
         except Exception as exc:  # tracking must never break the user's search
@@ -71,6 +84,9 @@ class FoldRecorder:
             return  # a failed fit ends its trial as failed, from the parent
         writer = Writer.for_store(self.store_root)
         attrs = {k: _num(result[k]) for k in ("fit_time", "score_time", "n_test_samples") if k in result}
+        # the fold's own sizes (a halving rung's are those of its subsample): the
+        # corrected t-test of hptrack.analysis.diagnose needs n_test / n_train
+        attrs.update({f"n_{k}": len(kwargs[k]) for k in ("train", "test") if kwargs.get(k) is not None})
         if self.step is not None:
             attrs["iter"] = self.step
             attrs["n_resources"] = _num(self.resource)
@@ -135,13 +151,14 @@ class Run:
         self.metric = metric                # name of the single metric (fold events)
         self.value_key = value_key          # "mean_test_<name>" or None: decided at the first results
         self.halving = halving
-        self.trials = []                    # hptrack Trials, one per candidate
+        self.trials = []                    # one per candidate: a _Pending, then its hptrack Trial
         self.row_trial = []                 # cv_results_ row -> index into trials
         self.row_step = []
         self.by_params = {}                 # id(params dict) -> trial index (halving re-evaluates them)
         self._keep = []                     # keeps those dicts alive, so ids are not reused
         self.row_errors = {}                # row -> error text of its first failed fold
         self.row_done = {}                  # row -> when its last fold ended (µs)
+        self.row_start = {}                 # row -> when its first fold started (µs)
         self.done_rows = 0
         self.last_call = []                 # trial indices of the latest call
 
@@ -210,14 +227,14 @@ class Run:
             if known is not None:
                 return known
         encoded = {k: _param_value(v) for k, v in params.items()}
-        self.trials.append(self.hp.trial(encoded))
-        idx = len(self.trials) - 1
+        idx = len(self.trials)
+        self.trials.append(_Pending(self.hp.writer.new_id(), idx, encoded))
         self.by_params[id(params)] = idx
         self._keep.append(params)
         return idx
 
     def _collect_folds(self, n_splits, out):
-        """Each new row's first fit error and the end of its last fold."""
+        """Each new row's first fit error, the start of its first fold and the end of its last."""
         for j in range(self.done_rows * n_splits, len(out)):
             row = j // n_splits
             err = out[j].get("fit_error")
@@ -226,6 +243,17 @@ class Run:
             done = out[j].pop(DONE_KEY, None)
             if done is not None:
                 self.row_done[row] = max(done, self.row_done.get(row, done))
+            start = out[j].pop(START_KEY, None)
+            if start is not None:
+                self.row_start[row] = min(start, self.row_start.get(row, start))
+
+    def _started(self, i, ts=None):
+        """Candidate ``i``'s Trial, started at ``ts`` (its first fold's start) if not yet."""
+        t = self.trials[i]
+        if isinstance(t, _Pending):
+            t = self.trials[i] = self.hp.trial(t.params, trial_number=t.number, ts=ts,
+                                               trial_id=t.trial_id)
+        return t
 
     def _record_results(self, results):
         """End (or, for halving, report) the trials of the rows this call added."""
@@ -233,7 +261,7 @@ class Run:
             self.value_key = _value_key(results, self.hp.metric)
         names = sorted(k[len("mean_test_"):] for k in results if k.startswith("mean_test_"))
         for r in range(self.done_rows, len(self.row_trial)):
-            trial = self.trials[self.row_trial[r]]
+            trial = self._started(self.row_trial[r], self.row_start.get(r))
             if trial.state != "running":
                 continue
             ts = self.row_done.get(r)  # None (now) if no fold said when it ended
@@ -284,11 +312,22 @@ class Run:
                 t.complete(float(results[self.value_key][r]), ts=self.row_done.get(r), rung=int(self.row_step[r]))
 
     def abort(self, exc):
-        """The fit raised: every trial still running ends failed with the reason."""
-        for t in self.trials:
+        """The fit raised: every trial still running ends failed with the reason
+        (one never started starts now: its folds' times never came back)."""
+        for i in range(len(self.trials)):
+            t = self._started(i)
             if t.state == "running":
                 t.fail(exc)
         self.hp.writer.flush()
+
+
+class _Pending:
+    """A candidate dispatched to sklearn whose trial is not started yet: its id and
+    number are fixed (its folds record them), its start waits for its folds' times."""
+    state = "pending"
+
+    def __init__(self, trial_id, number, params):
+        self.trial_id, self.number, self.params = trial_id, number, params
 
 
 def _resource(results, r):
