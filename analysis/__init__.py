@@ -19,8 +19,8 @@ _EXPORTS = {
     "marginals": ".sensitivity",
     "analyse": ".sensitivity",
     "diagnose": ".overfitting",
-    "compare": ".compare",
-    "IncomparableSearches": ".compare",
+    "compare": ".comparison",
+    "IncomparableSearches": ".comparison",
     "pareto": ".multiobjective",
 }
 

@@ -83,7 +83,7 @@ class Group:
     metric: str
     direction: str
     searches: list                     # names
-    comparison: object = None          # hptrack.analysis.compare.Comparison
+    comparison: object = None          # hptrack.analysis.comparison.Comparison
     note: str | None = None
     best_strategy: str | None = None   # only when the tests name one (Comparison.best)
     best_reason: str | None = None     # Comparison.verdict: why a winner, or why none
@@ -342,7 +342,7 @@ def _groups(con, reports, bar, seed):
 
 
 def _compare_group(con, g, members, seed):
-    from hptrack.analysis.compare import compare
+    from hptrack.analysis.comparison import compare
 
     usable = [m for m in members if m.best is not None]
     if len(usable) < 2:

@@ -33,7 +33,7 @@ def _one_line(exc: BaseException) -> str:
     import duckdb
 
     from hptrack.errors import HptrackError
-    from hptrack.query import one_line
+    from hptrack.sql import one_line
 
     if isinstance(exc, duckdb.Error):
         # Raised while opening the store's files, not by the user's SQL (query()
@@ -319,7 +319,7 @@ def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
       hptrack query "SELECT * FROM trials WHERE state = 'complete'" --as-of 2026-11-27T09:00Z
       hptrack query - --format json --timeout 600 < best.sql
     """
-    from hptrack.query import query
+    from hptrack.sql import query
 
     if sql == "-":
         sql = sys.stdin.read()

@@ -30,7 +30,7 @@ from sklearn.tree import DecisionTreeClassifier
 import hptrack
 from hptrack.cli.main import cli
 from hptrack.overview import ls, show
-from hptrack.query import query
+from hptrack.sql import query
 from hptrack.store import Store
 from hptrack.writer import Writer
 

@@ -266,7 +266,7 @@ def queries_during_compactions(tmp_path, n_queries, grace, run=None):
     code = COMPACTOR.replace('{"grace": 0}', f'{{"grace": {grace}}}')
     compactor = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    from hptrack.query import query
+    from hptrack.sql import query
 
     failures, last = [], 0
     try:

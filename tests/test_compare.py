@@ -1,4 +1,4 @@
-"""hptrack.analysis.compare on searches written through the real API."""
+"""hptrack.analysis.comparison on searches written through the real API."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.stats as sps
 
 from hptrack import api
-from hptrack.analysis.compare import compare
+from hptrack.analysis.comparison import compare
 
 SEEDS = 200
 X_STAR = 0.37  # the optimum of the important param

@@ -14,7 +14,7 @@ import optuna
 import pytest
 import scipy.stats as sps
 from click.testing import CliRunner
-from hptrack.analysis.compare import IncomparableSearches, compare
+from hptrack.analysis.comparison import IncomparableSearches, compare
 from hptrack.analysis.report import build
 from hptrack.cli.main import cli
 from hptrack.optuna import Callback

@@ -286,9 +286,9 @@ _ZYGOTE = r"""
 import json, os, resource, signal, sys
 from click.testing import CliRunner
 from hptrack.cli.main import cli
-import duckdb, polars, pyarrow.parquet, hptrack.overview, hptrack.query, hptrack.verification
+import duckdb, polars, pyarrow.parquet, hptrack.overview, hptrack.sql, hptrack.verification
 import hptrack.compaction, hptrack.analysis.report, hptrack.analysis.report_terminal
-for name in ("overfitting", "stats", "sensitivity", "fanova", "compare", "budget"):
+for name in ("overfitting", "stats", "sensitivity", "fanova", "comparison", "budget"):
     __import__("hptrack.analysis." + name)
 signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
 for line in sys.stdin:

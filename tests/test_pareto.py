@@ -151,7 +151,7 @@ def test_importance_names_the_objectives_instead_of_using_objective_0(mo):
 
 def test_compare_takes_an_objective(mo):
     store, studies = mo
-    from hptrack.analysis.compare import compare  # (hptrack.analysis.compare is also the module)
+    from hptrack.analysis.comparison import compare
 
     with pytest.raises(ValueError, match=r"objectives.*objective="):
         compare(["binh-korn"], store=store)

@@ -1,4 +1,4 @@
-"""`hptrack query` and hptrack.query.query: read-only SQL confined to the store.
+"""`hptrack query` and hptrack.query (hptrack.sql): read-only SQL confined to the store.
 
 Every refusal is checked three ways: the message says what was refused and
 why, the library raises QueryRefused (the CLI prints one "Error:" line, exit 1),
@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 import hptrack
 from hptrack.errors import QueryRefused
-from hptrack.query import InvalidQuery, query, read_only_connection
+from hptrack.sql import InvalidQuery, query, read_only_connection
 from hptrack.cli.main import cli
 
 

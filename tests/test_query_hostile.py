@@ -23,7 +23,7 @@ from click.testing import CliRunner
 import hptrack
 from hptrack.cli.main import cli
 from hptrack.errors import QueryRefused
-from hptrack.query import InvalidQuery, QueryStopped, query, read_only_connection
+from hptrack.sql import InvalidQuery, QueryStopped, query, read_only_connection
 from hptrack.verification import verify
 from hptrack.writer import Writer
 

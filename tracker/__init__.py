@@ -20,7 +20,7 @@ from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotF
 from .compaction import compact
 from .verification import verify
 from .overview import ls, show
-from .query import query
+from .sql import query
 from .read import connect, trials
 from .schema import SCHEMA_VERSION
 from .store import Store
