@@ -26,7 +26,7 @@ import sys
 import threading
 import traceback
 
-from . import schema
+from . import reopening, schema
 from .errors import Pruned
 from .schema import INT64
 from . import writer as _writer
@@ -72,7 +72,8 @@ class Search:
     """A named search in a store. Use :func:`search` to open one."""
 
     def __init__(self, name, *, strategy="custom", direction="maximize", metric="value",
-                 space=None, seed=None, store=None, durability="trial", ts=None, **attrs):
+                 space=None, seed=None, store=None, durability="trial", ts=None, quiet=False,
+                 **attrs):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"search name must be a non-empty string, got {name!r}")
         schema.check_text(f"search name {name!r}", name, ValueError)
@@ -90,6 +91,13 @@ class Search:
         self.writer = Writer.for_store(store)
         self._sync = durability == "trial"
         self._number = 0
+        self._open = False
+        # before writing anything: a name holding other settings is refused
+        directions = attrs.get("directions") or [direction]
+        reopening.check(name, self.writer.store, self.search_id,
+                        {"directions": list(directions), "metric": metric, "strategy": strategy},
+                        quiet=quiet)
+        self._open = True
         info = {
             "name": name, "strategy": strategy, "direction": direction, "metric": metric,
             "space": space, "seed": seed, "durability": durability,
@@ -120,12 +128,16 @@ class Search:
                            "payload": {"text": text, **attrs}})
 
     def finish(self, status="ok", *, ts=None, **attrs) -> None:
+        """Write ``search_finished``. Opening the name again later reopens it."""
         event = {"type": "search_finished", "search_id": self.search_id,
                  "payload": {"status": status, **attrs}}
         if ts is not None:
             event["ts"] = ts
         self.writer.write(event)
         self.writer.flush()
+        if self._open:
+            self._open = False
+            reopening.closed(self.writer.store, self.search_id)
 
     def __enter__(self):
         return self
@@ -140,10 +152,15 @@ class Search:
 
 
 def search(name, *, strategy="custom", direction="maximize", metric="value", space=None,
-           seed=None, store=None, durability="trial", ts=None, **attrs) -> Search:
+           seed=None, store=None, durability="trial", ts=None, quiet=False, **attrs) -> Search:
     """Open the search ``name`` in ``store`` (default ./.hptrack or $HPTRACK_STORE).
 
-    Opening a name that exists appends to that search. ``durability="trial"``
+    Opening a name that exists appends to that search, if its strategy,
+    direction(s) and metric are the ones recorded; other settings raise
+    :class:`~hptrack.errors.SearchSettingsConflict` (a ``ValueError``) naming
+    both and nothing is written. Appending to a search that holds trials and is
+    not open (no ``search_finished`` after its last start) warns once with
+    :class:`~hptrack.errors.AppendingToSearch`; ``quiet=True`` (importers) does not. ``durability="trial"``
     (the default) makes every trial's events durable on disk when its
     ``complete``/``fail``/``prune`` returns; ``"batch"`` buffers and flushes by
     size and at least every second, trading up to that much history on a crash
@@ -152,7 +169,7 @@ def search(name, *, strategy="custom", direction="maximize", metric="value", spa
     ``search_started`` event (for importers of old history).
     """
     return Search(name, strategy=strategy, direction=direction, metric=metric, space=space,
-                  seed=seed, store=store, durability=durability, ts=ts, **attrs)
+                  seed=seed, store=store, durability=durability, ts=ts, quiet=quiet, **attrs)
 
 
 def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=None, store=None,
