@@ -96,7 +96,7 @@ class Search:
         directions = attrs.get("directions") or [direction]
         reopening.check(name, self.writer.store, self.search_id,
                         {"directions": list(directions), "metric": metric, "strategy": strategy},
-                        quiet=quiet)
+                        quiet=quiet, study=attrs.get("optuna_study"))
         self._open = True
         info = {
             "name": name, "strategy": strategy, "direction": direction, "metric": metric,
@@ -160,7 +160,8 @@ def search(name, *, strategy="custom", direction="maximize", metric="value", spa
     :class:`~hptrack.errors.SearchSettingsConflict` (a ``ValueError``) naming
     both and nothing is written. Appending to a search that holds trials and is
     not open (no ``search_finished`` after its last start) warns once with
-    :class:`~hptrack.errors.AppendingToSearch`; ``quiet=True`` (importers) does not. ``durability="trial"``
+    :class:`~hptrack.errors.AppendingToSearch`, unless ``quiet=True`` (importers)
+    or it goes on recording the same Optuna study (``optuna_study=``). ``durability="trial"``
     (the default) makes every trial's events durable on disk when its
     ``complete``/``fail``/``prune`` returns; ``"batch"`` buffers and flushes by
     size and at least every second, trading up to that much history on a crash
@@ -454,7 +455,9 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
 
     Exceptions are recorded as failed trials and re-raised; ``hptrack.Pruned``
     and ``optuna.TrialPruned`` are recorded as pruned and re-raised. The search
-    is opened at the first call.
+    is opened at the first call and finished by ``objective.finish()`` (e.g. when
+    ``study.optimize`` returns), else when the process exits (status
+    ``"exited"``); a call after ``finish()`` opens it again.
 
     An Optuna objective ``objective(trial)`` is recorded as Optuna runs it: each
     ``suggest_*`` becomes a param with its distribution, each ``trial.report``
@@ -463,21 +466,19 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
     """
     def decorate(fn):
         sig = inspect.signature(fn)
-        state = {}
+        opener = Opener()
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if args and _is_optuna_trial(args[0]):
                 # only programs that use Optuna import it
                 from .optuna import run_objective
-                return run_objective(state, fn, args, kwargs, name=name, strategy=strategy,
+                return run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
                                      metric=metric, space=space, seed=seed, store=store,
                                      durability=durability, attrs=attrs)
-            s = state.get("search")
-            if s is None:
-                s = state["search"] = search(name, strategy=strategy, direction=direction,
-                                             metric=metric, space=space, seed=seed, store=store,
-                                             durability=durability, **attrs)
+            s = opener.get(lambda quiet: search(name, quiet=quiet, strategy=strategy, direction=direction, metric=metric,
+                                          space=space, seed=seed, store=store,
+                                          durability=durability, **attrs))
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             params = {}
@@ -506,8 +507,70 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
                 t.complete(result)
             return result
 
-        wrapper.search = lambda: state.get("search")
+        wrapper.search = lambda: opener.search
+        wrapper.finish = opener.finish
         return wrapper
 
     return decorate
 
+
+
+class Opener:
+    """The search of a decorator or callback: opened at its first trial (when the
+    study's direction is known), finished by :meth:`finish` or, failing that, when
+    the process exits, and opened again by the next trial after a finish."""
+
+    def __init__(self):
+        self.search: Search | None = None   # the last one opened, also once finished
+        self._lock = threading.Lock()        # n_jobs>1 threads open it once
+        self._pid = None
+
+    def get(self, open_search) -> Search:
+        """The open search, opened with ``open_search(quiet=...)`` if there is none;
+        quiet when this opener had it open before (``optimize`` called again)."""
+        s = self.search
+        if s is not None and s._open:  # also in a forked child: its parent's search
+            return s
+        with self._lock:
+            s = self.search
+            if s is None or not s._open:
+                s = self.search = open_search(quiet=s is not None)
+                self._pid = os.getpid()
+                _at_exit(self)
+            return s
+
+    def finish(self, status: str = "ok", **attrs) -> bool:
+        """Write ``search_finished`` if the search is open; whether it was."""
+        with self._lock:
+            s = self.search
+            if s is None or not s._open or self._pid != os.getpid():
+                return False  # a forked child never finishes its parent's search
+            s.finish(status, **attrs)
+        return True
+
+
+_openers: "dict[int, Opener]" = {}
+_exit_hook = False
+
+
+def _at_exit(opener: Opener) -> None:
+    # Registered after the search's Writer (LIFO: runs before the writer seals at
+    # exit); with threading's hooks, which run before atexit's and before remote
+    # stores' early seal (hptrack.writer._install_exit_hooks).
+    global _exit_hook
+    _openers[id(opener)] = opener
+    if not _exit_hook:
+        _exit_hook = True
+        try:
+            threading._register_atexit(_finish_all_at_exit)
+        except (AttributeError, RuntimeError):
+            import atexit
+            atexit.register(_finish_all_at_exit)
+
+
+def _finish_all_at_exit() -> None:
+    for opener in list(_openers.values()):
+        try:
+            opener.finish("exited", reason="the process exited without finish()")
+        except Exception as exc:  # at exit: report, never raise
+            print(f"hptrack: could not finish a search at exit: {exc}", file=sys.stderr)

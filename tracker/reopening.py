@@ -32,6 +32,7 @@ class Recorded:
     settings: dict   # the COMPARED settings of its first search_started (as the searches view)
     n_trials: int
     open: bool       # started again since its last finish (running elsewhere, or crashed)
+    studies: set     # the Optuna studies it was recorded from (payload optuna_study)
 
 
 def settings_of(payload: dict) -> dict:
@@ -45,8 +46,6 @@ def settings_of(payload: dict) -> dict:
 def recorded(st: Store, search_id: str) -> Recorded | None:
     """What ``st`` holds of ``search_id`` (None: nothing), from its partition's
     segments and the logs; a damaged segment is skipped (readers name it)."""
-    import json
-
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -74,15 +73,23 @@ def recorded(st: Store, search_id: str) -> Recorded | None:
     started = [r for r in rows if r["type"] == "search_started"]
     if not started:
         return None  # trials without a search_started: nothing to compare with
-    first = min(started, key=lambda r: r["event_id"])
+    started.sort(key=lambda r: r["event_id"])
+    payloads = [_payload(r) for r in started]
     finished = [r["ts"] for r in rows if r["type"] == "search_finished"]
-    try:
-        payload = json.loads(first["payload"] or "{}")
-    except ValueError:
-        payload = {}
     trials = {r["trial_id"] for r in rows if r["type"] == "trial_started"}
     is_open = not finished or max(finished) < max(r["ts"] for r in started)
-    return Recorded(settings_of(payload if isinstance(payload, dict) else {}), len(trials), is_open)
+    studies = {p["optuna_study"] for p in payloads if isinstance(p.get("optuna_study"), str)}
+    return Recorded(settings_of(payloads[0]), len(trials), is_open, studies)
+
+
+def _payload(row) -> dict:
+    import json
+
+    try:
+        payload = json.loads(row["payload"] or "{}")
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def _markers(table):
@@ -127,9 +134,11 @@ _opened: dict[tuple[str, str], list] = {}
 _lock = threading.Lock()
 
 
-def check(name: str, st: Store, search_id: str, settings: dict, *, quiet: bool = False) -> None:
+def check(name: str, st: Store, search_id: str, settings: dict, *, quiet: bool = False,
+          study: str | None = None) -> None:
     """Refuse other settings for an existing search; say once that a script
-    appends to a search it does not have open (unless ``quiet``: importers).
+    appends to a search it does not have open, unless ``quiet`` (importers) or
+    the search was recorded from the same Optuna ``study`` (which goes on).
     Registers the search as open in this process; :func:`closed` undoes that."""
     key = (st.root, search_id)
     with _lock:
@@ -145,13 +154,23 @@ def check(name: str, st: Store, search_id: str, settings: dict, *, quiet: bool =
     found = conflicts(old, settings) if old is not None else []
     if found:
         raise conflict_error(name, st.root, found)
-    if rec is not None and rec.n_trials and not rec.open and not quiet:
+    if rec is not None and rec.n_trials and not rec.open and not quiet and study not in rec.studies:
         warnings.warn(AppendingToSearch(
             f"hptrack: appending to {name!r}, {rec.n_trials} trial(s) already (store {st.root}); "
-            "pass a new name to start a new search"), stacklevel=4)
+            "pass a new name to start a new search"), **_outside_hptrack())
     with _lock:
         entry = _opened.setdefault(key, [settings, 0])
         entry[1] += 1
+
+
+def _outside_hptrack() -> dict:
+    """warnings.warn arguments naming the user's line, not one of hptrack's."""
+    import os
+    import sys
+
+    if sys.version_info >= (3, 12):
+        return {"skip_file_prefixes": (os.path.dirname(os.path.abspath(__file__)) + os.sep,)}
+    return {"stacklevel": 4}  # check <- Search <- search() <- the caller
 
 
 def closed(st: Store, search_id: str) -> None:
