@@ -107,6 +107,11 @@ def test_a_script_that_optimizes_leaves_its_searches_finished(tmp_path):
     assert rows == [("cb", 5, True), ("dec", 5, True)]
     for (payload,) in q(store, "SELECT payload FROM events WHERE type = 'search_finished'"):
         assert json.loads(payload)["status"] == "exited"
+    # the script run again (another study, same name): it says it appends, once
+    again = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+    with pytest.warns(AppendingToSearch, match="appending to 'dec', 5 trial") as seen:
+        again.optimize(hptrack.track("dec", store=store)(objective), n_trials=2)
+    assert len([w for w in seen if issubclass(w.category, AppendingToSearch)]) == 1
 
 
 def finished_at(store, name):
@@ -149,17 +154,16 @@ def test_an_optuna_study_of_the_other_direction_is_refused(tmp_path):
     """A minimize study recorded under a name that holds a maximize one."""
     store = str(tmp_path)
     up = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=2))
-    with Callback("svc", store=store) as cb:
+    with Callback("svc", store=store, metric="accuracy") as cb:
         up.optimize(objective, n_trials=3, callbacks=[cb])
     down = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=2))
     with pytest.raises(SearchSettingsConflict, match="direction='maximize'.*direction='minimize'"):
-        down.optimize(lambda t: 1 - objective(t), n_trials=2, callbacks=[Callback("svc", store=store)])
+        down.optimize(lambda t: 1 - objective(t), n_trials=2,
+                      callbacks=[Callback("svc", store=store, metric="accuracy")])
+    with pytest.raises(SearchSettingsConflict, match="metric='accuracy'.*metric='error'"):
+        up.optimize(objective, n_trials=1, callbacks=[Callback("svc", store=store, metric="error")])
     with pytest.raises(SearchSettingsConflict, match="strategy='random'.*strategy='tpe'"):
         optuna.create_study(direction="maximize").optimize(
             hptrack.track("svc", store=store)(objective), n_trials=1)
-    assert q(store, "SELECT n_trials, direction FROM searches") == [(3, "maximize")]
-    # the script run again (another study, same name): it says it appends, once
-    again = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
-    with pytest.warns(AppendingToSearch, match="appending to 'dec', 5 trial") as seen:
-        again.optimize(hptrack.track("dec", store=store)(objective), n_trials=2)
-    assert len([w for w in seen if issubclass(w.category, AppendingToSearch)]) == 1
+    # the trial whose callback was refused is Optuna's, not recorded: 3 as before
+    assert q(store, "SELECT n_trials, direction, metric FROM searches") == [(3, "maximize", "accuracy")]

@@ -251,18 +251,22 @@ class Callback:
         with hptrack.optuna.Callback(store=store) as cb:
             study.optimize(objective, n_trials=50, callbacks=[cb])
 
-    A trial recorded after a finish opens the search again.
+    A trial recorded after a finish opens the search again. ``metric`` names the
+    objective (e.g. ``"accuracy"``); the direction(s) and strategy come from the
+    study and its sampler, unless ``strategy`` is given.
     """
 
-    def __init__(self, name=None, store=None, **attrs):
+    def __init__(self, name=None, store=None, *, metric="value", strategy="custom", **attrs):
         self.name, self.store, self.attrs = name, store, attrs
+        self.metric, self.strategy = metric, strategy
         self._opener = Opener()
         self._since = datetime.now()  # naive local, as Optuna's datetimes
 
     def search(self, study, frozen_trial=None):
         """The search recording ``study`` (opened at the first trial)."""
         return self._opener.get(lambda quiet: _open(
-            self.name or study.study_name, study, store=self.store, attrs=self.attrs, quiet=quiet,
+            self.name or study.study_name, study, store=self.store, metric=self.metric,
+            strategy=self.strategy, attrs=self.attrs, quiet=quiet,
             ts=_first_start(study, *([frozen_trial] if frozen_trial else []), since=self._since)))
 
     def __call__(self, study, frozen_trial):

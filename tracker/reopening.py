@@ -48,7 +48,6 @@ def recorded(st: Store, search_id: str) -> Recorded | None:
     segments and the logs; a damaged segment is skipped (readers name it)."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     from .read import wal_table
 
@@ -62,8 +61,7 @@ def recorded(st: Store, search_id: str) -> Recorded | None:
         if not path.endswith(".parquet") or path.rsplit("/", 1)[-1].startswith("."):
             continue
         try:
-            source = st.open(path) if st.is_remote_path(path) else path
-            parts.append(_markers(pq.read_table(source, columns=cols)))
+            parts.append(_markers(st.parquet_file(path).read(columns=cols)))
         except (OSError, pa.ArrowException):
             continue  # gone since listed (compacted), or damaged
     events = pa.concat_tables(parts, promote_options="permissive") if parts else None
