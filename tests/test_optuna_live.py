@@ -84,6 +84,19 @@ def test_search_starts_no_later_than_its_first_trial(runs, path, n_jobs):
     assert first == min(t.datetime_start for t in studies[n_jobs].trials).astimezone(first.tzinfo)
 
 
+def test_a_trial_left_running_earlier_does_not_backdate_the_search(tmp_path):
+    store = str(tmp_path)
+    st = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=3))
+    zombie = st.ask()  # left running by a worker that crashed, before this run began
+    dec, cb = hptrack.track("late", store=store)(objective), Callback("late-cb", store=store)
+    st.optimize(dec, n_trials=3, callbacks=[cb])
+    first = min(t.datetime_start for t in st.trials if t.number != zombie.number)
+    for name in ("late", "late-cb"):
+        (started, earliest), = q(store, "SELECT s.started_at, min(t.started_at) FROM searches s "
+                                 "JOIN trials t USING (search_id) WHERE s.name = ? GROUP BY ALL", [name])
+        assert started == earliest == first.astimezone(started.tzinfo), name
+
+
 SCRIPT = textwrap.dedent("""
     import sys, optuna, hptrack
     from hptrack.optuna import Callback

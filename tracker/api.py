@@ -25,6 +25,7 @@ import socket
 import sys
 import threading
 import traceback
+from datetime import datetime
 
 from . import reopening, schema
 from .errors import Pruned
@@ -476,9 +477,9 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
                 return run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
                                      metric=metric, space=space, seed=seed, store=store,
                                      durability=durability, attrs=attrs)
-            s = opener.get(lambda quiet: search(name, quiet=quiet, strategy=strategy, direction=direction, metric=metric,
-                                          space=space, seed=seed, store=store,
-                                          durability=durability, **attrs))
+            s = opener.get(lambda quiet: search(
+                name, strategy=strategy, direction=direction, metric=metric, space=space,
+                seed=seed, store=store, durability=durability, quiet=quiet, **attrs))
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             params = {}
@@ -514,7 +515,6 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
     return decorate
 
 
-
 class Opener:
     """The search of a decorator or callback: opened at its first trial (when the
     study's direction is known), finished by :meth:`finish` or, failing that, when
@@ -524,6 +524,8 @@ class Opener:
         self.search: Search | None = None   # the last one opened, also once finished
         self._lock = threading.Lock()        # n_jobs>1 threads open it once
         self._pid = None
+        # (naive local time, as Optuna's): trials started before it are not this opener's
+        self.created = datetime.now()
 
     def get(self, open_search) -> Search:
         """The open search, opened with ``open_search(quiet=...)`` if there is none;

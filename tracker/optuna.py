@@ -114,15 +114,17 @@ def _typed(dist, value):
     return dist.to_external_repr(dist.to_internal_repr(value))
 
 
-def _first_start(study, *trials, since=None):
+def _first_start(study, since, *trials, finished_too=False):
     """When the first trial a live path records started, for its search_started
-    (which must not come after it): the earliest start among ``trials``, the
-    study's running trials (other threads' too) and those started at or after
-    ``since``."""
+    (which must not come after it): the earliest start among ``trials`` and the
+    study's trials started at or after ``since`` that are running (other threads'
+    trials, opening at the same time) or, with ``finished_too``, finished (a
+    callback still to be called). Older running trials are not ours: other
+    workers' or a crashed process's."""
     starts = [ft.datetime_start for ft in trials if ft.datetime_start is not None]
     for ft in study.get_trials(deepcopy=False):
-        if ft.datetime_start is not None and (
-                ft.state == TrialState.RUNNING or (since is not None and ft.datetime_start >= since)):
+        if ft.datetime_start is not None and ft.datetime_start >= since and (
+                finished_too or ft.state == TrialState.RUNNING):
             starts.append(ft.datetime_start)
     return _utc(min(starts)) if starts else None
 
@@ -133,9 +135,10 @@ def run_objective(opener: Opener, fn, args, kwargs, *, name, strategy, metric, s
                   store, durability, attrs):
     """One call of a ``@hptrack.track`` objective given an Optuna trial (see module doc)."""
     trial = args[0]
-    s = opener.get(lambda quiet: _open(name, trial.study, store=store, strategy=strategy,
-                                       metric=metric, space=space, seed=seed, durability=durability,
-                                       quiet=quiet, ts=_first_start(trial.study), attrs=attrs))
+    s = opener.get(lambda quiet: _open(
+        name, trial.study, store=store, strategy=strategy, metric=metric, space=space, seed=seed,
+        durability=durability, quiet=quiet, ts=_first_start(trial.study, opener.created, trial),
+        attrs=attrs))
     t = s.trial({}, trial_number=trial.number, ts=_utc(trial.datetime_start))
     steps = _instrument(trial, t)
     try:
@@ -267,7 +270,8 @@ class Callback:
         return self._opener.get(lambda quiet: _open(
             self.name or study.study_name, study, store=self.store, metric=self.metric,
             strategy=self.strategy, attrs=self.attrs, quiet=quiet,
-            ts=_first_start(study, *([frozen_trial] if frozen_trial else []), since=self._since)))
+            ts=_first_start(study, self._since, *([frozen_trial] if frozen_trial else []),
+                            finished_too=True)))
 
     def __call__(self, study, frozen_trial):
         _record(self.search(study, frozen_trial), frozen_trial)
