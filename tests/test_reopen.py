@@ -139,26 +139,40 @@ def test_opening_an_open_search_again_in_one_process_is_silent(tmp_path):
     a.finish()
 
 
-def test_the_check_reads_one_partition_not_every_search(tmp_path):
-    """Opening a search in a store of 200 searches: time it against a full connect."""
-    store = str(tmp_path)
-    for i in range(200):
-        with hptrack.search(f"s{i}", store=store, durability="batch") as s:
-            for j in range(5):
-                with s.trial({"x": j}) as t:
-                    t.complete(float(j))
-    hptrack.compact(store)
+@pytest.mark.parametrize("n", [40, pytest.param(200, marks=pytest.mark.slow)])
+def test_the_check_reads_one_partition_and_agrees_with_the_searches_view(tmp_path, n):
+    """Opening a search in a store of n searches reads that search's partition and
+    the logs; what it finds is what the searches view says (before and after compact)."""
+    from hptrack.api import search_id_for
     from hptrack.reopening import recorded
     from hptrack.store import Store
-    from hptrack.api import search_id_for
 
+    store = str(tmp_path)
+    for i in range(n):
+        s = hptrack.search(f"s{i}", strategy=("grid", "random")[i % 2], metric=f"m{i % 3}",
+                           direction=("maximize", "minimize")[i % 2], store=store, durability="batch")
+        for j in range(i % 4):
+            with s.trial({"x": j}) as t:
+                t.complete(float(j))
+        if i % 5:
+            s.finish()  # every fifth is left open
     st = Store(store)
-    t0 = time.perf_counter()
-    rec = recorded(st, search_id_for("s7"))
-    one = time.perf_counter() - t0
-    assert rec.n_trials == 5 and not rec.open and rec.settings["directions"] == ["maximize"]
-    t0 = time.perf_counter()
-    q(store, "SELECT n_trials FROM searches WHERE name = 's7'")
-    full = time.perf_counter() - t0
-    print(f"check {one * 1000:.1f} ms, full searches view {full * 1000:.1f} ms")
-    assert one < full
+    for step in ("logs and segments", "compacted"):
+        hptrack.Writer.for_store(store).flush()
+        view = {name: (direction, metric, strategy, n, finished is None) for name, direction, metric,
+                strategy, n, finished in q(store, "SELECT name, direction, metric, strategy, n_trials, "
+                                                  "finished_at FROM searches")}
+        times = []
+        for i in range(0, n, n // 20):
+            t0 = time.perf_counter()
+            rec = recorded(st, search_id_for(f"s{i}"))
+            times.append(time.perf_counter() - t0)
+            got = (rec.settings["directions"][0], rec.settings["metric"], rec.settings["strategy"],
+                   rec.n_trials, rec.open)
+            assert got == view[f"s{i}"], (step, i)
+        t0 = time.perf_counter()
+        q(store, "SELECT n_trials FROM searches WHERE name = 's7'")
+        full = time.perf_counter() - t0
+        print(f"{n} searches, {step}: check median {sorted(times)[10] * 1000:.1f} ms, searches view {full * 1000:.0f} ms")
+        assert sorted(times)[10] < full
+        hptrack.compact(store)
