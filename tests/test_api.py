@@ -221,3 +221,20 @@ def test_score_trial_records_a_score_on_an_ended_trial(tmp_path):
     assert rows == [("test", "f1", 0.87, "143")]
     with pytest.raises(hptrack.InvalidEvent, match="'value'"):
         hptrack.score_trial(s.search_id, t.trial_id, "high", store=tmp_path)
+
+
+def test_track_finish_then_call_again_reopens(tmp_path):
+    @hptrack.track("plain-finish", store=tmp_path)
+    def f(x):
+        return x * 2.0
+
+    for x in range(3):
+        f(x)
+    assert f.finish() is True and f.finish() is False
+    sql = "SELECT n_trials, finished_at IS NOT NULL FROM searches"
+    assert q(tmp_path, sql) == [(3, True)]
+    f(3)  # the same objective goes on: it opens the search again, quietly
+    hptrack.Writer.for_store(str(tmp_path)).flush()
+    assert q(tmp_path, sql) == [(4, False)]
+    f.finish()
+    assert q(tmp_path, sql) == [(4, True)]

@@ -280,6 +280,7 @@ def test_import_sqlite_study_keeps_trials_and_timestamps(tmp_path):
     assert as_of == [(5, 5)]
 
 
+@pytest.mark.filterwarnings("error::hptrack.errors.AppendingToSearch")
 def test_import_again_adds_only_what_is_new(tmp_path):
     storage = f"sqlite:///{tmp_path / 'grow.db'}"
     st = study(storage=storage, name="grow", seed=5)

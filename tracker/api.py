@@ -25,8 +25,9 @@ import socket
 import sys
 import threading
 import traceback
+from datetime import datetime
 
-from . import schema
+from . import reopening, schema
 from .errors import Pruned
 from .schema import INT64
 from . import writer as _writer
@@ -72,7 +73,8 @@ class Search:
     """A named search in a store. Use :func:`search` to open one."""
 
     def __init__(self, name, *, strategy="custom", direction="maximize", metric="value",
-                 space=None, seed=None, store=None, durability="trial", ts=None, **attrs):
+                 space=None, seed=None, store=None, durability="trial", ts=None, quiet=False,
+                 **attrs):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"search name must be a non-empty string, got {name!r}")
         schema.check_text(f"search name {name!r}", name, ValueError)
@@ -90,6 +92,13 @@ class Search:
         self.writer = Writer.for_store(store)
         self._sync = durability == "trial"
         self._number = 0
+        self._open = False
+        # before writing anything: a name holding other settings is refused
+        directions = attrs.get("directions") or [direction]
+        reopening.check(name, self.writer.store, self.search_id,
+                        {"directions": list(directions), "metric": metric, "strategy": strategy},
+                        quiet=quiet, study=attrs.get("optuna_study"))
+        self._open = True
         info = {
             "name": name, "strategy": strategy, "direction": direction, "metric": metric,
             "space": space, "seed": seed, "durability": durability,
@@ -120,12 +129,16 @@ class Search:
                            "payload": {"text": text, **attrs}})
 
     def finish(self, status="ok", *, ts=None, **attrs) -> None:
+        """Write ``search_finished``. Opening the name again later reopens it."""
         event = {"type": "search_finished", "search_id": self.search_id,
                  "payload": {"status": status, **attrs}}
         if ts is not None:
             event["ts"] = ts
         self.writer.write(event)
         self.writer.flush()
+        if self._open:
+            self._open = False
+            reopening.closed(self.writer.store, self.search_id)
 
     def __enter__(self):
         return self
@@ -140,10 +153,16 @@ class Search:
 
 
 def search(name, *, strategy="custom", direction="maximize", metric="value", space=None,
-           seed=None, store=None, durability="trial", ts=None, **attrs) -> Search:
+           seed=None, store=None, durability="trial", ts=None, quiet=False, **attrs) -> Search:
     """Open the search ``name`` in ``store`` (default ./.hptrack or $HPTRACK_STORE).
 
-    Opening a name that exists appends to that search. ``durability="trial"``
+    Opening a name that exists appends to that search, if its strategy,
+    direction(s) and metric are the ones recorded; other settings raise
+    :class:`~hptrack.errors.SearchSettingsConflict` (a ``ValueError``) naming
+    both and nothing is written. Appending to a search that holds trials and is
+    not open (no ``search_finished`` after its last start) warns once with
+    :class:`~hptrack.errors.AppendingToSearch`, unless ``quiet=True`` (importers)
+    or it goes on recording the same Optuna study (``optuna_study=``). ``durability="trial"``
     (the default) makes every trial's events durable on disk when its
     ``complete``/``fail``/``prune`` returns; ``"batch"`` buffers and flushes by
     size and at least every second, trading up to that much history on a crash
@@ -152,7 +171,7 @@ def search(name, *, strategy="custom", direction="maximize", metric="value", spa
     ``search_started`` event (for importers of old history).
     """
     return Search(name, strategy=strategy, direction=direction, metric=metric, space=space,
-                  seed=seed, store=store, durability=durability, ts=ts, **attrs)
+                  seed=seed, store=store, durability=durability, ts=ts, quiet=quiet, **attrs)
 
 
 def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=None, store=None,
@@ -437,7 +456,9 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
 
     Exceptions are recorded as failed trials and re-raised; ``hptrack.Pruned``
     and ``optuna.TrialPruned`` are recorded as pruned and re-raised. The search
-    is opened at the first call.
+    is opened at the first call and finished by ``objective.finish()`` (e.g. when
+    ``study.optimize`` returns), else when the process exits (status
+    ``"exited"``); a call after ``finish()`` opens it again.
 
     An Optuna objective ``objective(trial)`` is recorded as Optuna runs it: each
     ``suggest_*`` becomes a param with its distribution, each ``trial.report``
@@ -446,21 +467,19 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
     """
     def decorate(fn):
         sig = inspect.signature(fn)
-        state = {}
+        opener = Opener()
 
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if args and _is_optuna_trial(args[0]):
                 # only programs that use Optuna import it
                 from .optuna import run_objective
-                return run_objective(state, fn, args, kwargs, name=name, strategy=strategy,
+                return run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
                                      metric=metric, space=space, seed=seed, store=store,
                                      durability=durability, attrs=attrs)
-            s = state.get("search")
-            if s is None:
-                s = state["search"] = search(name, strategy=strategy, direction=direction,
-                                             metric=metric, space=space, seed=seed, store=store,
-                                             durability=durability, **attrs)
+            s = opener.get(lambda quiet: search(
+                name, strategy=strategy, direction=direction, metric=metric, space=space,
+                seed=seed, store=store, durability=durability, quiet=quiet, **attrs))
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             params = {}
@@ -489,8 +508,71 @@ def track(name, *, strategy="custom", direction="maximize", metric="value", spac
                 t.complete(result)
             return result
 
-        wrapper.search = lambda: state.get("search")
+        wrapper.search = lambda: opener.search
+        wrapper.finish = opener.finish
         return wrapper
 
     return decorate
 
+
+class Opener:
+    """The search of a decorator or callback: opened at its first trial (when the
+    study's direction is known), finished by :meth:`finish` or, failing that, when
+    the process exits, and opened again by the next trial after a finish."""
+
+    def __init__(self):
+        self.search: Search | None = None   # the last one opened, also once finished
+        self._lock = threading.Lock()        # n_jobs>1 threads open it once
+        self._pid = None
+        # (naive local time, as Optuna's): trials started before it are not this opener's
+        self.created = datetime.now()
+
+    def get(self, open_search) -> Search:
+        """The open search, opened with ``open_search(quiet=...)`` if there is none;
+        quiet when this opener had it open before (``optimize`` called again)."""
+        s = self.search
+        if s is not None and s._open:  # also in a forked child: its parent's search
+            return s
+        with self._lock:
+            s = self.search
+            if s is None or not s._open:
+                s = self.search = open_search(quiet=s is not None)
+                self._pid = os.getpid()
+                _at_exit(self)
+            return s
+
+    def finish(self, status: str = "ok", **attrs) -> bool:
+        """Write ``search_finished`` if the search is open; whether it was."""
+        with self._lock:
+            s = self.search
+            if s is None or not s._open or self._pid != os.getpid():
+                return False  # a forked child never finishes its parent's search
+            s.finish(status, **attrs)
+        return True
+
+
+_openers: "dict[int, Opener]" = {}
+_exit_hook = False
+
+
+def _at_exit(opener: Opener) -> None:
+    # Registered after the search's Writer (LIFO: runs before the writer seals at
+    # exit); with threading's hooks, which run before atexit's and before remote
+    # stores' early seal (hptrack.writer._install_exit_hooks).
+    global _exit_hook
+    _openers[id(opener)] = opener
+    if not _exit_hook:
+        _exit_hook = True
+        try:
+            threading._register_atexit(_finish_all_at_exit)
+        except (AttributeError, RuntimeError):
+            import atexit
+            atexit.register(_finish_all_at_exit)
+
+
+def _finish_all_at_exit() -> None:
+    for opener in list(_openers.values()):
+        try:
+            opener.finish("exited", reason="the process exited without finish()")
+        except Exception as exc:  # at exit: report, never raise
+            print(f"hptrack: could not finish a search at exit: {exc}", file=sys.stderr)

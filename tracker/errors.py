@@ -23,3 +23,14 @@ class StoreError(HptrackError, OSError):
 
 class Pruned(Exception):
     """Raise inside a trial to end it as pruned (like ``optuna.TrialPruned``)."""
+
+
+class SearchSettingsConflict(HptrackError, ValueError):
+    """A search name the store holds was opened with another strategy, direction or
+    metric; the message names old and new values and the way out."""
+
+
+class AppendingToSearch(UserWarning):
+    """A search that holds trials (and is not open) was opened again: its new
+    trials join the old ones. Silence with ``warnings.filterwarnings("ignore",
+    category=hptrack.errors.AppendingToSearch)``."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from datetime import datetime, timezone
 
 import optuna
@@ -32,7 +31,7 @@ from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
 from . import schema
-from .api import Trial, _is_pruned, event_time, search, search_id_for
+from .api import Opener, Trial, _is_pruned, event_time, search, search_id_for
 from .importing import derived_trial_id, known_trials
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
@@ -66,7 +65,7 @@ def _utc(dt):
 
 
 def _open(name, study, *, store=None, strategy="custom", metric="value", space=None, seed=None,
-          durability="trial", ts=None, attrs=None):
+          durability="trial", ts=None, quiet=False, attrs=None):
     directions = [d.name.lower() for d in study.directions]
     sampler = study.sampler
     if strategy == "custom":
@@ -77,7 +76,7 @@ def _open(name, study, *, store=None, strategy="custom", metric="value", space=N
         extra.setdefault("directions", directions)
     return search(name, strategy=strategy, direction=directions[0], metric=metric, space=space,
                   seed=seed if isinstance(seed, int) else None, store=store,
-                  durability=durability, ts=ts, sampler=describe(sampler),
+                  durability=durability, ts=ts, quiet=quiet, sampler=describe(sampler),
                   pruner=describe(study.pruner), optuna_study=study.study_name, **extra)
 
 
@@ -109,18 +108,37 @@ def _json_dist(dist):
     return json.loads(distribution_to_json(dist))
 
 
+def _typed(dist, value):
+    """``value`` as Optuna stores it: ``suggest_float`` hands an enqueued ``1`` back
+    as is, while ``study.trials[i].params`` holds ``1.0``."""
+    return dist.to_external_repr(dist.to_internal_repr(value))
+
+
+def _first_start(study, since, *trials, finished_too=False):
+    """When the first trial a live path records started, for its search_started
+    (which must not come after it): the earliest start among ``trials`` and the
+    study's trials started at or after ``since`` that are running (other threads'
+    trials, opening at the same time) or, with ``finished_too``, finished (a
+    callback still to be called). Older running trials are not ours: other
+    workers' or a crashed process's."""
+    starts = [ft.datetime_start for ft in trials if ft.datetime_start is not None]
+    for ft in study.get_trials(deepcopy=False):
+        if ft.datetime_start is not None and ft.datetime_start >= since and (
+                finished_too or ft.state == TrialState.RUNNING):
+            starts.append(ft.datetime_start)
+    return _utc(min(starts)) if starts else None
+
+
 # --- the decorator path -----------------------------------------------------------------
 
-def run_objective(state, fn, args, kwargs, *, name, strategy, metric, space, seed, store,
-                  durability, attrs):
+def run_objective(opener: Opener, fn, args, kwargs, *, name, strategy, metric, space, seed,
+                  store, durability, attrs):
     """One call of a ``@hptrack.track`` objective given an Optuna trial (see module doc)."""
     trial = args[0]
-    with state.setdefault("lock", threading.Lock()):  # n_jobs>1 threads share the wrapper
-        s = state.get("search")
-        if s is None:
-            s = state["search"] = _open(name, trial.study, store=store, strategy=strategy,
-                                        metric=metric, space=space, seed=seed,
-                                        durability=durability, attrs=attrs)
+    s = opener.get(lambda quiet: _open(
+        name, trial.study, store=store, strategy=strategy, metric=metric, space=space, seed=seed,
+        durability=durability, quiet=quiet, ts=_first_start(trial.study, opener.created, trial),
+        attrs=attrs))
     t = s.trial({}, trial_number=trial.number, ts=_utc(trial.datetime_start))
     steps = _instrument(trial, t)
     try:
@@ -154,9 +172,10 @@ def _instrument(trial, t):
         @functools.wraps(method)
         def suggest(name, *a, **kw):
             value = method(name, *a, **kw)
-            if name not in t.params or t.params[name] != value:
-                t.set_params({name: value},
-                             distributions={name: _json_dist(trial.distributions[name])})
+            dist = trial.distributions[name]
+            typed = _typed(dist, value)
+            if name not in t.params or t.params[name] != typed or type(t.params[name]) is not type(typed):
+                t.set_params({name: typed}, distributions={name: _json_dist(dist)})
             return value
         return suggest
 
@@ -228,22 +247,48 @@ class Callback:
 
     ``name`` defaults to the study's name. Safe with ``n_jobs>1`` and with
     several processes optimizing one study: each records the trials it ran.
+    Optuna calls it per trial only, so it cannot see ``optimize`` return: use it
+    as a context manager, or call :meth:`finish`, to finish the search;
+    otherwise it is finished when the process exits (status ``"exited"``)::
+
+        with hptrack.optuna.Callback(store=store) as cb:
+            study.optimize(objective, n_trials=50, callbacks=[cb])
+
+    A trial recorded after a finish opens the search again. ``metric`` names the
+    objective (e.g. ``"accuracy"``); the direction(s) and strategy come from the
+    study and its sampler, unless ``strategy`` is given.
     """
 
-    def __init__(self, name=None, store=None, **attrs):
+    def __init__(self, name=None, store=None, *, metric="value", strategy="custom", **attrs):
         self.name, self.store, self.attrs = name, store, attrs
-        self._search = None
-        self._lock = threading.Lock()
+        self.metric, self.strategy = metric, strategy
+        self._opener = Opener()
+        self._since = datetime.now()  # naive local, as Optuna's datetimes
 
-    def search(self, study):
-        with self._lock:
-            if self._search is None:
-                self._search = _open(self.name or study.study_name, study, store=self.store,
-                                     attrs=self.attrs)
-            return self._search
+    def search(self, study, frozen_trial=None):
+        """The search recording ``study`` (opened at the first trial)."""
+        return self._opener.get(lambda quiet: _open(
+            self.name or study.study_name, study, store=self.store, metric=self.metric,
+            strategy=self.strategy, attrs=self.attrs, quiet=quiet,
+            ts=_first_start(study, self._since, *([frozen_trial] if frozen_trial else []),
+                            finished_too=True)))
 
     def __call__(self, study, frozen_trial):
-        _record(self.search(study), frozen_trial)
+        _record(self.search(study, frozen_trial), frozen_trial)
+
+    def finish(self, status: str = "ok", **attrs) -> bool:
+        """Write ``search_finished`` (if a trial opened the search); whether it did."""
+        self._since = datetime.now()  # a later optimize() starts from here
+        return self._opener.finish(status, **attrs)
+
+    def __enter__(self):
+        self._since = datetime.now()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self.finish("ok" if exc_type is None else "error",
+                    **({} if exc is None else {"error": f"{exc_type.__name__}: {exc}"}))
+        return False
 
 
 def import_study(storage, study_name, store=None, *, name=None):
@@ -269,7 +314,7 @@ def import_study(storage, study_name, store=None, *, name=None):
     space = {}
     for ft in trials:
         space.update(_distributions(ft.distributions))
-    s = _open(name, study, store=store, space=space or None,
+    s = _open(name, study, store=store, space=space or None, quiet=True,  # re-import: no notice
               ts=min(starts) if starts else None, durability="batch",
               attrs={"imported_from": "optuna",
                      "user_attrs": study.user_attrs or None})
