@@ -52,3 +52,14 @@ def sklearn_material(material_root):
     material = build(root)
     yield material
     close_writers([material.store])
+
+
+@pytest.fixture(scope="session")
+def analysis_material(material_root):
+    from .analysis_material import build
+
+    root = os.path.join(material_root, "analysis")
+    os.makedirs(root)
+    material = build(root)
+    yield material
+    close_writers([material.store])
