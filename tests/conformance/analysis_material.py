@@ -39,7 +39,7 @@ def ridge_diabetes(trial):
 
 IMPORTANCE = {"importance-log-synthetic": (log_dominant, "lr"),
               "importance-ridge-diabetes": (ridge_diabetes, "alpha")}
-IMPORTANCE_TRIALS = 40
+IMPORTANCE_TRIALS = 30
 
 
 def quadratic(trial):

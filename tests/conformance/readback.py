@@ -47,57 +47,71 @@ def _json(text):
 
 
 @lru_cache(maxsize=None)
+def connection(store: str):
+    """One ``hptrack.connect(store)`` per store for the whole session: the material
+    is built before any test reads it and does not change after, and a connection
+    costs 0.1-0.3 s (more than most of the checks)."""
+    return hptrack.connect(store)
+
+
 def read_search(store: str, name: str) -> Search:
-    """Everything the views hold about search ``name`` (cached: the store does not
-    change once its material is built)."""
-    con = hptrack.connect(store)
-    sid, _ = resolve_search(con, name)
-    row = con.sql("SELECT * FROM searches WHERE search_id = ?", params=[sid]).pl().to_dicts()[0]
-    finished = con.sql("SELECT payload FROM events WHERE search_id = ? AND type = 'search_finished' "
-                       "ORDER BY event_id DESC LIMIT 1", params=[sid]).fetchall()
+    """Everything the views hold about search ``name``."""
+    return read_store(store)[name]
+
+
+@lru_cache(maxsize=None)
+def read_store(store: str) -> dict:
+    """name -> :class:`Search` for every search of ``store``: each view read once
+    (a query folds the events; one per search and view cost 0.1 s each)."""
+    con = connection(store)
+    names = dict(con.sql("SELECT search_id, name FROM searches").fetchall())
+    rows = {r["search_id"]: r for r in con.sql("SELECT * FROM searches").pl().to_dicts()}
     trials = {}
-    for r in con.sql("SELECT * FROM trials WHERE search_id = ? ORDER BY trial_number",
-                     params=[sid]).pl().to_dicts():
-        trials[r["trial_id"]] = Recorded(
+    for r in con.sql("SELECT * FROM trials ORDER BY search_id, trial_number").pl().to_dicts():
+        trials[r["trial_id"]] = (r["search_id"], Recorded(
             r["trial_id"], r["recorded_number"], r["trial_number"], r["state"], r["value"], None,
-            r["started_at"], r["finished_at"], r["last_step"], r["error"], _json(r["metrics"]))
+            r["started_at"], r["finished_at"], r["last_step"], r["error"], _json(r["metrics"])))
     for tid, name_, kind, num, text in con.sql(
-            "SELECT trial_id, name, kind, value_num, value_str FROM params WHERE search_id = ?",
-            params=[sid]).fetchall():
-        trials[tid].params[name_] = decode_param(kind, num, text)
-    for tid, step, value in con.sql("SELECT trial_id, step, value FROM reports WHERE search_id = ?",
-                                    params=[sid]).fetchall():
-        assert step not in trials[tid].reports, f"step {step} of trial {tid} reported twice"
-        trials[tid].reports[step] = value
-    for tid, typ, payload in con.sql(
-            "SELECT trial_id, type, payload FROM events WHERE search_id = ? AND trial_id IS NOT NULL "
-            "AND type IN ('annotation', 'trial_completed') ORDER BY event_id", params=[sid]).fetchall():
+            "SELECT trial_id, name, kind, value_num, value_str FROM params").fetchall():
+        trials[tid][1].params[name_] = decode_param(kind, num, text)
+    for tid, step, value in con.sql("SELECT trial_id, step, value FROM reports").fetchall():
+        t = trials[tid][1]
+        assert step not in t.reports, f"step {step} of trial {tid} reported twice"
+        t.reports[step] = value
+    started, finished = {}, {}
+    for sid, tid, typ, payload in con.sql(
+            "SELECT search_id, trial_id, type, payload FROM events WHERE type IN "
+            "('annotation', 'trial_completed', 'search_started', 'search_finished') "
+            "ORDER BY event_id").fetchall():
         p = _json(payload) or {}
-        t = trials.get(tid)
-        if t is None:
-            continue
-        if typ == "trial_completed" and "values" in p and t.values is None:
-            t.values = p["values"]   # the first terminal event wins, as in the trials view
-        t.user_attrs.update(p.get("user_attrs") or {})
-        t.distributions.update(p.get("distributions") or {})
-    started = con.sql("SELECT payload FROM events WHERE search_id = ? AND type = 'search_started' "
-                      "ORDER BY event_id LIMIT 1", params=[sid]).fetchall()[0][0]
-    con.close()
-    return Search(sid, row, _json(started), _json(finished[0][0]) if finished else None,
-                  list(trials.values()))
+        if typ == "search_started":
+            started.setdefault(sid, p)
+        elif typ == "search_finished":
+            finished[sid] = p                    # the latest
+        elif tid in trials:
+            t = trials[tid][1]
+            if typ == "trial_completed" and "values" in p and t.values is None:
+                t.values = p["values"]           # the first terminal event wins, as in the trials view
+            t.user_attrs.update(p.get("user_attrs") or {})
+            t.distributions.update(p.get("distributions") or {})
+    by_search: dict = {sid: [] for sid in names}
+    for sid, t in trials.values():
+        by_search[sid].append(t)
+    return {names[sid]: Search(sid, rows[sid], started.get(sid), finished.get(sid), ts)
+            for sid, ts in by_search.items()}
 
 
 @lru_cache(maxsize=None)
 def trials_frame(store: str, name: str):
     """``hptrack.trials(name, store=store)``, the polars table users read."""
-    return hptrack.trials(name, store=store)
+    return hptrack.trials(name, con=connection(store))
 
 
 @lru_cache(maxsize=None)
 def scored(store: str, name: str) -> dict:
     """(trial_id, split, metric, fold, step) -> value of every fold score (test and
     train) of the search."""
-    con = hptrack.connect(store)
+    con = connection(store)
     sid, _ = resolve_search(con, name)
     out = {}
     for tid, split, metric, fold, step, value in con.sql(
@@ -107,5 +121,4 @@ def scored(store: str, name: str) -> dict:
         key = (tid, split, metric, fold, step)
         assert key not in out, f"score {key} recorded twice"
         out[key] = value
-    con.close()
     return out

@@ -10,10 +10,11 @@ import math
 import optuna
 import pytest
 
-from .optuna_material import PATHS, PATTERNS, STATE
+from .optuna_material import PATHS, PATTERNS, SQLITE, STATE
 from .readback import read_search, trials_frame
 
-CASES = [pytest.param(p.name, path, id=f"{p.name}-{path}") for p in PATTERNS for path in PATHS]
+CASES = [pytest.param(p.name, path, id=f"{p.name}-{path}") for p in PATTERNS
+         for path in PATHS + (("import-sqlite",) if p.name in SQLITE else ())]
 
 
 def _pair(material, name, path):
@@ -109,7 +110,7 @@ def test_user_attrs(optuna_material, name, path):
         assert rec[ft.number].user_attrs == ft.user_attrs, f"trial {ft.number}"
 
 
-@pytest.mark.parametrize("name,path", CASES)
+@pytest.mark.parametrize("name,path", [c for c in CASES if c.values[1] in ("decorator", "import")])
 def test_trials_table(optuna_material, name, path):
     """``hptrack.trials()``: one row per Optuna trial, numbered as Optuna numbers
     them, one column per param holding its values."""
