@@ -17,7 +17,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wi
 from sklearn.decomposition import PCA
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
 from sklearn.feature_selection import SelectKBest, chi2
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import RidgeClassifier
 from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV,
                                      RandomizedSearchCV, RepeatedStratifiedKFold, StratifiedKFold)
 from sklearn.neighbors import KNeighborsClassifier
@@ -53,15 +53,16 @@ def _column_pipeline():
                                    "mean symmetry"]),
         ("cat", OneHotEncoder(handle_unknown="ignore"), ["size"]),
     ])
-    return Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=500))])
+    return Pipeline([("prep", prep), ("clf", RidgeClassifier())])
 
 
 def searches():
     """name -> (search, X, y). Small grids, small CV, fast estimators."""
-    scaled_lr = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    # RidgeClassifier, not LogisticRegression: a closed-form fit, 50x cheaper here
+    scaled = make_pipeline(StandardScaler(), RidgeClassifier())
     return {
         "grid-multimetric-cancer": (GridSearchCV(
-            scaled_lr, {"logisticregression__C": [0.01, 0.1, 1.0, 10.0]},
+            scaled, {"ridgeclassifier__alpha": [0.1, 10.0, 100.0, 1000.0]},
             scoring={"acc": "accuracy", "f1": "f1", "roc": "roc_auc"}, refit="f1",
             cv=StratifiedKFold(4), return_train_score=True), *CANCER),
         "random-loguniform-digits": (RandomizedSearchCV(
@@ -77,7 +78,7 @@ def searches():
             n_candidates=8, factor=2, min_resources=30, cv=3, random_state=0), *WINE),
         "columns-pipeline-cancer": (GridSearchCV(
             _column_pipeline(),
-            {"prep__num__with_mean": [True, False], "clf__C": [0.1, 1.0],
+            {"prep__num__with_mean": [True, False], "clf__alpha": [0.1, 100.0],
              "clf__class_weight": [None, "balanced"]}, scoring="balanced_accuracy", cv=3),
             *cancer_frame()),
         "estimators-as-values-digits": (GridSearchCV(
