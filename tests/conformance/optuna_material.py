@@ -183,6 +183,7 @@ def flaky_cancer(trial):
     if mode == "raise":
         raise ValueError(f"solver diverged at C={c:.3g}")
     if mode == "nan":
+        trial.report(float("nan"), 0)   # a diverged run reports NaN before it gives up
         return float("nan")
     return float(cross_val_score(make_pipeline(StandardScaler(), RidgeClassifier(alpha=1 / c)),
                                  X, y, cv=3).mean())

@@ -8,6 +8,7 @@ import json
 import math
 
 import optuna
+import polars as pl
 import pytest
 
 from .optuna_material import PATHS, PATTERNS, SQLITE, STATE
@@ -37,7 +38,7 @@ def test_material_covers_every_case(optuna_material):
     fails = [ft for ft in optuna_material.ran["failures-cancer"].trials
              if ft.state == optuna.trial.TrialState.FAIL]
     assert len(fails) >= 2 and optuna.trial.TrialState.COMPLETE in states["failures-cancer"]
-    assert any(ft.params["mode"] == "nan" for ft in fails)
+    assert any(ft.params["mode"] == "nan" and math.isnan(ft.intermediate_values[0]) for ft in fails)
     assert any(ft.params["mode"] == "raise" for ft in fails)
     enq = optuna_material.ran["enqueue-iris"].trials
     assert enq[0].params == {"C": 1.0, "kernel": "rbf"} and enq[0].user_attrs == {"source": "baseline"}
@@ -81,11 +82,17 @@ def test_distributions(optuna_material, name, path):
         assert rec[ft.number].distributions == want, f"trial {ft.number}"
 
 
+def _nan_as_text(values: dict) -> dict:
+    """NaN never equals itself: compare it as a marker."""
+    return {k: "nan" if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
+
+
 @pytest.mark.parametrize("name,path", CASES)
 def test_intermediate_values(optuna_material, name, path):
     ref, rec, _ = _pair(optuna_material, name, path)
     for ft in ref:
-        assert rec[ft.number].reports == ft.intermediate_values, f"trial {ft.number}"
+        assert _nan_as_text(rec[ft.number].reports) == _nan_as_text(ft.intermediate_values), \
+            f"trial {ft.number}"
 
 
 @pytest.mark.parametrize("name,path", CASES)
@@ -123,12 +130,16 @@ def test_trials_table(optuna_material, name, path):
     names = {k for ft in ref for k in ft.params}
     for row in frame.iter_rows(named=True):
         ft = by_number[row["trial_number"]]
+        assert row["state"] == STATE[ft.state], f"trial {ft.number}"
+        if ft.state == optuna.trial.TrialState.COMPLETE:
+            assert row["value"] == ft.values[0], f"trial {ft.number}"
         for k in names:
             want = ft.params.get(k)
             got = row[k]
             if isinstance(want, float) and isinstance(got, float):
                 assert got == want or (math.isnan(got) and math.isnan(want))
-            elif frame.schema[k] == __import__("polars").String and want is not None:
+            elif frame.schema[k] == pl.String and want is not None:
+                # a param of mixed kinds (None, "sqrt", 0.5) is a String column
                 assert got == str(want), f"trial {ft.number} param {k}"
             else:
                 assert got == want, f"trial {ft.number} param {k}"
