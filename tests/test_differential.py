@@ -414,7 +414,7 @@ def _check(plan, pool, store, root):
     finally:
         projections.EVENTS_PER_PASS = old
     for name in plan["touch"]:
-        hptrack.search(name, store=store).annotate("touched")
+        hptrack.search(name, store=store, direction="minimize", strategy="random").annotate("touched")
     if plan["seal_touch"]:
         Writer.for_store(store).seal()
     run_jobs(store, mine, seal=False)  # in this process's live log

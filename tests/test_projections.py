@@ -85,7 +85,7 @@ def compacted_big(con):
 
 def test_new_events_after_compaction_are_folded_not_hidden(compacted, tmp_path):
     root, _ = compacted
-    s = hptrack.search("alpha", store=root)
+    s = hptrack.search("alpha", store=root, direction="minimize", strategy="random")
     # a trial that was running at compaction ends now; a new trial starts
     con = hptrack.connect(root)
     (tid, number), = con.sql("SELECT trial_id, recorded_number FROM trials t JOIN searches USING (search_id) "

@@ -97,22 +97,24 @@ WITH s AS (
 ), reopened AS (
     SELECT search_id, max(ts) AS last_started FROM events WHERE type = 'search_started' GROUP BY ALL
 ), t AS (
-    -- states as the trials view folds them, without reading the reports
-    -- (most of the events) and the trial numbering
+    -- states as the trials view folds them, without the trial numbering
     SELECT search_id, count(*) AS n_trials,
            count(*) FILTER (WHERE state = 'complete') AS n_complete,
            count(*) FILTER (WHERE state = 'failed') AS n_failed,
            count(*) FILTER (WHERE state = 'pruned') AS n_pruned,
-           count(*) FILTER (WHERE state = 'running') AS n_running
+           count(*) FILTER (WHERE state = 'running') AS n_running,
+           bool_or(reported) AS reported
     FROM (
         SELECT search_id,
-               CASE arg_min_null(type, event_id) FILTER (WHERE type <> 'trial_started')
+               CASE arg_min_null(type, event_id) FILTER (WHERE type NOT IN ('trial_started', 'trial_reported'))
                    WHEN 'trial_completed' THEN 'complete' WHEN 'trial_failed' THEN 'failed'
-                   WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state
-        FROM _fold_events WHERE type IN ('trial_started', 'trial_completed', 'trial_failed', 'trial_pruned')
+                   WHEN 'trial_pruned' THEN 'pruned' ELSE 'running' END AS state,
+               bool_or(type = 'trial_reported') AS reported
+        FROM _fold_events
+        WHERE type IN ('trial_started', 'trial_reported', 'trial_completed', 'trial_failed', 'trial_pruned')
         GROUP BY search_id, trial_id HAVING count(*) FILTER (WHERE type = 'trial_started') > 0
         UNION ALL
-        SELECT search_id, state FROM _trials_projected
+        SELECT search_id, state, n_reports > 0 FROM _trials_projected
     ) GROUP BY ALL
 ), pr0 AS (
     -- the pruner, short (MedianPruner -> median, SuccessiveHalvingPruner -> sha, NopPruner ->
@@ -153,8 +155,11 @@ SELECT s.search_id, coalesce(TRY(s.payload ->> 'name'), s.search_id) AS name, TR
        coalesce(nullif(trim(TRY(s.payload ->> 'task')), ''), fp.data,
                 nullif(trim(TRY(s.payload ->> 'dataset')), '')) AS task,
        pr.pruner,
-       -- what compare and report group by: the strategy with its pruner (tpe+median)
-       coalesce(TRY(s.payload ->> 'strategy'), 'custom') || coalesce('+' || pr.pruner, '') AS strategy_label,
+       -- what compare and report group by: the strategy with its pruner (tpe+median); a pruner
+       -- counts only in a search whose trials report intermediate values, the only searches it
+       -- can act on (Optuna gives every study a MedianPruner, used or not)
+       coalesce(TRY(s.payload ->> 'strategy'), 'custom')
+           || CASE WHEN t.reported THEN coalesce('+' || pr.pruner, '') ELSE '' END AS strategy_label,
        TRY(s.payload ->> 'kind') AS kind,
        s.payload,
        TRY_CAST(TRY(s.payload -> 'directions') AS VARCHAR[]) AS directions  -- NULL: one objective
