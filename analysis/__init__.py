@@ -17,11 +17,12 @@ _EXPORTS = {
     "interactions": ".sensitivity",
     "marginals": ".sensitivity",
     "analyse": ".sensitivity",
+    "stability": ".sensitivity",
     "diagnose": ".overfitting",
     "compare": ".compare",
 }
 
-__all__ = ["analyse", "compare", "diagnose", "importance", "interactions", "marginals"]
+__all__ = ["analyse", "compare", "diagnose", "importance", "interactions", "marginals", "stability"]
 
 
 def __getattr__(name):

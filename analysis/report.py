@@ -169,7 +169,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
                    "value": best["value"], "params": {p: best[p] for p in params}}
     _tables(con, sr, done, seed)
     bar.advance(f"{name}: importance")
-    _importance(sr, done, space, seed, max_trials)
+    _importance(sr, con, done, space, seed, max_trials)
     bar.advance(f"{name}: diagnostics")
     _diagnose(sr, con, seed)
     bar.advance(f"{name}: done")
@@ -234,8 +234,9 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, done, space, seed, max_trials):
+def _importance(sr, con, done, space, seed, max_trials):
     from hptrack.analysis.sensitivity import analyse
+    from hptrack.analysis.source import search_space
 
     varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
     if done.height < MIN_TRIALS_IMPORTANCE:
@@ -246,17 +247,17 @@ def _importance(sr, done, space, seed, max_trials):
         sr.importance_note = "skipped: no param varies over the complete trials"
         return
     try:
-        # the trials already read from this snapshot, with the recorded space (bounds, log
-        # scales); one surrogate fit serves the importance and the marginal curves
-        s = analyse(sr.trials, space=space, direction=sr.direction, params=sr.params, seed=seed,
-                    n_members=3, n_trees=150, top=N_MARGINALS, max_trials=max_trials)
+        # the trials already read from this snapshot, with the space `importance` reads (the
+        # recorded space, else each trial's distributions) and its defaults: the same numbers
+        # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
+        s = analyse(sr.trials, space=search_space(con, sr.search_id, space), direction=sr.direction,
+                    params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
     except Exception as e:  # noqa: BLE001  (an analysis that cannot run is reported, not fatal)
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"
         return
     sr.importance, sr.marginals = s.importance, s.marginals
     sr.importance_sample = (s.n_fitted, s.n_usable)
-    if s.sampled:
-        sr.importance_note = s.note
+    sr.importance_note = "; ".join([s.note] * s.sampled + [s.stability.note])
 
 
 def _diagnose(sr, con, seed):
