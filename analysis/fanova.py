@@ -42,6 +42,7 @@ SURROGATES = ("boosting", "forest")
 # stability share (analysis/sensitivity.py), at about the cost of the former 5 x 300
 BOOSTING_MEMBERS = 20
 BOOSTING_TREES = 100
+BOOSTING_RATE = 0.1
 FOREST_MEMBERS = 8
 
 
@@ -117,7 +118,7 @@ def fit(X, y, *, surrogate="boosting", n_trees=None, n_members=None, seed=0,
             # bootstrap refits: their spread is the uncertainty from the trials we happened to run
             idx = rng.integers(0, n, n) if n_members > 1 else np.arange(n)
             model = GradientBoostingRegressor(
-                n_estimators=n_trees, max_depth=4, learning_rate=0.05, subsample=subsample,
+                n_estimators=n_trees, max_depth=4, learning_rate=BOOSTING_RATE, subsample=subsample,
                 min_samples_leaf=leaf, random_state=int(rng.integers(2**31)))
             model.fit(X[idx], y[idx])
             add(m, model.estimators_[:, 0], model.learning_rate)

@@ -20,12 +20,14 @@ Columns of ``importance``:
 - ``variance_fraction``: same as ``importance`` for fanova, null otherwise.
 - ``share``: ``importance`` normalised to sum to 1 over params (negative
   values count as 0). This is what Optuna's get_param_importances prints.
-- ``ci_low``, ``ci_high``: a 95% bootstrap percentile interval, over refits
-  on trials resampled with replacement (seeded): fanova's members (20 by
-  default; each is one refit, so the interval is that of a single refit's
-  estimate and a little wider than the bagged ``importance`` needs),
+- ``ci_low``, ``ci_high``: a 95% bootstrap interval, over refits on trials
+  resampled with replacement (seeded): fanova's members (20 by default),
   permutation's 20 refits, impurity's trees (each fitted on a bootstrap
-  sample). For fanova's ``forest`` surrogate the members are sub-forests.
+  sample); for fanova's ``forest`` surrogate the members are sub-forests.
+  It is the refits' 2.5-97.5% percentiles shifted by ``importance`` minus
+  their mean (a bagged estimate is smoother than one refit), clipped to
+  [0, 1] for fanova. One refit varies more than the bagged estimate, so the
+  interval errs on the wide side.
 
 ``stability`` says how far the ranking can be trusted: the share of those
 refits whose top param is the top param overall, and "ranking unstable"
@@ -208,7 +210,12 @@ def _importance_frame(d, imp, std, frac, reps):
     pos = np.clip(imp, 0, None)
     share = pos / pos.sum() if pos.sum() > 0 else np.zeros_like(pos)
     tail = (1 - CI) / 2 * 100
-    low, high = np.percentile(reps, [tail, 100 - tail], axis=0)
+    # the refits' percentiles, moved by as much as the estimate differs from the refits' mean:
+    # a bagged estimate is smoother than any one refit (lower for a param that does nothing),
+    # and an interval should be about the number printed beside it
+    low, high = np.percentile(reps, [tail, 100 - tail], axis=0) + (imp - reps.mean(axis=0))
+    if frac is not None:
+        low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
     df = pl.DataFrame({
         "param": d.names,
         "importance": imp.astype(float),
