@@ -57,6 +57,7 @@ class SearchReport:
     importance: object = None          # polars (param, importance, std, ..., share)
     importance_note: str | None = None   # why not computed, or the sample it was fitted on
     importance_sample: tuple | None = None  # (trials fitted, usable trials)
+    importance_stability: str | None = None  # Stability.note: does the top param stay top
     marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
     diagnosis: object = None           # hptrack.analysis.overfitting.Diagnosis
     diagnosis_note: str | None = None
@@ -257,7 +258,9 @@ def _importance(sr, con, done, space, seed, max_trials):
         return
     sr.importance, sr.marginals = s.importance, s.marginals
     sr.importance_sample = (s.n_fitted, s.n_usable)
-    sr.importance_note = "; ".join([s.note] * s.sampled + [s.stability.note])
+    sr.importance_stability = s.stability.note
+    if s.sampled:
+        sr.importance_note = s.note
 
 
 def _diagnose(sr, con, seed):

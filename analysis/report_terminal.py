@@ -132,6 +132,7 @@ def _print_search(console, s: SearchReport):
                       f"{_num(row['ci_low'], 3)} - {_num(row['ci_high'], 3)}")
         _say(console, "importance:" + (f" {s.importance_note}" if s.importance_note else ""))
         console.print(t)
+        _say(console, f"  {escape(s.importance_stability)}")
     else:
         _say(console, f"importance: {s.importance_note}")
     _print_diagnosis(console, s)

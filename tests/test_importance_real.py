@@ -67,22 +67,24 @@ def test_log_scale_comes_from_the_trials_distributions(iris_store, name):
     assert (params["svc_c"].low, params["svc_c"].high) == (-10, 10)
 
 
-def _spread_within(param_values, evaluate):
-    """Variance of the objective over an evenly spaced (log) grid of one param: a direct measure."""
-    return np.var([evaluate(v) for v in param_values])
+@pytest.fixture(scope="module")
+def iris_spreads():
+    """Independent of any surrogate: the objective's variance over an evenly spaced grid of
+    each conditional param's (log) range, evaluated directly."""
+    svc = np.var([cross_val_score(SVC(C=c, gamma="auto"), *IRIS, cv=3).mean()
+                  for c in np.logspace(-10, 10, 9)])
+    rf = np.var([cross_val_score(RandomForestClassifier(max_depth=m, n_estimators=10, random_state=0),
+                                 *IRIS, cv=3).mean() for m in (2, 4, 8, 16, 32)])
+    return svc, rf
 
 
 @pytest.mark.parametrize("name", ["iris-track", "iris-callback"])
-def test_iris_ranking_matches_the_objective_itself(iris_store, name):
+def test_iris_ranking_matches_the_objective_itself(iris_store, iris_spreads, name):
     df = importance(name, store=iris_store, seed=0)
     frac = dict(zip(df["param"], df["variance_fraction"]))
     assert all(0 <= v <= 1 for v in frac.values()), frac
     assert sum(frac.values()) <= 1 + 1e-9
-    # independent: evaluate the objective directly over each conditional param's log range
-    svc = _spread_within(np.logspace(-10, 10, 9),
-                         lambda c: cross_val_score(SVC(C=c, gamma="auto"), *IRIS, cv=3).mean())
-    rf = _spread_within([2, 4, 8, 16, 32], lambda m: cross_val_score(
-        RandomForestClassifier(max_depth=m, n_estimators=10, random_state=0), *IRIS, cv=3).mean())
+    svc, rf = iris_spreads
     assert svc > 10 * rf
     assert frac["svc_c"] > frac["rf_max_depth"], df
     assert df["param"][0] != "rf_max_depth", df
@@ -126,6 +128,7 @@ def test_report_importance_is_the_librarys(iris_store):
     want = importance("iris-track", store=iris_store, seed=0)
     assert got is not None, r.searches[0].importance_note
     assert got.equals(want), (got, want)
+    assert r.searches[0].importance_stability.startswith("top param ")
 
 
 # --- item 2: estimators as grid values --------------------------------------------
