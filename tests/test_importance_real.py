@@ -5,7 +5,6 @@ one-param search; each checked against an independent computation."""
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 
