@@ -26,7 +26,8 @@ Columns of ``importance``:
   sample); for fanova's ``forest`` surrogate the members are sub-forests.
   It is the refits' 2.5-97.5% percentiles shifted by ``importance`` minus
   their mean (a bagged estimate is smoother than one refit), clipped to
-  [0, 1] for fanova. One refit varies more than the bagged estimate, so the
+  [0, 1] for fanova and impurity (shares; permutation's R^2 drop can be
+  negative). One refit varies more than the bagged estimate, so the
   interval errs on the wide side.
 
 ``stability`` says how far the ranking can be trusted: the share of those
@@ -188,14 +189,15 @@ def stability(source, method="fanova", store=None, n_trees=None, seed=0, top_qua
                 top_quantile=top_quantile, direction=direction, log=log, as_of=as_of)
     if method == "fanova":
         return _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).stability
-    imp, std, reps = (_permutation if method == "permutation" else _impurity)(d, n_trees, seed)
-    return _stability(d, imp, std, None, reps)
+    if method == "permutation":
+        return _stability(d, *_permutation(d, n_trees, seed), frac=None, unit=False)
+    return _stability(d, *_impurity(d, n_trees, seed), frac=None, unit=True)
 
 
-def _stability(d, imp, std, frac, reps) -> Stability:
+def _stability(d, imp, std, reps, *, frac, unit: bool) -> Stability:
     """The importance frame and its Stability, from the estimate and its bootstrap replicates
-    ``reps`` (one row per refit)."""
-    frame = _importance_frame(d, imp, std, frac, reps)
+    ``reps`` (one row per refit); ``unit``: the importance is a share, its interval in [0, 1]."""
+    frame = _importance_frame(d, imp, std, frac, reps, unit)
     top = frame["param"][0]
     # a refit's top: its largest importance, ties to the first name (as the frame sorts)
     order = np.argsort(d.names)
@@ -204,7 +206,7 @@ def _stability(d, imp, std, frac, reps) -> Stability:
     return Stability(frame, top, share, len(reps), len(d.y))
 
 
-def _importance_frame(d, imp, std, frac, reps):
+def _importance_frame(d, imp, std, frac, reps, unit):
     import polars as pl
 
     pos = np.clip(imp, 0, None)
@@ -214,7 +216,7 @@ def _importance_frame(d, imp, std, frac, reps):
     # a bagged estimate is smoother than any one refit (lower for a param that does nothing),
     # and an interval should be about the number printed beside it
     low, high = np.percentile(reps, [tail, 100 - tail], axis=0) + (imp - reps.mean(axis=0))
-    if frac is not None:
+    if unit:
         low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
     df = pl.DataFrame({
         "param": d.names,
@@ -337,7 +339,7 @@ def _analyse(d, top, n_trees, seed, surrogate, n_members, grid) -> Sensitivity:
         ens, total = _fit(d, n_trees, seed, surrogate, n_members, bar)
         imp, std, reps = _fanova_main(ens, total)
         bar(1)
-    st = _stability(d, imp, std, imp, reps)
+    st = _stability(d, imp, std, reps, frac=imp, unit=True)
     out = Sensitivity(st.importance, n_fitted=len(d.y), n_usable=d.n_usable, stability=st)
     for p in out.importance["param"].head(top).to_list():
         out.marginals[p] = _marginal(d, d.names.index(p), ens, total, grid)

@@ -289,6 +289,8 @@ def test_every_importance_has_a_bootstrap_interval(wine_study, method):
     df = importance("wine-svc", store=store, method=method, seed=0)
     assert {"ci_low", "ci_high"} <= set(df.columns)
     assert (df["ci_low"] <= df["ci_high"]).all()
+    if method != "permutation":   # shares: so are their intervals
+        assert (df["ci_low"] >= 0).all() and (df["ci_high"] <= 1).all()
     assert df.filter(pl.col("param") == "C")["ci_low"][0] > df.filter(pl.col("param") == "tol")["ci_high"][0]
     if method != "fanova":   # (fanova's seeding: test_sensitivity.py)
         assert df.equals(importance("wine-svc", store=store, method=method, seed=0))
