@@ -18,6 +18,7 @@ _EXPORTS = {
     "interactions": ".sensitivity",
     "marginals": ".sensitivity",
     "analyse": ".sensitivity",
+    "stability": ".sensitivity",
     "diagnose": ".overfitting",
     "compare": ".comparison",
     "IncomparableSearches": ".comparison",
@@ -25,7 +26,7 @@ _EXPORTS = {
 }
 
 __all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "marginals",
-           "pareto"]
+           "pareto", "stability"]
 
 
 def __getattr__(name):

@@ -22,7 +22,7 @@ tests/test_sensitivity.py):
 - The ensemble's total variance is not linear in its trees; it is integrated
   on a scrambled Sobol point set, the one approximation in the estimator.
 - Spread ("std") is over the ensemble's members: bootstrap refits for
-  boosting, disjoint sub-forests for the forest.
+  boosting (20 by default), disjoint sub-forests for the forest.
 
 Every per-leaf sum is a range update on a sorted grid, done with a difference
 array and a cumulative sum (2-d for pairs): O(leaves + grid) per param or pair.
@@ -38,6 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 SURROGATES = ("boosting", "forest")
+# 20 bootstrap refits of 100 rounds each: enough refits for a percentile interval and a
+# stability share (analysis/sensitivity.py), at about the cost of the former 5 x 300
+BOOSTING_MEMBERS = 20
+BOOSTING_TREES = 100
+BOOSTING_RATE = 0.1
+FOREST_MEMBERS = 8
 
 
 @dataclass
@@ -101,8 +107,8 @@ def fit(X, y, *, surrogate="boosting", n_trees=None, n_members=None, seed=0,
             ms.append(np.full(len(v), m))
 
     if surrogate == "boosting":
-        n_members = n_members or 5
-        n_trees = n_trees or 300
+        n_members = n_members or BOOSTING_MEMBERS
+        n_trees = n_trees or BOOSTING_TREES
         # each boosting round sees at most ~3,000 trials: rounds are what fitting
         # costs, and past that size more rows per round no longer change the fit
         subsample = min(0.8, max(0.2, 3000 / n))
@@ -112,7 +118,7 @@ def fit(X, y, *, surrogate="boosting", n_trees=None, n_members=None, seed=0,
             # bootstrap refits: their spread is the uncertainty from the trials we happened to run
             idx = rng.integers(0, n, n) if n_members > 1 else np.arange(n)
             model = GradientBoostingRegressor(
-                n_estimators=n_trees, max_depth=4, learning_rate=0.05, subsample=subsample,
+                n_estimators=n_trees, max_depth=4, learning_rate=BOOSTING_RATE, subsample=subsample,
                 min_samples_leaf=leaf, random_state=int(rng.integers(2**31)))
             model.fit(X[idx], y[idx])
             add(m, model.estimators_[:, 0], model.learning_rate)
@@ -120,7 +126,7 @@ def fit(X, y, *, surrogate="boosting", n_trees=None, n_members=None, seed=0,
             if progress:
                 progress(1)
     elif surrogate == "forest":
-        n_members = n_members or 8
+        n_members = n_members or FOREST_MEMBERS
         n_trees = max(n_trees or 64, n_members)
         model = RandomForestRegressor(n_estimators=n_trees, min_samples_leaf=min_samples_leaf or 3,
                                       random_state=int(rng.integers(2**31)))

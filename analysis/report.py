@@ -59,6 +59,7 @@ class SearchReport:
     importance: object = None          # polars (param, importance, std, ..., share)
     importance_note: str | None = None   # why not computed, or the sample it was fitted on
     importance_sample: tuple | None = None  # (trials fitted, usable trials)
+    importance_stability: str | None = None  # Stability.note: does the top param stay top
     marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
     diagnosis: object = None           # hptrack.analysis.overfitting.Diagnosis
     diagnosis_note: str | None = None
@@ -179,7 +180,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     _pareto(sr, con)
     _tables(con, sr, done, seed)
     bar.advance(f"{name}: importance")
-    _importance(sr, done, space, seed, max_trials)
+    _importance(sr, con, done, space, seed, max_trials)
     bar.advance(f"{name}: diagnostics")
     _diagnose(sr, con, seed)
     _training(sr, con)
@@ -245,8 +246,9 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, done, space, seed, max_trials):
+def _importance(sr, con, done, space, seed, max_trials):
     from hptrack.analysis.sensitivity import analyse
+    from hptrack.analysis.source import search_space
 
     varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
     if done.height < MIN_TRIALS_IMPORTANCE:
@@ -257,15 +259,17 @@ def _importance(sr, done, space, seed, max_trials):
         sr.importance_note = "skipped: no param varies over the complete trials"
         return
     try:
-        # the trials already read from this snapshot, with the recorded space (bounds, log
-        # scales); one surrogate fit serves the importance and the marginal curves
-        s = analyse(sr.trials, space=space, direction=sr.direction, params=sr.params, seed=seed,
-                    n_members=3, n_trees=150, top=N_MARGINALS, max_trials=max_trials)
+        # the trials already read from this snapshot, with the space `importance` reads (the
+        # recorded space, else each trial's distributions) and its defaults: the same numbers
+        # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
+        s = analyse(sr.trials, space=search_space(con, sr.search_id, space), direction=sr.direction,
+                    params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
     except Exception as e:  # noqa: BLE001  (an analysis that cannot run is reported, not fatal)
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"
         return
     sr.importance, sr.marginals = s.importance, s.marginals
     sr.importance_sample = (s.n_fitted, s.n_usable)
+    sr.importance_stability = s.stability.note
     if s.sampled:
         sr.importance_note = s.note
 

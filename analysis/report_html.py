@@ -170,6 +170,8 @@ def _search(s: SearchReport) -> str:
     out.extend(f"<p>{escape(f)}.</p>" for f in training_facts(s))
     if s.importance is not None and s.importance_note:
         out.append(f"<p>Importance and marginal curves: {escape(s.importance_note)}.</p>")
+    if s.importance is not None and s.importance_stability:
+        out.append(f"<p>Importance: {escape(s.importance_stability)}.</p>")
     figs = [*_pareto_figs(s), _importance(s), *_marginals(s), _parallel(s), _intermediate(s), _folds(s),
             _test_scatter(s)]
     if s.strategy == "pbt":

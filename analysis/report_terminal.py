@@ -128,10 +128,13 @@ def _print_search(console, s: SearchReport):
         t.add_column("  param (fANOVA)")
         t.add_column("share", justify="right")
         t.add_column("var. fraction", justify="right")
+        t.add_column("95% interval", justify="right")
         for row in s.importance.head(5).iter_rows(named=True):
-            t.add_row(f"  {row['param']}", f"{row['share']:.0%}", _num(row["importance"], 3))
+            t.add_row(f"  {row['param']}", f"{row['share']:.0%}", _num(row["importance"], 3),
+                      f"{_num(row['ci_low'], 3)} - {_num(row['ci_high'], 3)}")
         _say(console, "importance:" + (f" {s.importance_note}" if s.importance_note else ""))
         console.print(t)
+        _say(console, f"  {escape(s.importance_stability)}")
     else:
         _say(console, f"importance: {s.importance_note}")
     _print_diagnosis(console, s)

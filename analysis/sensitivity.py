@@ -20,6 +20,25 @@ Columns of ``importance``:
 - ``variance_fraction``: same as ``importance`` for fanova, null otherwise.
 - ``share``: ``importance`` normalised to sum to 1 over params (negative
   values count as 0). This is what Optuna's get_param_importances prints.
+- ``ci_low``, ``ci_high``: a 95% bootstrap interval, over refits on trials
+  resampled with replacement (seeded): fanova's members (20 by default),
+  permutation's 20 refits, impurity's trees (each fitted on a bootstrap
+  sample); for fanova's ``forest`` surrogate the members are sub-forests.
+  It is the refits' 2.5-97.5% percentiles shifted by ``importance`` minus
+  their mean (a bagged estimate is smoother than one refit), clipped to
+  [0, 1] for fanova and impurity (shares; permutation's R^2 drop can be
+  negative). One refit varies more than the bagged estimate, so the
+  interval errs on the wide side.
+
+``stability`` says how far the ranking can be trusted: the share of those
+refits whose top param is the top param overall, and "ranking unstable"
+when that share is under 80% or the analysis stands on fewer than 30 trials.
+
+The variance V that fractions divide by is estimated on a Sobol point set,
+the main effects V_j exactly; V is at least the sum of the V_j (the
+decomposition is orthogonal), so an estimate below that sum (a function that
+changes inside a sliver of the cube the points miss, or one param whose
+V_1 = V) is raised to it: fractions stay in [0, 1] and sum to at most 1.
 
 Failed, pruned and running trials are left out unless ``include=`` names
 their states; ``budget=`` analyses every trial's reported value at one step.
@@ -46,9 +65,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import fanova
-from .source import design
+from .source import category_label, design
 
 METHODS = ("fanova", "permutation", "impurity")
+N_BOOT = 20           # bootstrap refits behind ci_low / ci_high and stability (permutation)
+CI = 0.95
+STABLE_SHARE = 0.8    # the top param must stay top in this share of refits ...
+STABLE_TRIALS = 30    # ... and the fit stand on this many trials, or the ranking is "unstable"
 MAX_TRIALS = 20_000   # usable trials analysed at most; a seeded sample past that (module docstring)
 
 
@@ -103,7 +126,9 @@ def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_qu
         method: ``fanova`` (variance decomposition over the whole param
             space), ``permutation`` or ``impurity``.
         n_trees: trees per surrogate member (fanova: boosting rounds, default
-            300; forest trees, default 64) or forest size (100) for the others.
+            100; forest trees, default 64) or forest size (100) for the others.
+        n_members: fanova's bootstrap refits (boosting, default 20) or sub-forests
+            (forest, default 8); they give ``ci_low``/``ci_high`` and the stability.
         seed: makes the result reproducible.
         top_quantile: analyse only the best q of trials (needs the search's
             direction, or ``direction=`` for a table).
@@ -121,23 +146,81 @@ def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_qu
             such a search must name one (a ValueError lists them).
 
     Returns a polars DataFrame (param, importance, std, variance_fraction,
-    share), most important first; see the module docstring for the columns.
+    share, ci_low, ci_high), most important first; see the module docstring
+    for the columns. ``stability`` takes the same arguments and also says
+    whether the ranking can be trusted.
     """
+    return stability(source, method, store, n_trees, seed, top_quantile, budget, params=params,
+                     include=include, direction=direction, log=log, surrogate=surrogate,
+                     n_members=n_members, as_of=as_of, max_trials=max_trials).importance
+
+
+@dataclass
+class Stability:
+    """How far an importance ranking can be trusted (see the module docstring)."""
+
+    importance: object      # polars, as importance() returns
+    top: str                # the top param
+    top_share: float        # share of bootstrap refits in which it is also top
+    n_boot: int             # refits
+    n_trials: int           # trials the analysis stands on
+
+    @property
+    def unstable(self) -> bool:
+        return self.top_share < STABLE_SHARE or self.n_trials < STABLE_TRIALS
+
+    @property
+    def note(self) -> str:
+        kept = (f"top param {self.top!r} stays top in {round(self.top_share * self.n_boot)} of "
+                f"{self.n_boot} bootstrap refits ({self.top_share:.0%}) on {self.n_trials} trials")
+        if not self.unstable:
+            return f"{kept}: ranking stable"
+        why = (f"fewer than {STABLE_TRIALS} trials" if self.n_trials < STABLE_TRIALS
+               else f"under {STABLE_SHARE:.0%} of refits")
+        return f"{kept}: ranking unstable ({why}); read the intervals, not the order"
+
+
+def stability(source, method="fanova", store=None, n_trees=None, seed=0, top_quantile=None,
+              budget=None, *, params=None, include=("complete",), direction=None, log=None,
+              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS,
+              objective=None) -> Stability:
+    """``importance`` (same arguments) with how stable its ranking is over
+    bootstrap refits: ``.importance`` is the table, ``.note`` the statement."""
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
                 top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective)
     if method == "fanova":
-        return _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).importance
-    imp, std = (_permutation if method == "permutation" else _impurity)(d, n_trees, seed)
-    return _importance_frame(d, imp, std, None)
+        return _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).stability
+    if method == "permutation":
+        return _stability(d, *_permutation(d, n_trees, seed), frac=None, unit=False)
+    return _stability(d, *_impurity(d, n_trees, seed), frac=None, unit=True)
 
 
-def _importance_frame(d, imp, std, frac):
+def _stability(d, imp, std, reps, *, frac, unit: bool) -> Stability:
+    """The importance frame and its Stability, from the estimate and its bootstrap replicates
+    ``reps`` (one row per refit); ``unit``: the importance is a share, its interval in [0, 1]."""
+    frame = _importance_frame(d, imp, std, frac, reps, unit)
+    top = frame["param"][0]
+    # a refit's top: its largest importance, ties to the first name (as the frame sorts)
+    order = np.argsort(d.names)
+    tops = order[np.argmax(reps[:, order], axis=1)]
+    share = float(np.mean(tops == d.names.index(top)))
+    return Stability(frame, top, share, len(reps), len(d.y))
+
+
+def _importance_frame(d, imp, std, frac, reps, unit):
     import polars as pl
 
     pos = np.clip(imp, 0, None)
     share = pos / pos.sum() if pos.sum() > 0 else np.zeros_like(pos)
+    tail = (1 - CI) / 2 * 100
+    # the refits' percentiles, moved by as much as the estimate differs from the refits' mean:
+    # a bagged estimate is smoother than any one refit (lower for a param that does nothing),
+    # and an interval should be about the number printed beside it
+    low, high = np.percentile(reps, [tail, 100 - tail], axis=0) + (imp - reps.mean(axis=0))
+    if unit:
+        low, high = np.clip(low, 0, 1), np.clip(high, 0, 1)
     df = pl.DataFrame({
         "param": d.names,
         "importance": imp.astype(float),
@@ -145,6 +228,8 @@ def _importance_frame(d, imp, std, frac):
         "variance_fraction": pl.Series(frac, dtype=pl.Float64) if frac is not None
         else pl.Series([None] * len(imp), dtype=pl.Float64),
         "share": share.astype(float),
+        "ci_low": low.astype(float),
+        "ci_high": high.astype(float),
     })
     return df.sort(["importance", "param"], descending=[True, False])
 
@@ -166,11 +251,16 @@ def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, bu
     pairs = [(a, b) for a in range(k) for b in range(a + 1, k)]
     with _progress(_fit_steps(surrogate, n_members) + len(pairs) + 1, "interactions") as bar:
         ens, (V, _, Vm, _) = _fit(d, n_trees, seed, surrogate, n_members, bar)
-        rows = []
+        pair_vars = []
         for a, b in pairs:
-            v, vm = fanova.pair_variances(ens, a, b)
-            rows.append((d.names[a], d.names[b], float(_frac(v, V)), float(np.std(_frac(vm, Vm)))))
+            pair_vars.append(fanova.pair_variances(ens, a, b))
             bar(1)
+        # V is at least main effects plus pairs (orthogonal parts): see the module docstring
+        v_main, vm_main = fanova.main_variances(ens)
+        V = max(V, v_main.sum() + sum(np.clip(v, 0, None) for v, _ in pair_vars))
+        Vm = np.maximum(Vm, vm_main.sum(axis=1) + sum(np.clip(vm, 0, None) for _, vm in pair_vars))
+        rows = [(d.names[a], d.names[b], float(_frac(v, V)), float(np.std(_frac(vm, Vm))))
+                for (a, b), (v, vm) in zip(pairs, pair_vars)]
     df = pl.DataFrame(rows, schema={"param_a": pl.String, "param_b": pl.String,
                                     "importance": pl.Float64, "std": pl.Float64}, orient="row")
     return df.sort(["importance", "param_a", "param_b"], descending=[True, False, False])
@@ -201,6 +291,7 @@ class Sensitivity:
     marginals: dict = field(default_factory=dict)   # param -> polars, as marginals() returns
     n_fitted: int = 0                  # trials the surrogate was fitted on
     n_usable: int = 0                  # usable trials of the source (>= n_fitted)
+    stability: Stability | None = None  # how far the ranking can be trusted
 
     @property
     def sampled(self) -> bool:
@@ -249,9 +340,10 @@ def _fit(d, n_trees, seed, surrogate, n_members, bar):
 def _analyse(d, top, n_trees, seed, surrogate, n_members, grid) -> Sensitivity:
     with _progress(_fit_steps(surrogate, n_members) + 2, "fanova") as bar:
         ens, total = _fit(d, n_trees, seed, surrogate, n_members, bar)
-        imp, std = _fanova_main(ens, total)
+        imp, std, reps = _fanova_main(ens, total)
         bar(1)
-    out = Sensitivity(_importance_frame(d, imp, std, imp), n_fitted=len(d.y), n_usable=d.n_usable)
+    st = _stability(d, imp, std, reps, frac=imp, unit=True)
+    out = Sensitivity(st.importance, n_fitted=len(d.y), n_usable=d.n_usable, stability=st)
     for p in out.importance["param"].head(top).to_list():
         out.marginals[p] = _marginal(d, d.names.index(p), ens, total, grid)
     return out
@@ -283,14 +375,15 @@ def _marginal(d, j, ens, total, grid):
     cell = np.clip(np.searchsorted(cuts, us, side="right") - 1, 0, len(w) - 1)
     values = [p.from_unit(min(u, np.nextafter(1.0, 0))) for u in us]
     mean, std = f[:, cell].mean(axis=0), f[:, cell].std(axis=0)
-    value_col = pl.Series("value", [None if v is None else str(v) for v in values], dtype=pl.String) \
+    value_col = pl.Series("value", [None if v is None else category_label(v) for v in values],
+                          dtype=pl.String) \
         if p.kind in ("categorical", "bool") or p.missing else pl.Series("value", values)
     return pl.DataFrame([value_col, pl.Series("mean", mean), pl.Series("std", std)])
 
 
 # --- estimators --------------------------------------------------------------------
 def _fit_steps(surrogate, n_members):
-    return n_members or (5 if surrogate == "boosting" else 8)
+    return n_members or (fanova.BOOSTING_MEMBERS if surrogate == "boosting" else fanova.FOREST_MEMBERS)
 
 
 def _frac(v, V):
@@ -299,10 +392,17 @@ def _frac(v, V):
 
 
 def _fanova_main(ens, total):
-    """(first-order variance fractions, their spread over members) of a fitted ensemble."""
+    """(first-order variance fractions, their spread over members, per-member fractions)."""
     V, _, Vm, _ = total
     v, vm = fanova.main_variances(ens)
-    return _frac(v, V), _frac(vm, Vm[:, None]).std(axis=0)
+    if len(v) == 1:
+        # one param: its main effect is the whole function, so V is V_1, exactly
+        V, Vm = v[0], vm[:, 0]
+    # the exact main effects bound the sampled total from below (module docstring)
+    V = max(V, np.clip(v, 0, None).sum())
+    Vm = np.maximum(Vm, np.clip(vm, 0, None).sum(axis=1))
+    per_member = _frac(vm, Vm[:, None])
+    return _frac(v, V), per_member.std(axis=0), per_member
 
 
 def _forest(d, n_trees, seed):
@@ -312,25 +412,35 @@ def _forest(d, n_trees, seed):
 
 
 def _permutation(d, n_trees, seed):
-    """Permutation importance (drop in R^2) of a forest on a held-out quarter of the trials."""
+    """Permutation importance (drop in R^2) of a forest on a held-out quarter of the
+    trials, and N_BOOT replicates: forests refitted on bootstrap samples of the
+    training trials, scored on the same held-out quarter."""
     from sklearn.inspection import permutation_importance
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(d.y))
     n_test = max(2, len(d.y) // 4)
     test, train = order[:n_test], order[n_test:]
-    with _progress(2, "permutation") as bar:
+    with _progress(2 + N_BOOT, "permutation") as bar:
         model = _forest(d, n_trees, seed).fit(d.X[train], d.y[train])
         bar(1)
         r = permutation_importance(model, d.X[test], d.y[test], n_repeats=10, random_state=seed)
         bar(1)
-    return r.importances_mean, r.importances_std
+        reps = []
+        for b in range(N_BOOT):
+            rows = train[rng.integers(0, len(train), len(train))]
+            m = _forest(d, max(10, (n_trees or 100) // 4), seed + 1 + b).fit(d.X[rows], d.y[rows])
+            reps.append(permutation_importance(m, d.X[test], d.y[test], n_repeats=3,
+                                               random_state=seed + 1 + b).importances_mean)
+            bar(1)
+    return r.importances_mean, r.importances_std, np.array(reps)
 
 
 def _impurity(d, n_trees, seed):
-    """Mean decrease in impurity of a forest fitted on all trials (the seed's method)."""
+    """Mean decrease in impurity of a forest fitted on all trials (the seed's method);
+    its trees, each fitted on a bootstrap sample, are the replicates."""
     with _progress(1, "impurity") as bar:
         model = _forest(d, n_trees, seed).fit(d.X, d.y)
         bar(1)
     per_tree = np.array([t.feature_importances_ for t in model.estimators_])
-    return model.feature_importances_, per_tree.std(axis=0)
+    return model.feature_importances_, per_tree.std(axis=0), per_tree

@@ -7,15 +7,24 @@ one column in [0, 1] whose uniform measure stands for the param's range:
 - float: linear in [low, high], or in [log low, log high] when the search
   space says the param is log-scaled (or ``log=`` names it);
 - int: one equal cell per integer of [low, high] (on the log scale when log);
-- categorical / bool: one equal cell per category;
+- categorical / bool: one equal cell per category (dict / list values, such
+  as estimators in a grid, are told apart by their canonical JSON);
 - a param missing in some trials (conditional): missing is one more cell,
   as wide as the share of trials that miss it.
 
 Bounds come from the recorded space when it has them, else from the trials.
+The space of a search is its search-level ``space`` plus, for params it
+lacks, the distributions each trial recorded with its params (Optuna's
+live paths write only those; ``search_space``).
+
+Rows are put in a canonical order (by their coordinates and value), so that
+the same trials give the same answer whatever order a table or a SQL
+aggregate delivered them in.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -41,10 +50,10 @@ class Param:
         if self.kind in ("categorical", "bool"):
             out = np.full(len(values), 1.0 - self.missing / 2)
             k = len(self.categories)
-            index = {c: i for i, c in enumerate(self.categories)}
-            for r, v in enumerate(values):
+            index = {category_key(c): i for i, c in enumerate(self.categories)}
+            for r, v in enumerate(values if isinstance(values, list) else values.to_list()):
                 if v is not None:
-                    out[r] = (index[v] + 0.5) / k * present_width
+                    out[r] = (index[category_key(v)] + 0.5) / k * present_width
             return out
         # numeric: whole columns at once (a 100,000-trial search has 100,000 values per param)
         x = np.array([np.nan if v is None else float(v) for v in values], float) \
@@ -84,6 +93,25 @@ class Param:
                 raise ValueError(f"param {self.name!r} is log-scaled but has value {v}")
             return math.log10(v)
         return v
+
+
+def category_key(v):
+    """A hashable stand-in for a category: dicts and lists (estimators in a grid,
+    layer sizes) by their canonical JSON, anything else itself."""
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, default=str)
+    return v
+
+
+def category_label(v) -> str:
+    """How a category reads in output: an estimator description as ``Name(k=v, ...)``,
+    other dicts and lists as compact JSON, anything else as str()."""
+    if isinstance(v, dict) and isinstance(v.get("estimator"), str):
+        args = ", ".join(f"{k}={a!r}" for k, a in sorted((v.get("params") or {}).items()))
+        return f"{v['estimator'].rsplit('.', 1)[-1]}({args})"
+    if isinstance(v, (dict, list, tuple)):
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+    return str(v)
 
 
 @dataclass
@@ -198,14 +226,13 @@ def read(source, store=None, *, as_of=None, budget=None, include=None, objective
             directions = objectives(con, search_id)
             objective = pick_objective(directions, objective, name)
             table = trials(search_id, con=con, objective=objective)
-            row = con.sql("SELECT CAST(space AS VARCHAR) FROM searches WHERE search_id = ?",
-                          params=[search_id]).fetchall()
-            space, direction = (row[0][0] if row else None), directions[objective]
+            direction = directions[objective]
+            space = search_space(con, search_id)
             if budget is not None:
                 table = _at_budget(con, search_id, table, budget)
         finally:
             con.close()
-        return table, _space_map(space), direction
+        return canonical_order(table), space, direction
     if budget is not None:
         raise ValueError("budget= needs a search (its intermediate reports), not a table")
     if not isinstance(source, pl.DataFrame):
@@ -235,6 +262,54 @@ def _table_objective(table, objective):
         raise ValueError(f"objective={objective!r} is not an objective of the table: it has "
                          f"{max(n, 1)} (columns {', '.join(map(objective_column, range(n))) or 'value'})")
     return table.with_columns(pl.col(objective_column(int(objective))).alias("value"))
+
+
+def search_space(con, search_id: str, space=None) -> dict:
+    """What is known of each param's space (``space_hint`` per name): the
+    search-level ``space`` (read from ``con`` unless given), and for the params
+    it lacks, the ``distributions`` the trials recorded with their params (the
+    only record Optuna's ``@hptrack.track`` and ``Callback`` paths write).
+    Without them a ``log=True`` param would be analysed on the linear scale."""
+    if space is None:
+        row = con.sql("SELECT CAST(space AS VARCHAR) FROM searches WHERE search_id = ?",
+                      params=[search_id]).fetchall()
+        space = row[0][0] if row else None
+    # one row per distinct distributions object (a handful per search, whatever its size)
+    rows = con.sql(
+        "SELECT CAST(json_extract(payload, '$.distributions') AS VARCHAR) AS d, min(ts) AS first "
+        "FROM events WHERE search_id = ? AND type = 'annotation' AND payload LIKE '%\"distributions\"%' "
+        "AND coalesce(json_valid(payload), false) GROUP BY d ORDER BY first, d",
+        params=[search_id]).fetchall()
+    recorded: dict = {}
+    for text, _ in rows:
+        dists = json.loads(text) if text else None
+        for name, spec in (dists.items() if isinstance(dists, dict) else ()):
+            recorded.setdefault(name, []).append(space_hint(spec))
+    merged = {name: _merge_hints(hints) for name, hints in recorded.items()}
+    return {**merged, **_space_map(space)}
+
+
+def _merge_hints(hints: list) -> dict:
+    """One hint from the distributions of several trials (Optuna allows a range that
+    changes between trials): the widest range, log only if every trial said so."""
+    out: dict = {}
+    lows = [h["low"] for h in hints if isinstance(h.get("low"), (int, float))]
+    highs = [h["high"] for h in hints if isinstance(h.get("high"), (int, float))]
+    if lows and highs:
+        out.update(low=min(lows), high=max(highs))
+    if all(h.get("log") for h in hints):
+        out["log"] = True
+    cats = {category_key(c): c for h in hints for c in h.get("categories") or []}
+    if cats:
+        out["categories"] = list(cats.values())
+    return out
+
+
+def canonical_order(table):
+    """The table sorted by (trial_number, trial_id) when it has them: the order a
+    store's rows come in must not depend on how a query happened to run."""
+    keys = [c for c in ("trial_number", "trial_id") if c in table.columns]
+    return table.sort(keys, nulls_last=True, maintain_order=True) if keys else table
 
 
 def _at_budget(con, search_id, table, budget):
@@ -299,7 +374,10 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
     plist = [_param(n, table[n], space.get(n, {}), n in log) for n in names]
     X = np.column_stack([p.to_unit(table[p.name]) for p in plist])
     y = table["value"].cast(pl.Float64).to_numpy()
-    return Design(X, y, plist, direction, n0 - table.height)
+    # canonical rows: the fits draw bootstrap and subsample rows by index, so the
+    # same trials must come in the same order whatever order the table had
+    rows = np.lexsort(np.column_stack([X, y]).T[::-1])
+    return Design(X[rows], y[rows], plist, direction, n0 - table.height)
 
 
 def _param(name, col, hint: dict, force_log: bool) -> Param:
@@ -326,7 +404,9 @@ def _param(name, col, hint: dict, force_log: bool) -> Param:
         if kind == "int" and not log:
             p.low, p.high = math.floor(lo), math.ceil(hi)
         return p
-    present = set(col.drop_nulls().unique().to_list())
-    cats = list(hint.get("categories") or [])
-    cats = [c for c in cats if c in present] + sorted({v for v in present if v not in cats}, key=str)
-    return Param(name, "categorical", categories=cats, missing=missing)
+    # by canonical key: a category may be a dict or a list (an estimator in a grid)
+    present = {category_key(v): v for v in col.to_list() if v is not None}
+    hinted = [category_key(c) for c in hint.get("categories") or []]
+    keys = [k for k in dict.fromkeys(hinted) if k in present]
+    keys += sorted((k for k in present if k not in set(keys)), key=str)
+    return Param(name, "categorical", categories=[present[k] for k in keys], missing=missing)

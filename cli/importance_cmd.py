@@ -33,7 +33,10 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, objec
 
     'importance' is the method's own number (for fanova, the raw first-order
     variance fraction: these sum to at most 1, the rest is interactions);
-    'share' is the same normalised to sum to 1, as Optuna prints it. Failed,
+    'share' is the same normalised to sum to 1, as Optuna prints it;
+    'ci_low'/'ci_high' a 95% bootstrap interval over refits on resampled
+    trials. Below the table (on stderr for csv/json) a line says whether the
+    top param stays top over those refits, or "ranking unstable". Failed,
     pruned and running trials are left out.
 
     \b
@@ -43,7 +46,7 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, objec
       hptrack importance rf-random --interactions
       hptrack importance mlp-digits --objective 1
     """
-    from hptrack.analysis.sensitivity import importance, interactions
+    from hptrack.analysis.sensitivity import interactions, stability
 
     if budget is not None and budget != "common":
         try:
@@ -55,7 +58,9 @@ def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, objec
     if pairs:
         if method != "fanova":
             raise click.BadParameter("interactions come from fanova only", param_hint="--method")
-        df = interactions(search, **kw)
-    else:
-        df = importance(search, method=method.lower(), **kw)
-    emit(df, fmt)
+        emit(interactions(search, **kw), fmt)
+        return
+    st = stability(search, method=method.lower(), **kw)
+    emit(st.importance, fmt)
+    # a table is for people: the statement goes with it; csv / json stay parseable on stdout
+    click.echo(st.note, err=fmt != "table")

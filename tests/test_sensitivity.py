@@ -68,7 +68,7 @@ def test_cli_importance(ishigami_store):
     r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "ishigami",
                                  "--method", "impurity", "--format", "json"])
     assert r.exit_code == 0, r.output
-    rows = json.loads(r.output)
+    rows = json.loads(r.stdout)   # stdout: the stability statement goes to stderr
     assert rows[0]["param"] in ("x1", "x2") and set(rows[0]) >= {"importance", "std", "share"}
     r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "ishigami",
                                  "--interactions", "--format", "csv"])
@@ -82,9 +82,9 @@ def test_cli_importance(ishigami_store):
                                  "--max-trials", "300", "--format", "json"])
     assert r.exit_code == 0, r.output
     lib = importance("ishigami", store=ishigami_store, method="impurity", max_trials=300)
-    assert {row["param"]: row["importance"] for row in json.loads(r.output)} == pytest.approx(
+    assert {row["param"]: row["importance"] for row in json.loads(r.stdout)} == pytest.approx(
         dict(zip(lib["param"], lib["importance"])), abs=1e-12)
-    assert json.loads(r.output) != rows  # a sample of 300 is not the fit on every trial
+    assert json.loads(r.stdout) != rows  # a sample of 300 is not the fit on every trial
 
 
 def _uniform_table(n, bounds, f, seed=0):
