@@ -356,7 +356,7 @@ def _compare_group(con, g, members, seed):
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed, n_boot=500)
+            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed)  # its defaults: the numbers `hptrack compare` prints
     except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
         g.note = f"no comparison: {type(e).__name__}: {e}"
         return

@@ -176,3 +176,18 @@ def test_the_check_reads_one_partition_and_agrees_with_the_searches_view(tmp_pat
         print(f"{n} searches, {step}: check median {sorted(times)[10] * 1000:.1f} ms, searches view {full * 1000:.0f} ms")
         assert sorted(times)[10] < full
         hptrack.compact(store)
+
+
+def test_an_explicit_task_is_part_of_the_experiment(tmp_path):
+    """task= names what the values are about: another task under one name is refused;
+    a search recorded without one takes one (nothing to disagree with)."""
+    root = tmp_path / "store"
+    with hptrack.search("lr", store=root, task="wine") as s:
+        s.trial({"C": 1.0}).complete(0.9)
+    with pytest.raises(SearchSettingsConflict, match=r"task='wine'.*task='iris'"):
+        hptrack.search("lr", store=root, task="iris")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AppendingToSearch)
+        hptrack.search("lr", store=root, task="wine").finish()
+        hptrack.search("untasked", store=root).finish()
+        hptrack.search("untasked", store=root, task="wine").finish()

@@ -16,7 +16,8 @@ Read::
 
 from .api import Search, Trial, score_trial, search, track
 from .early_stopping import EarlyStopping
-from .errors import HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound, StoreError
+from .errors import (AppendingToSearch, HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound,
+                     SearchSettingsConflict, StoreError)
 from .compaction import compact
 from .verification import verify
 from .overview import ls, show
@@ -29,9 +30,9 @@ from .writer import Writer
 __version__ = "0.1.0"
 
 __all__ = [
-    "EarlyStopping", "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION",
+    "AppendingToSearch", "EarlyStopping", "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION",
     "Search",
-    "SearchNotFound", "Store", "StoreError", "Trial", "Writer", "compact", "connect", "ls", "query",
+    "SearchNotFound", "SearchSettingsConflict", "Store", "StoreError", "Trial", "Writer", "compact", "connect", "ls", "query",
     "score_trial", "search", "show", "track", "trials", "verify",
 ]
 

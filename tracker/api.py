@@ -94,9 +94,9 @@ class Search:
         self._number = 0
         self._open = False
         # before writing anything: a name holding other settings is refused
-        directions = attrs.get("directions") or [direction]
-        reopening.check(name, self.writer.store, self.search_id,
-                        {"directions": list(directions), "metric": metric, "strategy": strategy},
+        settings = reopening.settings_of({**attrs, "direction": direction, "metric": metric,
+                                          "strategy": strategy})
+        reopening.check(name, self.writer.store, self.search_id, settings,
                         quiet=quiet, study=attrs.get("optuna_study"))
         self._open = True
         info = {

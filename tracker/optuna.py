@@ -140,6 +140,10 @@ def run_objective(opener: Opener, fn, args, kwargs, *, name, strategy, metric, s
         durability=durability, quiet=quiet, ts=_first_start(trial.study, opener.created, trial),
         attrs=attrs))
     t = s.trial({}, trial_number=trial.number, ts=_utc(trial.datetime_start))
+    fixed = trial.distributions  # study.ask(fixed_distributions): params set before the objective runs
+    if fixed:
+        t.set_params({k: _typed(d, trial.params[k]) for k, d in fixed.items()},
+                     distributions=_distributions(fixed))
     steps = _instrument(trial, t)
     try:
         result = fn(*args, **kwargs)

@@ -342,7 +342,7 @@ def import_results(path, name=None, store=None, *, metric=None, mode=None) -> Im
     s_ = search(name, strategy=exp.strategy, direction="minimize" if mode == "min" else "maximize",
                 metric=metric, store=store, durability="batch",
                 ts=min((s.start_us for s in ordered if s.start_us), default=None),
-                imported_from="ray", ray_experiment=exp.path)
+                imported_from="ray", ray_experiment=exp.path, quiet=True)  # re-import: no notice
     for seg in todo:
         _write(s_, exp, segs, seg, numbers_[id(seg)], done.get(seg.trial_id), metric, mode)
         result.written += 1

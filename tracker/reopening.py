@@ -1,6 +1,6 @@
 """Opening a search name that exists: one name is one experiment.
 
-The same settings (strategy, direction(s), metric) append to the search; other
+The same settings (strategy, direction(s), metric, an explicit task) append to the search; other
 settings are refused before anything is written, since their values would be
 ranked together with the old ones (log losses maximised as accuracies).
 Appending to a search that holds trials and is not open right now (a script
@@ -22,7 +22,7 @@ from .errors import AppendingToSearch, SearchSettingsConflict
 from .store import Store
 
 # The settings that make two searches one experiment, in the order the error names them.
-COMPARED = ("directions", "metric", "strategy")
+COMPARED = ("directions", "metric", "strategy", "task")
 _MARKERS = ("search_started", "search_finished", "trial_started")
 
 
@@ -40,7 +40,8 @@ def settings_of(payload: dict) -> dict:
     directions = payload.get("directions") or (
         [payload["direction"]] if payload.get("direction") is not None else None)
     return {"directions": list(directions) if directions else None,
-            "metric": payload.get("metric"), "strategy": payload.get("strategy")}
+            "metric": payload.get("metric"), "strategy": payload.get("strategy"),
+            "task": payload.get("task") or None}
 
 
 def recorded(st: Store, search_id: str) -> Recorded | None:
