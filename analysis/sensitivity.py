@@ -152,7 +152,7 @@ def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_qu
     """
     return stability(source, method, store, n_trees, seed, top_quantile, budget, params=params,
                      include=include, direction=direction, log=log, surrogate=surrogate,
-                     n_members=n_members, as_of=as_of, max_trials=max_trials).importance
+                     n_members=n_members, as_of=as_of, max_trials=max_trials, objective=objective).importance
 
 
 @dataclass

@@ -13,10 +13,11 @@ import optuna
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from hptrack.analysis import importance
+from hptrack.analysis import analyse, importance
 from hptrack.cli.main import cli
 from hptrack.optuna import Callback
 from optuna._hypervolume import compute_hypervolume
+from optuna.distributions import distribution_to_json
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import cross_val_score
@@ -137,9 +138,11 @@ def test_importance_names_the_objectives_instead_of_using_objective_0(mo):
     table = pl.DataFrame({"alpha": [t.params["alpha"] for t in study.trials],
                           "l1_ratio": [t.params["l1_ratio"] for t in study.trials],
                           "value": [t.values[1] for t in study.trials]})
-    kw = {"n_trees": 60, "n_members": 2, "seed": 0, "log": ["alpha"]}
+    kw = {"n_trees": 60, "n_members": 2, "seed": 0}
     got = importance("sgd-bc", store=store, objective=1, **kw)
-    want = importance(table, **kw)
+    # the table with the study's own distributions as its space (what the store recorded)
+    space = {k: json.loads(distribution_to_json(d)) for k, d in study.trials[0].distributions.items()}
+    want = analyse(table, space=space, **kw).importance
     assert got.equals(want)
     cost = importance("sgd-bc", store=store, objective=0, **kw)
     assert cost["importance"].to_list() != got["importance"].to_list()

@@ -191,3 +191,23 @@ def test_an_explicit_task_is_part_of_the_experiment(tmp_path):
         hptrack.search("lr", store=root, task="wine").finish()
         hptrack.search("untasked", store=root).finish()
         hptrack.search("untasked", store=root, task="wine").finish()
+
+
+def test_settings_not_given_are_the_recorded_ones(tmp_path):
+    """hptrack.search(name) on an existing search appends to it as recorded; on a new
+    name it opens one with the defaults."""
+    root = tmp_path / "store"
+    with hptrack.search("ll", store=root, direction="minimize", metric="log_loss", strategy="random") as s:
+        s.trial({"C": 1.0}).complete(0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AppendingToSearch)
+        again = hptrack.search("ll", store=root)
+    assert (again.strategy, again.direction, again.metric) == ("random", "minimize", "log_loss")
+    again.trial({"C": 2.0}).complete(0.2)
+    again.finish()
+    fresh = hptrack.search("new", store=root)
+    assert (fresh.strategy, fresh.direction, fresh.metric) == ("custom", "maximize", "value")
+    fresh.finish()
+    con = hptrack.connect(root)
+    assert con.sql("SELECT direction, metric, strategy, n_trials FROM searches WHERE name = 'll'").fetchall() \
+        == [("minimize", "log_loss", "random", 2)]

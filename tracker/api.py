@@ -72,33 +72,38 @@ def _code_version() -> str | None:
 class Search:
     """A named search in a store. Use :func:`search` to open one."""
 
-    def __init__(self, name, *, strategy="custom", direction="maximize", metric="value",
+    def __init__(self, name, *, strategy=None, direction=None, metric=None,
                  space=None, seed=None, store=None, durability="trial", ts=None, quiet=False,
                  **attrs):
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"search name must be a non-empty string, got {name!r}")
         schema.check_text(f"search name {name!r}", name, ValueError)
-        if strategy not in STRATEGIES:
+        if strategy is not None and strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r} is not one of {', '.join(STRATEGIES)}")
-        if direction not in DIRECTIONS:
+        if direction is not None and direction not in DIRECTIONS:
             raise ValueError(f"direction {direction!r} must be 'maximize' or 'minimize'")
         if durability not in DURABILITIES:
             raise ValueError(f"durability {durability!r} must be 'trial' (each trial fsynced "
                              "when it ends) or 'batch' (flushed by size and time)")
         self.name = name
         self.search_id = search_id_for(name)
-        self.strategy, self.direction, self.metric = strategy, direction, metric
         self.durability = durability
         self.writer = Writer.for_store(store)
         self._sync = durability == "trial"
         self._number = 0
         self._open = False
-        # before writing anything: a name holding other settings is refused
+        # before writing anything: a name holding other settings is refused; a setting not
+        # given is the recorded one (hptrack.search("rf-grid") appends to it as it is), or
+        # for a new search the default (custom, maximize, value)
         settings = reopening.settings_of({**attrs, "direction": direction, "metric": metric,
                                           "strategy": strategy})
-        reopening.check(name, self.writer.store, self.search_id, settings,
-                        quiet=quiet, study=attrs.get("optuna_study"))
+        old = reopening.check(name, self.writer.store, self.search_id, settings,
+                              quiet=quiet, study=attrs.get("optuna_study")) or {}
         self._open = True
+        strategy = strategy or old.get("strategy") or "custom"
+        direction = direction or (old.get("directions") or ["maximize"])[0]
+        metric = metric or old.get("metric") or "value"
+        self.strategy, self.direction, self.metric = strategy, direction, metric
         info = {
             "name": name, "strategy": strategy, "direction": direction, "metric": metric,
             "space": space, "seed": seed, "durability": durability,
@@ -152,12 +157,14 @@ class Search:
         return f"<Search {self.name!r} id={self.search_id} store={self.writer.store.root!r}>"
 
 
-def search(name, *, strategy="custom", direction="maximize", metric="value", space=None,
+def search(name, *, strategy=None, direction=None, metric=None, space=None,
            seed=None, store=None, durability="trial", ts=None, quiet=False, **attrs) -> Search:
     """Open the search ``name`` in ``store`` (default ./.hptrack or $HPTRACK_STORE).
 
     Opening a name that exists appends to that search, if its strategy,
-    direction(s) and metric are the ones recorded; other settings raise
+    direction(s), metric and explicit ``task=`` are the ones recorded (a
+    setting not given is the recorded one; a new search defaults to
+    ``strategy="custom"``, ``direction="maximize"``, ``metric="value"``); other settings raise
     :class:`~hptrack.errors.SearchSettingsConflict` (a ``ValueError``) naming
     both and nothing is written. Appending to a search that holds trials and is
     not open (no ``search_finished`` after its last start) warns once with
@@ -443,7 +450,7 @@ def _opt_float(field, v):
     return None if v is None else _float(field, v)
 
 
-def track(name, *, strategy="custom", direction="maximize", metric="value", space=None,
+def track(name, *, strategy=None, direction=None, metric=None, space=None,
           seed=None, store=None, durability="trial", **attrs):
     """Decorator: every call of the function is one trial of the search ``name``.
 

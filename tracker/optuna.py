@@ -68,7 +68,7 @@ def _open(name, study, *, store=None, strategy="custom", metric="value", space=N
           durability="trial", ts=None, quiet=False, attrs=None):
     directions = [d.name.lower() for d in study.directions]
     sampler = study.sampler
-    if strategy == "custom":
+    if strategy in (None, "custom"):
         strategy = _STRATEGY.get(type(sampler).__name__, "custom")
     # Optuna 5 samplers do not keep their seed; pass seed= to record it
     extra = dict(attrs or {})

@@ -134,11 +134,13 @@ _lock = threading.Lock()
 
 
 def check(name: str, st: Store, search_id: str, settings: dict, *, quiet: bool = False,
-          study: str | None = None) -> None:
+          study: str | None = None) -> dict | None:
     """Refuse other settings for an existing search; say once that a script
     appends to a search it does not have open, unless ``quiet`` (importers) or
     the search was recorded from the same Optuna ``study`` (which goes on).
-    Registers the search as open in this process; :func:`closed` undoes that."""
+    Registers the search as open in this process; :func:`closed` undoes that.
+    Returns the settings recorded for the search (None: a new one); a setting
+    left None in ``settings`` is not compared, and the caller takes the recorded one."""
     key = (st.root, search_id)
     with _lock:
         known = _opened.get(key)
@@ -147,7 +149,7 @@ def check(name: str, st: Store, search_id: str, settings: dict, *, quiet: bool =
             if found:
                 raise conflict_error(name, st.root, found)
             known[1] += 1
-            return
+            return known[0]
     rec = recorded(st, search_id)
     old = rec.settings if rec is not None else (known[0] if known is not None else None)
     found = conflicts(old, settings) if old is not None else []
@@ -158,8 +160,9 @@ def check(name: str, st: Store, search_id: str, settings: dict, *, quiet: bool =
             f"hptrack: appending to {name!r}, {rec.n_trials} trial(s) already (store {st.root}); "
             "pass a new name to start a new search"), **_outside_hptrack())
     with _lock:
-        entry = _opened.setdefault(key, [settings, 0])
+        entry = _opened.setdefault(key, [{**(old or {}), **{k: v for k, v in settings.items() if v is not None}}, 0])
         entry[1] += 1
+    return old
 
 
 def _outside_hptrack() -> dict:
