@@ -346,26 +346,60 @@ def zygote():
     proc.wait(timeout=30)
 
 
-def run_cli(zygote, store, commands, timeout=TIMEOUT_S) -> list[dict]:
-    out = Path(store).parent / "results.txt"
-    zygote.stdin.write(json.dumps({"store": str(store), "commands": commands, "out": str(out),
-                                   "memory": MEMORY_LIMIT}) + "\n")
-    zygote.stdin.flush()
-    pid = int(zygote.stdout.readline())
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = out.read_text().splitlines() if out.exists() else []
-        if lines[-1:] == ["DONE"]:
-            break
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:  # died without finishing (killed by a signal, out of memory)
-            pytest.fail(f"the CLI process died after {lines[-1:] or 'starting'}")
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            pytest.fail(f"hung for {timeout} s in {[x for x in lines if x.startswith('RUN ')][-1:]}")
+def run_many(zygote, jobs: dict, parallel=2, timeout=TIMEOUT_S) -> dict:
+    """Run each job (key -> (store, commands)) in a child of the zygote, ``parallel`` at
+    a time (the cases are independent: two cores, half the wall time). Returns key ->
+    the list of results, or a string saying how the child hung or died."""
+    todo, running, done = list(jobs.items()), {}, {}
+    while todo or running:
+        while todo and len(running) < parallel:
+            key, (store, commands) = todo.pop(0)
+            out = Path(store).parent / "results.txt"
+            zygote.stdin.write(json.dumps({"store": str(store), "commands": commands, "out": str(out),
+                                           "memory": MEMORY_LIMIT}) + "\n")
+            zygote.stdin.flush()
+            running[key] = (int(zygote.stdout.readline()), out, time.monotonic() + timeout)
+        for key, (pid, out, deadline) in list(running.items()):
+            lines = out.read_text().splitlines() if out.exists() else []
+            if lines[-1:] == ["DONE"]:
+                done[key] = [json.loads(x[len("RESULT "):]) for x in lines if x.startswith("RESULT ")]
+            elif not _alive(pid):  # died without finishing (killed by a signal, out of memory)
+                done[key] = f"the CLI process died after {lines[-1:] or 'starting'}"
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                done[key] = f"hung for {timeout} s in {[x for x in lines if x.startswith('RUN ')][-1:]}"
+            else:
+                continue
+            del running[key]
         time.sleep(0.05)
-    return [json.loads(x[len("RESULT "):]) for x in lines if x.startswith("RESULT ")]
+    return done
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def _commands(case: str) -> list:
+    return COMMANDS if _reaches_rows(case) else [c for c in COMMANDS if c != ["report"]]
+
+
+@pytest.fixture(scope="module")
+def hostile_runs(good_store, zygote, tmp_path_factory):
+    """Every case's store, its hostile file and what the CLI said about it."""
+    made, jobs = {}, {}
+    for case, (make, _, _) in CASES.items():
+        base = tmp_path_factory.mktemp(case)
+        root = base / "store"
+        shutil.copytree(good_store, root, symlinks=True)
+        (base / "outside").mkdir()
+        made[case] = os.path.abspath(make(str(root), base / "outside"))
+        jobs[case] = (root, _commands(case))
+    results = run_many(zygote, jobs)
+    return {case: (jobs[case][0], made[case], results[case]) for case in CASES}
 
 
 def _count(result) -> int:
@@ -379,14 +413,11 @@ def _ok(result):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_hostile_file(case, good_store, zygote, tmp_path):
-    make, severity, n_trials = CASES[case]
-    root = tmp_path / "store"
-    shutil.copytree(good_store, root, symlinks=True)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    bad = os.path.abspath(make(str(root), outside))
-    results = run_cli(zygote, root, COMMANDS if _reaches_rows(case) else COMMANDS[:1] + COMMANDS[2:])
+def test_hostile_file(case, hostile_runs):
+    _, severity, n_trials = CASES[case]
+    root, bad, results = hostile_runs[case]
+    if isinstance(results, str):
+        pytest.fail(results)
     if not _reaches_rows(case):
         results.insert(1, None)
     ls, report, count, verify, quarantine, again, count_after, compact = results

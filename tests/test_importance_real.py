@@ -225,6 +225,7 @@ def sgd_store(tmp_path_factory):
     return store
 
 
+@pytest.mark.slow  # passed on the old code too: the row-permutation property test is the catcher
 def test_budget_is_reproducible_in_fresh_processes(sgd_store):
     cmd = [sys.executable, "-m", "hptrack.cli", "--store", sgd_store, "importance", "sgd-epochs",
            "--budget", "2", "--method", "impurity", "--format", "json"]

@@ -218,9 +218,11 @@ def parse_time(value) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def wal_table(store: Store):
+def wal_table(store: Store, keep=None):
     """All events held in write-ahead logs (live writers and crashed ones), and
-    ``(path, reason)`` of each log left out because it cannot be read."""
+    ``(path, reason)`` of each log left out because it cannot be read. ``keep``,
+    a test of a logged row (a tuple in ``schema.ROW_FIELDS`` order), reads only
+    the rows it passes: converting every row is most of the cost."""
     import pyarrow as pa
 
     tables, left_out = [], []
@@ -239,9 +241,10 @@ def wal_table(store: Store):
             continue
         if log.bad_records:
             left_out.append((path, f"{len(log.bad_records)} damaged record(s) (the rest is read)"))
-        if log.rows:
+        rows = log.rows if keep is None else [r for r in log.rows if keep(r)]
+        if rows:
             try:
-                table, bad = log_rows_table(log.rows, log.header["writer_id"], version)
+                table, bad = log_rows_table(rows, log.header["writer_id"], version)
             except Exception as exc:  # checksummed rows that are not events: a forged log
                 left_out.append((path, f"records do not match the event schema ({short(exc)})"))
                 continue

@@ -19,11 +19,13 @@ import warnings
 from dataclasses import dataclass
 
 from .errors import AppendingToSearch, SearchSettingsConflict
+from .schema import ROW_FIELDS
 from .store import Store
 
 # The settings that make two searches one experiment, in the order the error names them.
 COMPARED = ("directions", "metric", "strategy", "task")
 _MARKERS = ("search_started", "search_finished", "trial_started")
+_TYPE, _SEARCH = ROW_FIELDS.index("type"), ROW_FIELDS.index("search_id")  # in a logged row
 
 
 @dataclass
@@ -54,7 +56,8 @@ def recorded(st: Store, search_id: str) -> Recorded | None:
 
     cols = ["event_id", "ts", "type", "trial_id", "payload"]
     parts = []
-    wal, _ = wal_table(st)
+    wal, _ = wal_table(st, keep=lambda row: len(row) > _SEARCH and row[_SEARCH] == search_id
+                       and row[_TYPE] in _MARKERS)
     if wal.num_rows:
         parts.append(_markers(wal.filter(pc.equal(wal["search_id"], search_id)).select(cols)))
     # Store._walk lists one folder (Store has no public per-search listing yet)
