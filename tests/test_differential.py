@@ -473,7 +473,7 @@ OLD_GROUP_BY = {
 }
 
 
-@settings(max_examples=8, **HARNESS)
+@settings(max_examples=6, **HARNESS)
 @given(plan=stores())
 @example(plan=OLD_GROUP_BY)
 def test_every_read_path_gives_the_same_answers(plan, pool, base):

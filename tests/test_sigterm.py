@@ -116,7 +116,7 @@ def terminate_loop(tmp_path, n, seed):
 
 
 def test_sigterm_during_real_fits_exits_143_promptly_and_seals(tmp_path):
-    took = terminate_loop(tmp_path, 6, SEED)
+    took = terminate_loop(tmp_path, 4, SEED)
     print(f"seed {SEED}: exit after SIGTERM in {min(took):.2f}-{max(took):.2f}s")
 
 
