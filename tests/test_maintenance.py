@@ -689,7 +689,7 @@ def run_kill_rounds(many_segments, tmp_path, target, kills_per_round=2):
 
 
 def test_compact_killed_midway_loses_and_duplicates_nothing(many_segments, tmp_path):
-    run_kill_rounds(many_segments, tmp_path, target=3)
+    run_kill_rounds(many_segments, tmp_path, target=2)
 
 
 @pytest.mark.slow
