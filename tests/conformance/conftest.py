@@ -24,11 +24,17 @@ def material_root(tmp_path_factory):
         yield str(tmp_path_factory.mktemp("conformance"))
 
 
-def close_writers(stores) -> None:
-    """Seal and close this process's writers of ``stores`` before their folders go."""
+def built(material_root, name, build, stores_of):
+    """The material ``build`` makes in its own folder, yielded to its tests; this
+    process's writers of its stores (``stores_of(material)``) are sealed and closed
+    before the folders go."""
     from hptrack.writer import Writer
 
-    for store in stores:
+    root = os.path.join(material_root, name)
+    os.makedirs(root)
+    material = build(root)
+    yield material
+    for store in stores_of(material):
         Writer.for_store(store).close()
 
 
@@ -36,30 +42,18 @@ def close_writers(stores) -> None:
 def optuna_material(material_root):
     from .optuna_material import build
 
-    root = os.path.join(material_root, "optuna")
-    os.makedirs(root)
-    material = build(root)
-    yield material
-    close_writers(material.stores.values())
+    yield from built(material_root, "optuna", build, lambda m: m.stores.values())
 
 
 @pytest.fixture(scope="session")
 def sklearn_material(material_root):
     from .sklearn_material import build
 
-    root = os.path.join(material_root, "sklearn")
-    os.makedirs(root)
-    material = build(root)
-    yield material
-    close_writers([material.store])
+    yield from built(material_root, "sklearn", build, lambda m: [m.store])
 
 
 @pytest.fixture(scope="session")
 def analysis_material(material_root):
     from .analysis_material import build
 
-    root = os.path.join(material_root, "analysis")
-    os.makedirs(root)
-    material = build(root)
-    yield material
-    close_writers([material.store])
+    yield from built(material_root, "analysis", build, lambda m: [m.store])
