@@ -20,9 +20,10 @@ from hptrack.cli.main import cli
 from hptrack.optuna import Callback
 from hptrack.writer import Writer
 from sklearn.datasets import load_digits, load_iris
-from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, train_test_split
 from sklearn.tree import DecisionTreeClassifier
+
+from objectives import sgd_partial_fit
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TREE_GRID = {"max_depth": [1, 2, 3, None], "min_samples_leaf": [1, 10]}
@@ -185,16 +186,7 @@ def pruned(tmp_path_factory):
     for label, make in PRUNERS.items():
         @hptrack.track(f"sgd-{label}", store=store, metric="accuracy", task="digits-sgd", seed=0)
         def objective(trial):
-            clf = SGDClassifier(alpha=trial.suggest_float("alpha", 1e-6, 1e-1, log=True),
-                                learning_rate="constant",
-                                eta0=trial.suggest_float("eta0", 1e-4, 1.0, log=True), random_state=0)
-            for epoch in range(EPOCHS):
-                clf.partial_fit(X_tr, y_tr, classes=np.arange(10))
-                acc = float(clf.score(X_va, y_va))
-                trial.report(acc, epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned()
-            return acc
+            return sgd_partial_fit(trial, (X_tr, y_tr, X_va, y_va), EPOCHS, losses=None)
 
         study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0),
                                     pruner=make())

@@ -9,38 +9,25 @@ import textwrap
 from datetime import timezone
 
 import hptrack
-import numpy as np
 import optuna
 import pytest
 from hptrack.optuna import Callback, import_study
 from hptrack.read import resolve_search
 from sklearn.datasets import load_digits
-from sklearn.linear_model import SGDClassifier
+
+from objectives import sgd_partial_fit
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 X, Y = load_digits(return_X_y=True)
 X = X / 16.0
 XTR, YTR, XVA, YVA = X[:500], Y[:500], X[500:800], Y[500:800]
-CLASSES = np.unique(Y)
 STATE = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
 
 
 def sgd_objective(trial, epochs=6):
     """SGDClassifier with partial_fit: validation accuracy per epoch, pruned by the study."""
-    alpha = trial.suggest_float("alpha", 1e-6, 1e-1, log=True)
-    loss = trial.suggest_categorical("loss", ["hinge", "log_loss"])
-    eta0 = trial.suggest_float("eta0", 1e-4, 1.0, log=True)
-    clf = SGDClassifier(alpha=alpha, loss=loss, learning_rate="constant", eta0=eta0, random_state=0)
-    score = 0.0
-    for epoch in range(epochs):
-        clf.partial_fit(XTR, YTR, classes=CLASSES)
-        score = clf.score(XVA, YVA)
-        trial.report(score, epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
-    trial.set_user_attr("epochs_run", epochs)
-    return score
+    return sgd_partial_fit(trial, (XTR, YTR, XVA, YVA), epochs)
 
 
 def study(storage=None, name=None, seed=0, **kw):

@@ -27,14 +27,13 @@ from datetime import timezone
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.feature_selection import SelectKBest, f_regression
-from sklearn.linear_model import ElasticNet, RidgeClassifier, SGDClassifier
+from sklearn.linear_model import ElasticNet, RidgeClassifier
 from sklearn.model_selection import cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -44,6 +43,7 @@ from sklearn.tree import DecisionTreeClassifier
 
 import hptrack
 import hptrack.optuna
+from objectives import sgd_partial_fit
 
 PATHS = ("decorator", "callback", "import")
 SQLITE = ("median-sgd-digits", "nsga2-wine", "enqueue-iris", "failures-cancer")
@@ -100,20 +100,7 @@ def distributions_diabetes(trial):
 
 def sgd_digits(trial):
     """Optuna's pruning examples: SGDClassifier.partial_fit, one report per epoch."""
-    xtr, ytr, xva, yva = DIGITS
-    alpha = trial.suggest_float("alpha", 1e-6, 1e-1, log=True)
-    loss = trial.suggest_categorical("loss", ["hinge", "log_loss"])
-    eta0 = trial.suggest_float("eta0", 1e-4, 1.0, log=True)
-    clf = SGDClassifier(alpha=alpha, loss=loss, learning_rate="constant", eta0=eta0, random_state=0)
-    score = 0.0
-    for epoch in range(EPOCHS):
-        clf.partial_fit(xtr, ytr, classes=np.arange(10))
-        score = float(clf.score(xva, yva))
-        trial.report(score, epoch)
-        if trial.should_prune():
-            raise optuna.TrialPruned()
-    trial.set_user_attr("epochs_run", EPOCHS)
-    return score
+    return sgd_partial_fit(trial, DIGITS, EPOCHS)
 
 
 def forest_size_wine(trial):
