@@ -23,10 +23,12 @@ _EXPORTS = {
     "compare": ".comparison",
     "IncomparableSearches": ".comparison",
     "pareto": ".multiobjective",
+    "lineage": ".population",
+    "schedule": ".population",
 }
 
-__all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "marginals",
-           "pareto", "stability"]
+__all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "lineage",
+           "marginals", "pareto", "schedule", "stability"]
 
 
 def __getattr__(name):

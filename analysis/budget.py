@@ -37,7 +37,7 @@ wall-clock cost is the ``time`` axis, not this one.
 
 from __future__ import annotations
 
-from hptrack.checks import load_json
+from hptrack._files.checks import load_json
 
 # strategies that evaluate candidates at several fidelities by design
 MULTI_FIDELITY = frozenset({"halving", "hyperband", "asha", "bohb", "pbt"})

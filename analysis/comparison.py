@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hptrack.errors import HptrackError
 
-from . import budget, stats
+from hptrack.analysis import budget, stats
 
 __all__ = ["Comparison", "IncomparableSearches", "compare"]
 
@@ -111,7 +111,7 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     searches, which must name one.
     """
     import polars as pl
-    from hptrack.read import connect
+    from hptrack._read.read import connect
 
     if by not in AXES:
         raise ValueError(f"by must be one of {', '.join(AXES)}, got {by!r}")
@@ -281,7 +281,7 @@ def _axis(con, meta, by):
 
 def _resolve(con, searches, objective=None):
     from hptrack.errors import SearchNotFound
-    from hptrack.read import objectives, pick_objective
+    from hptrack._read.read import objectives, pick_objective
 
     rows = con.sql(
         "SELECT search_id, name, strategy, direction, metric, seed, started_at, task, strategy_label, kind "

@@ -73,7 +73,7 @@ def pareto(search: str, store=None, as_of=None, con=None, *, reference_point=Non
             (a bound the front must beat: above every value of a minimised
             objective, below every value of a maximised one).
     """
-    from hptrack.read import connect, objectives, resolve_search, trials
+    from hptrack._read.read import connect, objectives, resolve_search, trials
 
     con = con or connect(store, as_of)
     search_id, name = resolve_search(con, search)
@@ -84,7 +84,7 @@ def pareto(search: str, store=None, as_of=None, con=None, *, reference_point=Non
 def front_of(df, directions: list, reference_point=None, search: str = "", search_id: str = "") -> Pareto:
     """``pareto`` of a trials table as ``hptrack.trials`` returns it."""
     import polars as pl
-    from hptrack.read import is_trial_column, objective_column
+    from hptrack._read.read import is_trial_column, objective_column
 
     cols = [objective_column(k) for k in range(len(directions))] if len(directions) > 1 else ["value"]
     bad = [d for d in directions if d not in ("minimize", "maximize")]

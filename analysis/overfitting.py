@@ -20,12 +20,12 @@ statistics of :mod:`hptrack.analysis.stats`:
 
 from __future__ import annotations
 
-from hptrack.checks import load_json
+from hptrack._files.checks import load_json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import stats
+from hptrack.analysis import stats
 
 __all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]
 
@@ -92,7 +92,7 @@ def diagnose(search, store=None, alpha: float = 0.05, seed: int = 0, n_boot: int
     repeated). When any fold lacks them it assumes k-fold CV with k = J folds,
     1/(J-1); ``ratio_source`` says which.
     """
-    from hptrack.read import connect, resolve_search
+    from hptrack._read.read import connect, resolve_search
 
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")

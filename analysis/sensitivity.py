@@ -64,8 +64,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import fanova
-from .source import category_label, design
+from hptrack.analysis import fanova
+from hptrack.analysis.source import category_label, design
 
 METHODS = ("fanova", "permutation", "impurity")
 N_BOOT = 20           # bootstrap refits behind ci_low / ci_high and stability (permutation)

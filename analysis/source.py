@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..read import TRIAL_COLUMNS, is_trial_column  # noqa: F401  (TRIAL_COLUMNS: re-exported)
+from hptrack._read.read import TRIAL_COLUMNS, is_trial_column  # noqa: F401  (TRIAL_COLUMNS: re-exported)
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _space_map(space) -> dict:
     if isinstance(space, str):
         import json
 
-        from hptrack.checks import load_json
+        from hptrack._files.checks import load_json
 
         space = load_json(space, {})
     if isinstance(space, list):  # a list of grids: merge their hints
@@ -218,7 +218,7 @@ def read(source, store=None, *, as_of=None, budget=None, include=None, objective
     import polars as pl
 
     if isinstance(source, str):
-        from hptrack.read import connect, objectives, pick_objective, resolve_search, trials
+        from hptrack._read.read import connect, objectives, pick_objective, resolve_search, trials
 
         con = connect(store, as_of)
         try:
@@ -248,7 +248,7 @@ def _table_objective(table, objective):
     """A table as read by hptrack.trials: ``value`` is objective ``objective``
     when it has objective columns (value_0, ...), which it then must name."""
     import polars as pl
-    from hptrack.read import objective_column
+    from hptrack._read.read import objective_column
 
     n = 0
     while objective_column(n) in table.columns:

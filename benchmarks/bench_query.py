@@ -11,7 +11,7 @@ Every trial has 12 events: trial_started with 5 params, 10 trial_reported,
 then one terminal event (85% completed, 10% pruned, 5% failed). One search
 holds a tenth of the trials (the ``hptrack report`` target); the others share
 the rest. The store is built directly in the writer's row format
-(``hptrack.rows.to_table`` + ``Store.write_segments``), one small segment per
+(``hptrack._files.rows.to_table`` + ``Store.write_segments``), one small segment per
 simulated writer, because going through the per-trial API for a million trials
 would measure the writer, not the reader (bench_write.py does that).
 
@@ -20,7 +20,7 @@ Figures printed, all from one run:
 a. before compaction (many small files): connect, best-per-search, trial
    counts by state, a group-by over a param;
 b. ``compact()`` time and the files it leaves (compact also stores each
-   search's fold, see hptrack.projections);
+   search's fold, see hptrack._read.projections);
 c. the same queries after compaction, once folding the events
    (``connect(projections=False)``) and once reading the stored folds;
 d. ``hptrack.report`` of the big search (library, quiet) in a subprocess:
@@ -153,8 +153,8 @@ def segment_rows(seg_index, search_index, search_id, first_number, n, seed):
 def _write_segments(args):
     root, jobs, seed = args
     from hptrack.api import search_id_for
-    from hptrack.rows import to_table
-    from hptrack.store import Store
+    from hptrack._files.rows import to_table
+    from hptrack._files.store import Store
 
     st = Store(root)
     n_events = 0

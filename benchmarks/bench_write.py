@@ -222,7 +222,7 @@ class Hptrack(System):
 
     def verify(self):
         import hptrack
-        from hptrack.read import connect
+        from hptrack._read.read import connect
 
         n, sid = len(self.params), self.search.search_id
         con = connect(store=self.store)

@@ -1,5 +1,5 @@
 """`python -m hptrack.cli ...` runs the hptrack command."""
 
-from .main import main
+from hptrack.cli.main import main
 
 main()

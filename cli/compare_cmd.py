@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import output
-from .options import AS_OF_OPT, FORMAT_OPT, OBJECTIVE_OPT, emit, store_root
+from hptrack.cli import output
+from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, OBJECTIVE_OPT, emit, store_root
 
 _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 
@@ -56,7 +56,7 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, object
       hptrack compare a b --target 0.95 --show searches --format csv
     """
     from hptrack.analysis.comparison import compare
-    from hptrack.read import connect
+    from hptrack._read.read import connect
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con,

@@ -17,7 +17,7 @@ def demo_cmd(ctx, quick, html, store):
     forest on scikit-learn's breast_cancer (F1, held-out test split), at an
     equal budget, recorded live into the store (--store, default ./.hptrack);
     then print the report and write it as HTML."""
-    from hptrack.demo import run
+    from hptrack.cli.demo import run
 
     store = store or ctx.obj["store"]
     run(store=store, quick=quick, html=html, echo=click.echo)

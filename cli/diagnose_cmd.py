@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import output
-from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
+from hptrack.cli import output
+from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 
 _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "best_trial_number",
           "best_params", "best_value", "best_cv", "best_cv_se", "n_tied", "test_train_ratio",
@@ -42,7 +42,7 @@ def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
       hptrack diagnose rf-grid --format json | jq .warnings
     """
     from hptrack.analysis.overfitting import diagnose
-    from hptrack.read import connect
+    from hptrack._read.read import connect
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     d = diagnose(search, alpha=alpha, seed=seed, con=con)

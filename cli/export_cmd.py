@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from .options import AS_OF_OPT, store_root
+from hptrack.cli.options import AS_OF_OPT, store_root
 
 
 @click.command("export", short_help="Export a search's trials (or events) as parquet, csv or json.")
@@ -27,7 +27,7 @@ def export_cmd(ctx, search, fmt, output, events, as_of):
       hptrack export rf-grid --format csv > rf-grid.csv
       hptrack export rf-grid --format parquet -o rf-grid.parquet --events
     """
-    from hptrack.exports import export
+    from hptrack._read.exports import export
 
     what = "events" if events else "trials"
     if output is None and fmt == "parquet":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import output
+from hptrack.cli import output
 
 
 @click.command("import-ray", short_help="Import a Ray Tune experiment folder (results, PBT forks).")
@@ -22,7 +22,7 @@ def import_ray_cmd(ctx, path, name, metric, mode, fmt):
     """Write the Ray Tune experiment folder PATH (<storage_path>/<name>, as
     Tuner wrote it) into the store: a trial per Ray trial with its results,
     and for PopulationBasedTraining each exploit from pbt_global.txt /
-    pbt_policy_*.txt as a fork (see `hptrack.pbt.lineage`). Ray's timestamps
+    pbt_policy_*.txt as a fork (see `hptrack.analysis.lineage`). Ray's timestamps
     are kept. Importing the same folder again adds only what is new, so it
     can follow a run that is still going. Ray need not be installed.
 
@@ -31,7 +31,7 @@ def import_ray_cmd(ctx, path, name, metric, mode, fmt):
       hptrack import-ray ~/ray_results/pbt_mnist --metric acc --mode max
       hptrack --store team/.hptrack import-ray runs/asha --name asha-v2 --mode min
     """
-    from hptrack.ray_import import import_results
+    from hptrack.ray._import import import_results
 
     result = import_results(path, name, ctx.obj["store"], metric=metric, mode=mode)
     if fmt == "json":

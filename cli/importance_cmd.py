@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, OBJECTIVE_OPT, emit, store_root
+from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, OBJECTIVE_OPT, emit, store_root
 
 _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=False)
 

@@ -15,16 +15,16 @@ import warnings
 
 import click
 
-from . import output
-from .compare_cmd import compare_cmd
-from .demo_cmd import demo_cmd
-from .diagnose_cmd import diagnose_cmd
-from .export_cmd import export_cmd
-from .import_cmd import import_ray_cmd
-from .importance_cmd import importance_cmd
-from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
-from .pareto_cmd import pareto_cmd
-from .report_cmd import report_cmd
+from hptrack.cli import output
+from hptrack.cli.compare_cmd import compare_cmd
+from hptrack.cli.demo_cmd import demo_cmd
+from hptrack.cli.diagnose_cmd import diagnose_cmd
+from hptrack.cli.export_cmd import export_cmd
+from hptrack.cli.import_cmd import import_ray_cmd
+from hptrack.cli.importance_cmd import importance_cmd
+from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
+from hptrack.cli.pareto_cmd import pareto_cmd
+from hptrack.cli.report_cmd import report_cmd
 
 
 
@@ -33,7 +33,7 @@ def _one_line(exc: BaseException) -> str:
     import duckdb
 
     from hptrack.errors import HptrackError
-    from hptrack.sql import one_line
+    from hptrack._read.sql import one_line
 
     if isinstance(exc, duckdb.Error):
         # Raised while opening the store's files, not by the user's SQL (query()
@@ -152,7 +152,7 @@ def ls_cmd(ctx, fmt, as_of):
       hptrack ls --format json | jq '.[].best'
       hptrack ls --as-of 2026-11-27T09:00:00Z
     """
-    from hptrack.overview import ls
+    from hptrack._read.overview import ls
 
     df = ls(store_root(ctx), as_of=as_of, strict=ctx.obj["strict"])
     if fmt != "table":
@@ -198,8 +198,8 @@ def show_cmd(ctx, search, fmt, as_of, limit):
       hptrack show rf-grid --limit 5
       hptrack show rf-grid --format csv > trials.csv
     """
-    from hptrack.overview import show
-    from hptrack.read import connect
+    from hptrack._read.overview import show
+    from hptrack._read.read import connect
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])  # one snapshot for both reads
     view = show(search, con=con)
@@ -240,7 +240,7 @@ _SHOWN_TRAINING = 20     # trials listed one by one in show's training lines
 
 def _training(con, search):
     """EarlyStopping's stops and the reported learning rates, or None if there are none."""
-    from hptrack.training import summary
+    from hptrack._read.training import summary
 
     t = summary(search, con=con)
     return None if t.empty else t
@@ -319,7 +319,7 @@ def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
       hptrack query "SELECT * FROM trials WHERE state = 'complete'" --as-of 2026-11-27T09:00Z
       hptrack query - --format json --timeout 600 < best.sql
     """
-    from hptrack.sql import query
+    from hptrack._read.sql import query
 
     if sql == "-":
         sql = sys.stdin.read()
@@ -349,7 +349,7 @@ def verify_cmd(ctx, fmt, quarantine):
       hptrack verify --format json | jq '.problems'
       hptrack verify --quarantine     # move damaged files aside, keep them
     """
-    from hptrack.verification import verify
+    from hptrack._maintain.verification import verify
 
     root = store_root(ctx)
     report = verify(root, quarantine=quarantine)
@@ -394,7 +394,7 @@ def compact_cmd(ctx, fmt, grace):
       hptrack compact
       hptrack --store runs/.hptrack compact --format json
     """
-    from hptrack.compaction import compact
+    from hptrack._maintain.compaction import compact
 
     result = compact(store_root(ctx), **({} if grace is None else {"grace": grace}))
     if fmt == "json":

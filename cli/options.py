@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from . import output
+from hptrack.cli import output
 
 FORMAT = click.Choice(output.FORMATS, case_sensitive=False)
 
@@ -31,7 +31,7 @@ OBJECTIVE_OPT = click.option(
 def store_root(ctx) -> str:
     """The store folder, which must exist: reading a missing one is almost always a typo."""
     from hptrack.errors import StoreError
-    from hptrack.store import Store
+    from hptrack._files.store import Store
 
     st = Store(ctx.obj["store"])
     if not st.found():

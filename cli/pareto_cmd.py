@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from . import output
-from .options import AS_OF_OPT, FORMAT_OPT, emit, store_root
+from hptrack.cli import output
+from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 
 
 def _point(ctx, param, text):
@@ -40,7 +40,7 @@ def pareto_cmd(ctx, search, reference_point, part, fmt, as_of):
       hptrack pareto mlp-digits --show hypervolume --reference-point 1e6,0 --format csv
     """
     from hptrack.analysis.multiobjective import pareto
-    from hptrack.read import connect
+    from hptrack._read.read import connect
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     p = pareto(search, con=con, reference_point=reference_point)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
+from hptrack.cli.options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 
 
 @click.command("report", short_help="Summarise searches: best, states, importance, diagnostics, comparison.")

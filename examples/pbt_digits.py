@@ -16,7 +16,8 @@ import time
 
 import hptrack
 import numpy as np
-from hptrack.pbt import PBT, SklearnPartialFit, _sample, lineage, schedule
+from hptrack.analysis import lineage, schedule
+from hptrack.pbt import PBT, SklearnPartialFit, _sample
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier

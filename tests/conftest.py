@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import uuid
 
 import pytest
+
+# tests/ holds helpers shared by every test folder (helpers_proc, objectives)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 BUCKET = "hptrack-team"
 
@@ -34,7 +39,7 @@ def s3_env(s3_endpoint, tmp_path):
 def s3_store(s3_env, monkeypatch):
     """A fresh prefix in the bucket; this process and its children reach it through the env."""
     s3fs = pytest.importorskip("s3fs", reason="s3fs (s3 extra) is how hptrack reaches S3")
-    from hptrack.writer import Writer
+    from hptrack._write.writer import Writer
 
     for key, value in s3_env.items():
         monkeypatch.setenv(key, value)

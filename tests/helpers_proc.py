@@ -56,7 +56,7 @@ def run_trial(s, k: int):
 
 def _tune_writer(root, seal_events, flush_interval, batch_events=None):
     """Set the process's writer thresholds (e.g. seal small logs often) before any search opens it."""
-    from hptrack.writer import Writer
+    from hptrack._write.writer import Writer
 
     w = Writer.for_store(root)
     if seal_events:
@@ -179,8 +179,8 @@ def raw_connection(root):
     """A DuckDB connection with ``raw``: every physical row, duplicates included,
     and ``ev``: the ``events`` view of hptrack.connect."""
     import hptrack
-    from hptrack.read import wal_table
-    from hptrack.store import Store
+    from hptrack._read.views import wal_table
+    from hptrack._files.store import Store
 
     st = Store(root)
     con = hptrack.connect(root)

@@ -14,18 +14,18 @@ Read::
     df = hptrack.trials("rf-grid")   # polars, one row per trial, one column per param
 """
 
-from .api import Search, Trial, score_trial, search, track
-from .early_stopping import EarlyStopping
-from .errors import (AppendingToSearch, HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound,
+from hptrack.api import Search, Trial, score_trial, search, track
+from hptrack.loops import EarlyStopping
+from hptrack.errors import (AppendingToSearch, HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound,
                      SearchSettingsConflict, StoreError)
-from .compaction import compact
-from .verification import verify
-from .overview import ls, show
-from .sql import query
-from .read import connect, trials
-from .schema import SCHEMA_VERSION
-from .store import Store
-from .writer import Writer
+from hptrack._maintain.compaction import compact
+from hptrack._maintain.verification import verify
+from hptrack._read.overview import ls, show
+from hptrack._read.sql import query
+from hptrack._read.read import connect, trials
+from hptrack.schema import SCHEMA_VERSION
+from hptrack._files.store import Store
+from hptrack._write.writer import Writer
 
 __version__ = "0.1.0"
 
@@ -40,11 +40,11 @@ __all__ = [
 def __getattr__(name):
     # integrations with heavy optional dependencies (Optuna, process pools) load on first use
     import importlib
-    if name in ("optuna", "pbt", "demo", "ray"):
+    if name in ("optuna", "pbt", "ray", "sklearn", "loops", "training"):
         return importlib.import_module(f".{name}", __name__)
     # hptrack.report / hptrack.export: functions whose modules load on first use
     if name == "report":
         return importlib.import_module(".analysis.report", __name__).report
     if name == "export":
-        return importlib.import_module(".exports", __name__).export
+        return importlib.import_module("._read.exports", __name__).export
     raise AttributeError(f"module 'hptrack' has no attribute {name!r}")

@@ -27,11 +27,12 @@ import threading
 import traceback
 from datetime import datetime
 
-from . import reopening, schema
-from .errors import Pruned
-from .schema import INT64
-from . import writer as _writer
-from .writer import Writer, now_us
+from hptrack import _reopening as reopening
+from hptrack import schema
+from hptrack.errors import Pruned
+from hptrack.schema import INT64
+from hptrack._write import writer as _writer
+from hptrack._write.writer import Writer, now_us
 
 STRATEGIES = ("grid", "random", "tpe", "bayes", "halving", "hyperband", "pbt", "custom")
 DIRECTIONS = ("maximize", "minimize")
@@ -127,6 +128,32 @@ class Search:
         trial = Trial(self, params, trial_number, ts, trial_id)
         self._number = max(self._number, trial_number + 1)
         return trial
+
+    def fork(self, parent, params=None, *, step=None, reason="pbt_exploit", trial_number=None,
+             ts=None, trial_id=None, **info) -> "Trial":
+        """Start a trial that continues ``parent`` (a :class:`Trial` or its id) after
+        ``step``, with ``params``: a PBT exploit, a warm restart from a checkpoint.
+
+        Writes the child's ``trial_started`` and a ``trial_forked`` event whose payload
+        holds ``parent_trial_id``, ``reason``, ``params_after`` and ``info`` (for PBT:
+        ``parent_score``, ``replaced_trial_id``, ``replaced_score``, ``params_before``,
+        ``explore``, ``copied_score``); ``hptrack.analysis.lineage`` reads them back.
+        The parent is left as it is: end a replaced member yourself (``prune``)."""
+        parent_id = parent.trial_id if isinstance(parent, Trial) else parent
+        if not isinstance(parent_id, str) or not parent_id:
+            raise TypeError(f"fork parent must be a Trial or a trial id, got {parent!r}")
+        schema.check_id("parent trial_id", parent_id, ValueError)
+        if step is not None:
+            step = schema.check_int("fork step", step, INT64, TypeError)
+        child = self.trial(params, trial_number=trial_number, ts=ts, trial_id=trial_id)
+        event = {"type": "trial_forked", "search_id": self.search_id, "trial_id": child.trial_id,
+                 "trial_number": child.number, "step": step, "params": dict(child.params),
+                 "payload": {"parent_trial_id": parent_id, "reason": reason,
+                             "params_after": dict(child.params), **info}}
+        if ts is not None:
+            event["ts"] = ts
+        self.writer.write(event)
+        return child
 
     def annotate(self, text=None, **attrs) -> None:
         """Attach a note (and any JSON attributes) to the search."""
@@ -315,10 +342,22 @@ class Trial:
                       fold, None,
                       schema.encode_payload(attrs) if attrs else None))
 
-    def complete(self, value, *, ts=None, **metrics) -> None:
-        """End the trial with its objective value. A NaN, inf or None value (or one
-        that is not a number) ends it as failed with that reason instead."""
+    def complete(self, value=None, *, values=None, ts=None, **metrics) -> None:
+        """End the trial with its objective ``value``, or with ``values`` (one per
+        objective of a multi-objective search, in the order of its ``directions``).
+        A NaN, inf or None value (or one that is not a number) ends it as failed with
+        that reason instead."""
         self._check_running("complete")
+        if values is not None:
+            if value is not None:
+                raise TypeError("complete() takes value or values, not both")
+            if isinstance(values, (str, bytes)) or not hasattr(values, "__len__") or not len(values):
+                raise TypeError(f"values must be a non-empty list of numbers, got {values!r}")
+            values = list(values)
+            if len(values) > 1:
+                self._complete_many(values, ts, metrics)
+                return
+            value = values[0]
         if not schema.is_finite_number(value):
             reason = (f"objective value is {value!r}" if isinstance(value, numbers.Real) or value is None
                       else f"objective value is a {type(value).__name__}, not a number")
@@ -328,6 +367,19 @@ class Trial:
         self.state = "complete"
         self._end((event_time(ts), "trial_completed", self._sid,
                    self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
+
+    def _complete_many(self, values, ts, metrics) -> None:
+        bad = [v for v in values if not schema.is_finite_number(v)]
+        if bad:
+            self.fail(f"objective values contain {bad[0]!r}", ts=ts)
+            return
+        info = {"values": [float(v) for v in values]}
+        if metrics:
+            info["metrics"] = metrics
+        self.state = "complete"
+        self._end((event_time(ts), "trial_completed", self._sid,
+                   self.trial_id, self.number, None, None, info["values"][0], None, None, None, None,
+                   schema.encode_payload(info)))
 
     def fail(self, error=None, *, ts=None) -> None:
         """End the trial as failed; ``error`` is an exception or a reason."""
@@ -417,10 +469,25 @@ def fail_open_trials(reason: str) -> int:
     return len(trials)
 
 
+_writer.on_terminate(fail_open_trials)
+
+
 def _is_optuna_trial(obj) -> bool:
     # never import optuna here: only a program that already did can pass its Trial
     mod = sys.modules.get("optuna.trial")
     return mod is not None and isinstance(obj, mod.Trial)
+
+
+# The integration that runs an objective called with another library's trial object.
+# Named, not imported: the write API sits below the integrations, which import it;
+# only programs that already use that library reach the lookup.
+TRIAL_ADAPTERS = {"optuna": "hptrack.optuna"}
+
+
+def _adapter(library: str):
+    import importlib
+
+    return importlib.import_module(TRIAL_ADAPTERS[library])
 
 
 def _is_pruned(exc) -> bool:
@@ -479,9 +546,7 @@ def track(name, *, strategy=None, direction=None, metric=None, space=None,
         @functools.wraps(fn)
         def wrapper(*args, **kwargs):
             if args and _is_optuna_trial(args[0]):
-                # only programs that use Optuna import it
-                from .optuna import run_objective
-                return run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
+                return _adapter("optuna").run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
                                      metric=metric, space=space, seed=seed, store=store,
                                      durability=durability, attrs=attrs)
             s = opener.get(lambda quiet: search(

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from .errors import InvalidEvent
+from hptrack.errors import InvalidEvent
 
 SCHEMA_VERSION = 2
 # v2 changed only the text form of event_id (see hptrack.rows); readers accept

@@ -28,7 +28,7 @@ def built(material_root, name, build, stores_of):
     """The material ``build`` makes in its own folder, yielded to its tests; this
     process's writers of its stores (``stores_of(material)``) are sealed and closed
     before the folders go."""
-    from hptrack.writer import Writer
+    from hptrack._write.writer import Writer
 
     root = os.path.join(material_root, name)
     os.makedirs(root)

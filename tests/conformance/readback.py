@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 import hptrack
-from hptrack.read import resolve_search
+from hptrack._read.read import resolve_search
 from hptrack.schema import decode_param
 
 

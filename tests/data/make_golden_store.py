@@ -6,7 +6,7 @@ event ids differ).
 
 Run once per version (it refuses to overwrite): ``python tests/data/make_golden_store.py``.
 Everything is fixed: writer ids, trial ids and every timestamp, so the expected
-view contents in tests/test_schema_evolution.py can be hard-coded.
+view contents in tests/core/test_schema_evolution.py can be hard-coded.
 
 Contents:
 - writer 601de0000000a001 wrote two sealed Parquet segments:
@@ -26,8 +26,8 @@ from datetime import datetime, timezone
 
 from hptrack import schema
 from hptrack.api import search_id_for
-from hptrack.wal import LogFile, encode_rows
-from hptrack.writer import Writer
+from hptrack._files.wal import LogFile, encode_rows
+from hptrack._write.writer import Writer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -1,0 +1,83 @@
+"""What a report holds: one SearchReport per search, Groups of comparable searches, the Report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+MIN_TRIALS_IMPORTANCE = 8     # fANOVA on fewer complete trials is noise
+TOP_CONFIGS = 5               # configurations whose fold scores are shown
+N_MARGINALS = 2
+MAX_DRAWN = 1000              # trials drawn one line each (parallel coordinates, intermediate
+                              # values): past that a plot is a blot and the HTML tens of MB
+
+
+@dataclass
+class SearchReport:
+    name: str
+    search_id: str
+    strategy: str | None
+    direction: str
+    metric: str
+    task: str | None
+    seed: int | None
+    states: dict                       # state -> count
+    started_at: datetime | None
+    finished_at: datetime | None       # null while the search is still open
+    wall_s: float | None               # first trial start to last trial end (or as-of)
+    best: dict | None = None           # trial_number, trial_id, value, params
+    test_score: float | None = None
+    failed: list = field(default_factory=list)     # (trial_number, error)
+    pruned: list = field(default_factory=list)     # (trial_number, last_step)
+    running: list = field(default_factory=list)    # (trial_number, started_at)
+    importance: object = None          # polars (param, importance, std, ..., share)
+    importance_note: str | None = None   # why not computed, or the sample it was fitted on
+    importance_sample: tuple | None = None  # (trials fitted, usable trials)
+    importance_stability: str | None = None  # Stability.note: does the top param stay top
+    marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
+    diagnosis: object = None           # hptrack.analysis.overfitting.Diagnosis
+    diagnosis_note: str | None = None
+    trials: object = None              # hptrack.trials() frame
+    params: list = field(default_factory=list)
+    reports: object = None             # polars: trial_number, state, step, value (drawn trials)
+    drawn: object = None               # trial ids drawn in per-trial plots, None = every trial
+    folds: object = None               # polars: trial_number, fold, value (top configs)
+    tests: object = None               # polars: trial_number, value (validation), test
+    lineage: object = None             # PBT forks, polars
+    schedule: object = None            # PBT winner's schedule, polars
+    pruner: str | None = None          # short pruner name (median, hyperband, sha), None: none
+    kind: str | None = None            # "nested_cv" for a nested-CV outer run
+    pareto: object = None              # multi-objective: hptrack.analysis.multiobjective.Pareto
+    pareto_note: str | None = None     # why it was not computed
+    training: object = None            # hptrack.training.TrainingSummary, None if nothing to show
+
+
+@dataclass
+class Group:
+    task: str | None
+    metric: str
+    direction: str
+    searches: list                     # names
+    comparison: object = None          # hptrack.analysis.comparison.Comparison
+    note: str | None = None
+    best_strategy: str | None = None   # only when the tests name one (Comparison.best)
+    best_reason: str | None = None     # Comparison.verdict: why a winner, or why none
+
+
+@dataclass
+class Report:
+    store: str
+    as_of: datetime
+    events_sha256: str
+    n_events: int
+    searches: list
+    groups: list
+    built_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    @property
+    def snapshot(self) -> str:
+        return (f"as of {self.as_of.isoformat(timespec='microseconds')}; {self.n_events} events; "
+                f"sha256 {self.events_sha256[:16]}")
+
+
+# --- gathering ----------------------------------------------------------------------
