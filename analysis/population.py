@@ -41,8 +41,13 @@ def lineage(search, store=None, *, as_of=None, con=None):
         return df
     # structs with one field per param (polars infers the fields from the dicts)
     return df.with_columns(
-        pl.Series("params_before", [json.loads(v) for v in df["params_before"]]),
-        pl.Series("params_after", [json.loads(v) for v in df["params_after"]]))
+        pl.Series("params_before", [_params(v) for v in df["params_before"]]),
+        pl.Series("params_after", [_params(v) for v in df["params_after"]]))
+
+
+def _params(text):
+    # a fork written by Search.fork without params_before (a warm restart) has none
+    return None if text is None else json.loads(text)
 
 
 def schedule(search, trial_id=None, store=None, *, con=None):
