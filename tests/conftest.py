@@ -49,3 +49,19 @@ def s3_store(s3_env, monkeypatch):
     url = f"s3://{BUCKET}/{uuid.uuid4().hex[:10]}"
     yield url
     Writer.for_store(url).close()
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def any_store(request, tmp_path):
+    """The same test on each kind of store a user has: a folder, ``memory://`` (one
+    process) and S3 (moto's server; skipped with the reason when s3fs or moto is absent)."""
+    from hptrack._write.writer import Writer
+
+    if request.param == "local":
+        url = str(tmp_path / "store")
+    elif request.param == "memory":
+        url = f"memory://hptrack-{uuid.uuid4().hex[:10]}"
+    else:
+        url = request.getfixturevalue("s3_store")
+    yield url
+    Writer.for_store(url).close()
