@@ -213,7 +213,7 @@ def read(source, store=None, *, as_of=None, budget=None, include=None, objective
     """(table, space dict, direction) for a search name/id or a table.
 
     ``value`` is objective ``objective`` of a multi-objective search, which
-    must say which (see hptrack.read.pick_objective); direction is that
+    must say which (see _read/read.py: pick_objective); direction is that
     objective's."""
     import polars as pl
 

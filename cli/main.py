@@ -1,6 +1,6 @@
 """The ``hptrack`` command: thin click commands over the library.
 
-Each command is one library call (hptrack.overview / query / verification /
+Each command is one library call (hptrack.ls / show / query / verify /
 compaction, ...) plus formatting from cli/output.py. Errors are one line
 on stderr starting with ``Error:`` (exit 2 for usage, 1 otherwise); ``--debug``
 adds the traceback.

@@ -630,7 +630,7 @@ _exit_hook = False
 def _at_exit(opener: Opener) -> None:
     # Registered after the search's Writer (LIFO: runs before the writer seals at
     # exit); with threading's hooks, which run before atexit's and before remote
-    # stores' early seal (hptrack.writer._install_exit_hooks).
+    # stores' early seal (_write/writer.py: _install_exit_hooks).
     global _exit_hook
     _openers[id(opener)] = opener
     if not _exit_hook:

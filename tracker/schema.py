@@ -3,7 +3,7 @@
 Every event, whatever its type, has the same columns; a column that does not
 apply to a type is null. Inside the writer an event travels as a *row*: a tuple
 in ``ROW_FIELDS`` order. ``writer_id``, ``schema_version`` and ``event_id`` are
-added when rows are turned into Arrow (see :mod:`hptrack.rows`): they are the
+added when rows are turned into Arrow (see ``_files/rows.py``): they are the
 same for every row of a writer, or derived from other columns.
 
 The documented form of this schema lives in ``schemas/`` at the repository top
@@ -23,7 +23,7 @@ import numpy as np
 from hptrack.errors import InvalidEvent
 
 SCHEMA_VERSION = 2
-# v2 changed only the text form of event_id (see hptrack.rows); readers accept
+# v2 changed only the text form of event_id (see _files/rows.py); readers accept
 # every version up to SCHEMA_VERSION, and a v1 log's rows keep v1-form ids.
 
 EVENT_TYPES = (

@@ -6,8 +6,8 @@ best configuration, trials by state, wall time, importance, overfitting
 diagnostics, and a strategy comparison for searches that share a task (the
 ``task`` column of the searches view: a ``task=`` attribute, else the data
 hptrack.sklearn fitted on, else the ``dataset`` attribute), metric and
-direction. A search with no task, and a nested-CV outer run, stand alone. ``report_terminal.render_terminal`` prints
-it with rich; ``report_html.write`` turns it into one offline HTML file.
+direction. A search with no task, and a nested-CV outer run, stand alone. ``terminal.render_terminal`` prints
+it with rich; ``html.write`` turns it into one offline HTML file.
 
 The snapshot is stated in every report: the as-of time and a sha256 over the
 sorted event ids it read, so ``hptrack report --as-of <time>`` rebuilds it.

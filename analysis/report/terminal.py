@@ -3,7 +3,7 @@
 At most 80 columns wide when not on a terminal (and then without colour
 codes), one block per group of comparable searches: each search (trials by
 state, failures, best configuration, importance, diagnostics), then the
-strategy comparison and the axis it was made on. ``report_html`` shares the
+strategy comparison and the axis it was made on. ``html`` shares the
 number formats below.
 """
 

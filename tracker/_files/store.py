@@ -3,7 +3,7 @@
 Layout of a store::
 
     events/search=<search_id>/<writer_id>-<first_seq>.parquet   sealed segments
-    events/search=<search_id>/compact-<32 hex>.parquet           merged by compact (see hptrack.compaction)
+    events/search=<search_id>/compact-<32 hex>.parquet           merged by compact (see _maintain/compaction.py)
     wal/<writer_id>-<first_seq>.wal                              live write-ahead logs
     views/search=<search_id>/<key>.{trials,params}.parquet       folds stored by compact
 
@@ -136,7 +136,7 @@ class Store:
                 if p.endswith(WAL_SUFFIX) and not os.path.basename(p).startswith(".")]
 
     def view_files(self) -> list[str]:
-        """Stored folds of searches (hptrack.projections)."""
+        """Stored folds of searches (_read/projections.py)."""
         return [p for p in self._walk(self.views_dir)
                 if p.endswith(".parquet") and not os.path.basename(p).startswith(".")]
 

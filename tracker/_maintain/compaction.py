@@ -92,7 +92,7 @@ def _alone(fd) -> bool:
 
 def compact(store=None, *, grace: float = DEFAULT_GRACE) -> CompactResult:
     """Seal logs of dead writers into Parquet, merge each search's segments into
-one file, then store each search's fold (hptrack.projections) for readers.
+one file, then store each search's fold (_read/projections.py) for readers.
 
     Safe to kill at any moment (run it again to finish), to run while writers
     append and readers read, and next to another compaction of the same store.

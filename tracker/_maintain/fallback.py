@@ -2,7 +2,7 @@
 
 When a store refuses writes (a full disk), a writer puts its flushes, fsynced,
 in ``$HPTRACK_FALLBACK_DIR`` (default ``<tempdir>/hptrack-fallback``), one log
-per episode, with the store's root in the header (see tracker/writer.py). A
+per episode, with the store's root in the header (see _write/writer.py). A
 writer that lives until the store takes writes again moves them in itself; one
 that died leaves acknowledged events only there, which ``verify`` reports.
 """

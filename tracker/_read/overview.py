@@ -1,7 +1,7 @@
 """What is in a store, at a glance: the library side of ``hptrack ls`` and ``hptrack show``.
 
->>> hptrack.overview.ls()                       # one row per search
->>> view = hptrack.overview.show("rf-grid")     # settings + trials, best first
+>>> hptrack.ls()                               # one row per search
+>>> view = hptrack.show("rf-grid")             # settings + trials, best first
 >>> view.settings["direction"], view.trials.head()
 """
 

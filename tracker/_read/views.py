@@ -28,7 +28,7 @@ VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
 
 _VIEW_SQL = """
 -- the events the views below fold: all of them, except those of searches
--- whose fold compact has stored as a projection (hptrack.projections)
+-- whose fold compact has stored as a projection (_read/projections.py)
 CREATE VIEW _fold_events AS
 SELECT * FROM _folded_files WHERE {as_of_filter}
 UNION ALL BY NAME
@@ -200,7 +200,7 @@ FROM events WHERE type = 'trial_scored';
 """
 
 
-# names the stored projections (hptrack.projections): a change of the views makes them stale
+# names the stored projections (_read/projections.py): a change of the views makes them stale
 VIEW_SQL_DIGEST = hashlib.sha256(_VIEW_SQL.encode()).hexdigest()
 
 
@@ -269,7 +269,7 @@ def map_files(store: Store, fn, paths) -> list:
 def readable_segments(store: Store, footers: dict | None = None):
     """The store's segments that readers use (they pass the footer checks and no
     readable merged file replaces them), and ``(path, reason)`` of the damaged
-    others (see hptrack.checks). ``footers`` receives each good one's footer."""
+    others (see _files/checks.py). ``footers`` receives each good one's footer."""
     live, left_out, _ = segment_state(store, footers)
     return live, left_out
 
