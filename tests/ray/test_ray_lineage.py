@@ -93,6 +93,12 @@ def test_live_lineage_equals_imported_and_pbt_global(tmp_path):
     for child, parent, replaced, step, parent_score, replaced_score, _, _ in got:
         assert child[0] == replaced[0] != parent[0] and child[1] == replaced[1] + 1
         assert step % 2 == 0 and parent_score >= replaced_score
+    # the replaced score is the one PBT ranked: the replaced trial's last report
+    last = {tid: (step, value) for tid, step, value in hptrack.connect(live).sql(
+        "SELECT trial_id, step, value FROM reports QUALIFY row_number() OVER "
+        "(PARTITION BY trial_id ORDER BY step DESC) = 1").fetchall()}
+    for f in lineage("pbt", store=live).iter_rows(named=True):
+        assert last[f["replaced_trial_id"]][1] == f["replaced_score"]
     # the trials end the same way too: the members complete, the replaced ones pruned
     sql = "SELECT state, value, n_reports, last_step FROM trials ORDER BY ALL"
     assert hptrack.connect(live).sql(sql).fetchall() == hptrack.connect(imported).sql(sql).fetchall()

@@ -289,10 +289,11 @@ def fork_facts(e: Exploit, metric: str, parent_lines: list, replaced_lines: list
     parent_score = _value_at(parent_lines, step, metric)
     if parent_score is None and first is None and finite(last.get(metric)):
         parent_score = float(last[metric])
-    replaced_score = _value_at(replaced_lines, e.target_iter, metric)
-    if replaced_score is None:
-        vals = [r[metric] for r in replaced_lines if finite(r.get(metric))]
-        replaced_score = float(vals[-1]) if vals else None
+    # the score PBT ranked the replaced member by: its last result before the exploit
+    # (Ray's record of its iteration lags one behind for the trial whose result made
+    # PBT perturb: Ray updates a trial's last result after the scheduler has seen it)
+    vals = [r[metric] for r in replaced_lines if finite(r.get(metric))]
+    replaced_score = float(vals[-1]) if vals else None
     return step, {"parent_score": parent_score, "replaced_score": replaced_score,
                   "params_before": flat_params(e.parent_config), "explore": None,
                   "copied_score": None,
