@@ -54,6 +54,7 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hptrack._importing import derived_trial_id, known_trials
 
@@ -68,7 +69,7 @@ _LIVE = ("RUNNING", "PENDING", "PAUSED")
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")
 
 
-def flat_params(config, prefix=""):
+def flat_params(config: dict, prefix: str = "") -> dict:
     """A Ray config flattened to hptrack params: nested dicts as ``a/b``, anything
     that is not a scalar as its repr."""
     out = {}
@@ -82,15 +83,15 @@ def flat_params(config, prefix=""):
     return out
 
 
-def num(v):
+def num(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict)) else v
 
 
-def finite(v):
+def finite(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def result_metrics(result, metric, params):
+def result_metrics(result: dict, metric: str, params: dict) -> dict:
     """The numbers of one result worth keeping beside the metric, and the params."""
     out = {k: float(v) for k, v in result.items()
            if k not in RAY_FIELDS and k != metric and not k.startswith("config/") and finite(v)}
@@ -132,7 +133,7 @@ class Experiment:
     strategy: str
 
 
-def read_experiment(path) -> Experiment:
+def read_experiment(path: str | os.PathLike) -> Experiment:
     """Everything the import needs from a Ray Tune experiment folder."""
     path = os.path.abspath(os.path.expanduser(str(path)))
     if not os.path.isdir(path):
@@ -213,7 +214,7 @@ def _read_trial(folder, known):
                     info.get("last_result") or {}, results, params, error)
 
 
-def tag_resolver(tags: dict[str, str], ray_ids) -> "Callable[[object], str | None]":
+def tag_resolver(tags: dict[str, str], ray_ids: Any) -> Callable[[object], str | None]:
     """PBT's records name trials by their original experiment tag (``0_lr=0.01``):
     a function from such a tag to the Ray trial id, given ``tags`` (tag -> id) and
     the ids (``<hash>_00000``: the tag's leading number is the trial's index)."""
@@ -232,7 +233,7 @@ def original_tag(experiment_tag: str | None) -> str | None:
     return (experiment_tag or "").split("@perturbed")[0] or None
 
 
-def parse_exploit(line: str, ray_id) -> Exploit | None:
+def parse_exploit(line: str, ray_id: Callable[[object], str | None]) -> Exploit | None:
     """One line of ``pbt_global.txt`` / ``pbt_policy_<trial>.txt`` (documented by
     Ray's PopulationBasedTraining: [target tag, clone tag, target iteration, clone
     iteration, clone config, new config]); None for a blank line or a trial
@@ -314,7 +315,7 @@ class Segment:
     start_us: int | None = None
 
 
-def segments(exp: Experiment) -> dict:
+def segments(exp: Experiment) -> dict[str, list[Segment]]:
     """Ray trial id -> its segments (one per exploit, plus the first)."""
     out = {}
     for rid, t in exp.trials.items():
@@ -364,7 +365,8 @@ class ImportResult:
     running: int           # left running (Ray says they still run)
 
 
-def import_results(path, name=None, store=None, *, metric=None, mode=None) -> ImportResult:
+def import_results(path: str | os.PathLike, name: str | None = None, store: Any = None, *,
+                   metric: str | None = None, mode: str | None = None) -> ImportResult:
     """Write the Ray Tune experiment folder ``path`` as the search ``name``
     (default ``ray-<folder name>``), keeping Ray's timestamps. ``metric`` is the
     result key to record (default: the experiment's ``TuneConfig(metric=)``);
