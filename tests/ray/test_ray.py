@@ -35,6 +35,11 @@ def q(store, sql, params=None):
     return hptrack.connect(store).sql(sql, params=params).fetchall()
 
 
+def lines(path):
+    with open(path) as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
 def quadratic(config):
     """Three iterations of a made-up loss; x == 3 raises."""
     if config["x"] == 3:
@@ -115,13 +120,14 @@ def test_pbt_exploit_explore_recorded_as_forks(tmp_path):
                        run_config=tune.RunConfig(callbacks=[cb], storage_path=str(tmp_path / "ray"),
                                                  verbose=0))
     results = tuner.fit()
-    assert not results.errors and pbt._num_perturbations > 0
+    records = lines(os.path.join(results.experiment_path, "pbt_global.txt"))
+    assert not results.errors and records
 
     (sid, strategy, direction), = q(store, "SELECT search_id, strategy, direction FROM searches "
                                            "WHERE name = 'ray-pbt'")
     assert (strategy, direction) == ("pbt", "maximize")
     forks = lineage("ray-pbt", store=store)
-    assert forks.height == pbt._num_perturbations
+    assert forks.height == len(records)
     states = dict(q(store, "SELECT state, count(*) FROM trials WHERE search_id = ? GROUP BY ALL", [sid]))
     # every fork replaced a member: 4 members alive at the end, one pruned trial per fork
     assert states == {"complete": 4, "pruned": forks.height}
@@ -135,9 +141,10 @@ def test_pbt_exploit_explore_recorded_as_forks(tmp_path):
         assert ratio == pytest.approx(0.8) or ratio == pytest.approx(1.2)
         # the child resumes from the parent's step
         assert f["step"] % 2 == 0
-    (explore,), = q(store, "SELECT payload -> 'explore' FROM events WHERE type = 'trial_forked' "
-                           "AND search_id = ? LIMIT 1", [sid])
-    assert json.loads(explore)["lr"] in ("* 0.8", "* 1.2")
+    # Ray's record does not say how each value changed (Ray's private explore step did)
+    (explore,), = q(store, "SELECT DISTINCT payload ->> 'explore' FROM events "
+                           "WHERE type = 'trial_forked' AND search_id = ?", [sid])
+    assert explore is None
     # the final members are complete with Ray's final scores
     finals = sorted(v for s, v, _ in trials.values() if s == "complete")
     assert finals == sorted(r.metrics["score"] for r in results)
@@ -179,16 +186,16 @@ def test_asha_stopped_trials_are_pruned(tmp_path):
     assert {s for _, s, _, _ in rows} == {"complete", "pruned"}
 
 
-def test_callback_and_hooked_scheduler_pickle_without_their_run_state(tmp_path):
+def test_callback_pickles_without_its_run_state_and_leaves_the_scheduler_alone(tmp_path):
     # the Tuner saves its run config with the callback and the scheduler inside
     pbt = PopulationBasedTraining(metric="score", mode="max",
                                   hyperparam_mutations={"lr": tune.uniform(0.0, 1.0)})
+    before = dict(vars(pbt))
     cb = hray.Callback("pickled", scheduler=pbt, store=str(tmp_path))
     cb.setup()
     cb._open()
-    assert type(pbt.__dict__["_exploit"]).__name__ == "_Hook"
-    cb2, pbt2 = ray.cloudpickle.loads(ray.cloudpickle.dumps((cb, pbt)))
+    assert vars(pbt) == before  # nothing patched into the user's scheduler
+    cb2 = ray.cloudpickle.loads(ray.cloudpickle.dumps(cb))
     assert cb2.search is None and cb2.name == "pickled" and cb2.metric == "score"
-    assert "_Hook" not in type(pbt2.__dict__.get("_exploit", pbt2._exploit)).__name__
+    assert cb2.mode == "max"
     cb.on_experiment_end([])
-    assert "_exploit" not in pbt.__dict__

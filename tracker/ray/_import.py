@@ -52,7 +52,9 @@ import math
 import numbers
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hptrack._importing import derived_trial_id, known_trials
 
@@ -67,7 +69,7 @@ _LIVE = ("RUNNING", "PENDING", "PAUSED")
 _TRIAL_ID = re.compile(r"_([0-9a-f]{5}_\d{5})_")
 
 
-def flat_params(config, prefix=""):
+def flat_params(config: dict, prefix: str = "") -> dict:
     """A Ray config flattened to hptrack params: nested dicts as ``a/b``, anything
     that is not a scalar as its repr."""
     out = {}
@@ -81,15 +83,15 @@ def flat_params(config, prefix=""):
     return out
 
 
-def num(v):
+def num(v: Any) -> Any:
     return v.item() if hasattr(v, "item") and not isinstance(v, (list, dict)) else v
 
 
-def finite(v):
+def finite(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def result_metrics(result, metric, params):
+def result_metrics(result: dict, metric: str, params: dict) -> dict:
     """The numbers of one result worth keeping beside the metric, and the params."""
     out = {k: float(v) for k, v in result.items()
            if k not in RAY_FIELDS and k != metric and not k.startswith("config/") and finite(v)}
@@ -131,7 +133,7 @@ class Experiment:
     strategy: str
 
 
-def read_experiment(path) -> Experiment:
+def read_experiment(path: str | os.PathLike) -> Experiment:
     """Everything the import needs from a Ray Tune experiment folder."""
     path = os.path.abspath(os.path.expanduser(str(path)))
     if not os.path.isdir(path):
@@ -212,37 +214,91 @@ def _read_trial(folder, known):
                     info.get("last_result") or {}, results, params, error)
 
 
+def tag_resolver(tags: dict[str, str], ray_ids: Any) -> Callable[[object], str | None]:
+    """PBT's records name trials by their original experiment tag (``0_lr=0.01``):
+    a function from such a tag to the Ray trial id, given ``tags`` (tag -> id) and
+    the ids (``<hash>_00000``: the tag's leading number is the trial's index)."""
+    by_index = {int(k.rsplit("_", 1)[1]): k for k in ray_ids if re.fullmatch(r".+_\d+", k)}
+
+    def ray_id(tag):
+        if tag in tags:
+            return tags[tag]
+        head = str(tag).split("_", 1)[0]
+        return by_index.get(int(head)) if head.isdigit() else None
+    return ray_id
+
+
+def original_tag(experiment_tag: str | None) -> str | None:
+    """The tag PBT's records use: Ray appends ``@perturbed[...]`` at each exploit."""
+    return (experiment_tag or "").split("@perturbed")[0] or None
+
+
+def parse_exploit(line: str, ray_id: Callable[[object], str | None]) -> Exploit | None:
+    """One line of ``pbt_global.txt`` / ``pbt_policy_<trial>.txt`` (documented by
+    Ray's PopulationBasedTraining: [target tag, clone tag, target iteration, clone
+    iteration, clone config, new config]); None for a blank line or a trial
+    ``ray_id`` (see :func:`tag_resolver`) does not know."""
+    if not line.strip():
+        return None
+    target, parent, t_iter, p_iter, p_config, new_config = json.loads(line)
+    target, parent = ray_id(target), ray_id(parent)
+    if target is None or parent is None:
+        return None  # a trial folder that is gone
+    return Exploit(target, parent, int(t_iter or 0), int(p_iter or 0), p_config or {},
+                   new_config or {})
+
+
 def _exploits(path, trials):
-    """PBT's exploit records: [target tag, parent tag, target iteration, parent
-    iteration, parent config, new config] per line."""
+    """PBT's exploit records, in the order Ray made them."""
     files = [os.path.join(path, "pbt_global.txt")]
     if not os.path.isfile(files[0]):
         files = sorted(glob.glob(os.path.join(path, "pbt_policy_*.txt")))
-    by_tag = {t.tag: t.ray_id for t in trials.values() if t.tag}
-    by_index = {int(k.rsplit("_", 1)[1]): k for k in trials if re.fullmatch(r".+_\d+", k)}
-
-    def ray_id(tag):
-        if tag in by_tag:
-            return by_tag[tag]
-        head = str(tag).split("_", 1)[0]
-        return by_index.get(int(head)) if head.isdigit() else None
-
+    ray_id = tag_resolver({t.tag: t.ray_id for t in trials.values() if t.tag}, trials)
     seen, out = set(), []
     for name in files:
         with open(name) as f:
             for line in f:
-                if not line.strip() or line in seen:
+                if line in seen:
                     continue
                 seen.add(line)
-                target, parent, t_iter, p_iter, p_config, new_config = json.loads(line)
-                target, parent = ray_id(target), ray_id(parent)
-                if target is None or parent is None:
-                    continue  # a trial folder that is gone
-                out.append(Exploit(target, parent, int(t_iter or 0), int(p_iter or 0),
-                                   p_config or {}, new_config or {}))
+                e = parse_exploit(line, ray_id)
+                if e is not None:
+                    out.append(e)
     if len(files) > 1 or os.path.basename(files[0]) != "pbt_global.txt":
         out.sort(key=lambda e: e.target_iter)  # per member its exploits come in iteration order
     return out
+
+
+def fork_facts(e: Exploit, metric: str, parent_lines: list, replaced_lines: list,
+               child_lines: list, last_result: dict | None = None) -> tuple[int, dict]:
+    """The step a PBT child resumed after and its fork payload (scores, configs, Ray
+    ids), from the results: the parent's up to the exploit, the replaced member's
+    and the child's own (empty for a child that never ran; ``last_result`` is then
+    Ray's last result of the member: the copied one). Shared by the live callback
+    and the import, so both record the same lineage."""
+    first = child_lines[0].get("training_iteration") if child_lines else None
+    last = last_result or {}
+    # Ray's record has the parent's iteration as Ray last saw it, which can lag the
+    # checkpoint copied; the child's first result (or Ray's last result of a child
+    # that never ran) says which it was
+    if isinstance(first, numbers.Integral):
+        step = int(first) - 1
+    elif isinstance(last.get("training_iteration"), numbers.Integral):
+        step = int(last["training_iteration"])
+    else:
+        step = e.parent_iter
+    parent_score = _value_at(parent_lines, step, metric)
+    if parent_score is None and first is None and finite(last.get(metric)):
+        parent_score = float(last[metric])
+    # the score PBT ranked the replaced member by: its last result before the exploit
+    # (Ray's record of its iteration lags one behind for the trial whose result made
+    # PBT perturb: Ray updates a trial's last result after the scheduler has seen it)
+    vals = [r[metric] for r in replaced_lines if finite(r.get(metric))]
+    replaced_score = float(vals[-1]) if vals else None
+    return step, {"parent_score": parent_score, "replaced_score": replaced_score,
+                  "params_before": flat_params(e.parent_config), "explore": None,
+                  "copied_score": None,
+                  "ray_trial_id": e.target, "ray_parent_trial_id": e.parent}
 
 
 # --- the plan: hptrack trials from Ray trials ---------------------------------------------
@@ -259,7 +315,7 @@ class Segment:
     start_us: int | None = None
 
 
-def segments(exp: Experiment) -> dict:
+def segments(exp: Experiment) -> dict[str, list[Segment]]:
     """Ray trial id -> its segments (one per exploit, plus the first)."""
     out = {}
     for rid, t in exp.trials.items():
@@ -309,7 +365,8 @@ class ImportResult:
     running: int           # left running (Ray says they still run)
 
 
-def import_results(path, name=None, store=None, *, metric=None, mode=None) -> ImportResult:
+def import_results(path: str | os.PathLike, name: str | None = None, store: Any = None, *,
+                   metric: str | None = None, mode: str | None = None) -> ImportResult:
     """Write the Ray Tune experiment folder ``path`` as the search ``name``
     (default ``ray-<folder name>``), keeping Ray's timestamps. ``metric`` is the
     result key to record (default: the experiment's ``TuneConfig(metric=)``);
@@ -404,12 +461,16 @@ def _end_of(exp, segs, seg):
 def _write(s, exp, segs, seg, number, prev, metric, mode):
     from hptrack.api import Trial
 
-    if prev is None:
-        s.writer.write({"type": "trial_started", "search_id": s.search_id, "trial_id": seg.trial_id,
-                        "trial_number": number, "params": seg.params, "ts": seg.start_us})
-        if seg.exploit is not None:
-            s.writer.write(_fork(s, exp, segs, seg, number, metric))
-    t = Trial.attach(s, seg.trial_id, number, seg.params)  # the id chosen above
+    fork = _fork(exp, segs, seg, metric) if seg.exploit is not None else None
+    if prev is not None:
+        t = Trial.attach(s, seg.trial_id, number, seg.params)  # started by an earlier import
+    elif fork is not None:
+        parent_id, step, info = fork
+        t = s.fork(parent_id, seg.params, step=step, reason="pbt_exploit", trial_number=number,
+                   ts=seg.start_us, trial_id=seg.trial_id,
+                   replaced_trial_id=segs[seg.ray_id][seg.index - 1].trial_id, **info)
+    else:
+        t = s.trial(seg.params, trial_number=number, ts=seg.start_us, trial_id=seg.trial_id)
     reports = _reports(seg, metric)
     for r in reports[0 if prev is None else prev[1]:]:
         t.report(int(r["training_iteration"]), float(r[metric]), ts=_line_us(r),
@@ -423,14 +484,11 @@ def _write(s, exp, segs, seg, number, prev, metric, mode):
     elif end == "failed":
         t.fail(exp.trials[seg.ray_id].error, ts=end_ts)
     elif end == "complete":
-        fork = None
-        if not reports and seg.exploit is not None:
+        if not reports and fork is not None and fork[2]["parent_score"] is not None:
             # an exploit on a member's final result: nothing ran after the copy, whose
             # result is the parent's at the copied step (as Ray's ResultGrid has it)
-            fork = _fork(s, exp, segs, seg, number, metric)
-        if fork is not None and fork["payload"]["parent_score"] is not None:
-            copied = fork["payload"]["parent_score"]
-            t.complete(copied, ts=end_ts, training_iteration=fork["step"], best=copied)
+            copied = fork[2]["parent_score"]
+            t.complete(copied, ts=end_ts, training_iteration=fork[1], best=copied)
             return
         if not reports:
             t.fail(f"the trial ended without reporting {metric!r}", ts=end_ts)
@@ -440,39 +498,18 @@ def _write(s, exp, segs, seg, number, prev, metric, mode):
                    best=max(values) if mode == "max" else min(values))
 
 
-def _fork(s, exp, segs, seg, number, metric):
+def _fork(exp, segs, seg, metric):
+    """(parent trial id, step, payload) of the exploit that started ``seg``."""
     e = seg.exploit
     # the parent's trial at the time: one past each exploit of the parent made before this one
     at = next(i for i, x in enumerate(exp.exploits) if x is e)
     parent_seg = segs[e.parent][sum(1 for x in exp.exploits[:at] if x.target == e.parent)]
-    replaced = segs[e.target][seg.index - 1]
-    first = seg.lines[0].get("training_iteration") if seg.lines else None
-    # Ray's record has the parent's iteration as Ray last saw it, which can lag the
-    # checkpoint copied; the child's first result (or, for a child that never ran,
-    # Ray's last result of the member: the copied one) says which it was
-    last = exp.trials[e.target].last_result if seg is segs[e.target][-1] else {}
-    if isinstance(first, numbers.Integral):
-        step = int(first) - 1
-    elif isinstance(last.get("training_iteration"), numbers.Integral):
-        step = int(last["training_iteration"])
-    else:
-        step = e.parent_iter
     parent_lines = [r for x in segs[e.parent][:parent_seg.index + 1] for r in x.lines]
-    parent_score = _value_at(parent_lines, step, metric)
-    if parent_score is None and first is None and finite(last.get(metric)):
-        parent_score = float(last[metric])
-    replaced_score = _value_at(replaced.lines, e.target_iter, metric)
-    if replaced_score is None:
-        vals = [r[metric] for r in replaced.lines if finite(r.get(metric))]
-        replaced_score = float(vals[-1]) if vals else None
-    return {"type": "trial_forked", "search_id": s.search_id, "trial_id": seg.trial_id,
-            "trial_number": number, "step": step, "params": seg.params, "ts": seg.start_us,
-            "payload": {"parent_trial_id": parent_seg.trial_id, "reason": "pbt_exploit",
-                        "parent_score": parent_score,
-                        "replaced_trial_id": replaced.trial_id, "replaced_score": replaced_score,
-                        "params_before": flat_params(e.parent_config), "params_after": seg.params,
-                        "explore": None, "copied_score": None, "ray_trial_id": e.target,
-                        "ray_parent_trial_id": e.parent}}
+    last = exp.trials[e.target].last_result if seg is segs[e.target][-1] else {}
+    step, info = fork_facts(e, metric, parent_lines, segs[e.target][seg.index - 1].lines,
+                            seg.lines, last)
+    return parent_seg.trial_id, step, info
 
 
-__all__ = ["ImportResult", "import_results", "read_experiment", "segments"]
+__all__ = ["Exploit", "ImportResult", "fork_facts", "import_results", "original_tag", "parse_exploit",
+           "read_experiment", "segments", "tag_resolver"]
