@@ -86,7 +86,8 @@ class TrackedSearchCV:
     def __init__(self, search_cv: Any, name: str | None = None, store: Any = None,
                  attrs: dict | None = None):
         self.__dict__.update(search_cv=search_cv, name=name, store=store, attrs=dict(attrs or {}),
-                             search_id=None, search_name=None, best_trial_id=None, _run=None)
+                             search_id=None, search_name=None, best_trial_id=None, _run=None,
+                             _row_ids=[])
 
     def __getattr__(self, attr):
         # only called for what this wrapper lacks: best_params_, predict, cv_results_, ...
@@ -100,6 +101,10 @@ class TrackedSearchCV:
             self.__dict__[attr] = value
         else:
             setattr(self.search_cv, attr, value)
+
+    def __getstate__(self):
+        # a fitted search pickles (joblib.dump, n_jobs workers) without its open recording
+        return {**self.__dict__, "_run": None}
 
     def __dir__(self):
         return sorted(set(dir(type(self))) | set(self.__dict__) | set(dir(self.search_cv)))
@@ -150,6 +155,7 @@ class TrackedSearchCV:
             raise
         remove()
         run.finish(cv.cv_results_)
+        self._row_ids = [run.trials[i].trial_id for i in run.row_trial]
         with run.guard("finishing the search"):
             best = getattr(cv, "best_index_", None)
             if best is not None and 0 <= int(best) < len(run.row_trial):
@@ -166,7 +172,7 @@ class TrackedSearchCV:
 
     def trial_id_of(self, index: int) -> str:
         """The trial id of ``cv_results_`` row ``index`` (for halving, the candidate's trial)."""
-        return self._run.trials[self._run.row_trial[index]].trial_id
+        return self._row_ids[index]
 
 
 def _default_name(cv) -> str:
