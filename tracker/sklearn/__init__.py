@@ -35,6 +35,16 @@ BaseSearchCV subclass. What is recorded:
 - halving: each iteration a rung, ``trial_reported`` with ``step=iter`` and
   ``resource=n_resources``; candidates not promoted end pruned at their last
   rung, the finalists complete with their last rung's score.
+
+Live fold scores need three private pieces of scikit-learn (``_fit_and_score``,
+``BaseSearchCV._run_search`` and ``_format_results``), checked before every fit
+by ``hptrack.sklearn._compat`` (names, signatures, tested versions). If one
+moved, the fit runs untouched and the search is recorded from ``cv_results_``
+afterwards, the same events save the per-fold times, with one
+:class:`LiveRecordingOff` warning; the folds are then timed through scikit-learn's
+public ``sklearn.callback`` API (1.9+). If recording raises mid-fit, the fit goes
+on and one :class:`RecordingFailed` warning says so. ``sklearn.base.clone`` of a
+tracked search is tracked too (same name and store).
 """
 
 from __future__ import annotations
