@@ -228,6 +228,34 @@ def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=N
     writer.flush(upto=writer.write(event))
 
 
+def score_fold(search_id: str, trial_id: str, fold: int, scores: dict, *, trial_number: int | None = None,
+               step: int | None = None, resource: float | None = None, store=None, ts=None,
+               durable: bool = True, **attrs) -> None:
+    """Record one cross-validation fold of a trial, from any process (a parallel
+    worker writes with its own writer): ``scores`` maps ``(split, metric)`` to a
+    value, e.g. ``{("fold", "f1"): 0.91, ("fold_train", "f1"): 0.97}``.
+
+    Each becomes a ``trial_scored`` event with ``fold``, ``step`` and ``resource``
+    (a successive-halving rung) and ``attrs`` in its payload (``fit_time``,
+    ``n_train``, ``n_test``, ...). Durable when it returns, unless ``durable=False``
+    (then the writer's next flush makes it so). Like :func:`score_trial`, the trial
+    may be running in another process, or have ended.
+
+    >>> hptrack.api.score_fold(search_id, trial_id, 0, {("fold", "f1"): 0.91}, n_train=455)
+    """
+    writer = Writer.for_store(store)
+    seq = None
+    for (split, metric), value in scores.items():
+        event = {"type": "trial_scored", "search_id": search_id, "trial_id": trial_id,
+                 "trial_number": trial_number, "fold": fold, "step": step, "resource": resource,
+                 "split": split, "metric": metric, "value": value, "payload": attrs or None}
+        if ts is not None:
+            event["ts"] = ts
+        seq = writer.write(event)
+    if durable and seq is not None:
+        writer.flush(upto=seq)
+
+
 def event_time(ts) -> int:
     """An event's time in microseconds: now, or ``ts`` (a datetime or microseconds)
     for events recorded after the fact (imports, backdated scores)."""

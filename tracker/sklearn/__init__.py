@@ -35,6 +35,16 @@ BaseSearchCV subclass. What is recorded:
 - halving: each iteration a rung, ``trial_reported`` with ``step=iter`` and
   ``resource=n_resources``; candidates not promoted end pruned at their last
   rung, the finalists complete with their last rung's score.
+
+Live fold scores need three private pieces of scikit-learn (``_fit_and_score``,
+``BaseSearchCV._run_search`` and ``_format_results``), checked before every fit
+by ``hptrack.sklearn._compat`` (names, signatures, tested versions). If one
+moved, the fit runs untouched and the search is recorded from ``cv_results_``
+afterwards, the same events save the per-fold times, with one
+:class:`LiveRecordingOff` warning; the folds are then timed through scikit-learn's
+public ``sklearn.callback`` API (1.9+). If recording raises mid-fit, the fit goes
+on and one :class:`RecordingFailed` warning says so. ``sklearn.base.clone`` of a
+tracked search is tracked too (same name and store).
 """
 
 from __future__ import annotations
@@ -42,44 +52,59 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from hptrack import api
+from hptrack.sklearn import _compat
 from hptrack.sklearn._describe import (jsonable, objective_name, search_attrs, seed_of, space_of,
-                               strategy_of)
+                                       strategy_of)
 from hptrack.sklearn._record import Run
+from hptrack.sklearn._warnings import LiveRecordingOff, RecordingFailed, TrackingWarning
 
-__all__ = ["TrackedSearchCV", "NestedCVResult", "track", "log_test_score", "nested_cv"]
+__all__ = ["TrackedSearchCV", "NestedCVResult", "track", "log_test_score", "nested_cv",
+           "TrackingWarning", "LiveRecordingOff", "RecordingFailed"]
 
 
-def track(search_cv, name=None, store=None, **attrs) -> "TrackedSearchCV":
+def track(search_cv: Any, name: str | None = None, store: Any = None, **attrs: Any) -> "TrackedSearchCV":
     """Wrap a scikit-learn search so that ``fit`` records it in the hptrack store.
 
     ``name`` defaults to ``<SearchClass>-<Estimator>-<UTC time>-<random>``, a new
     search per fit. Given a name, every ``fit`` appends to the search of that
     name. Extra keyword arguments are stored with the search.
     """
-    from sklearn.model_selection._search import BaseSearchCV
-
     if isinstance(search_cv, TrackedSearchCV):
         search_cv = search_cv.search_cv
-    if not isinstance(search_cv, BaseSearchCV):
+    if not _compat.is_search(search_cv):
         raise TypeError("hptrack.sklearn.track() needs a scikit-learn search (a BaseSearchCV such as "
                         f"GridSearchCV or RandomizedSearchCV), got {type(search_cv).__name__}")
     return TrackedSearchCV(search_cv, name=name, store=store, attrs=attrs)
 
 
 class TrackedSearchCV:
-    """A search whose ``fit`` is recorded. Every other attribute is the original's."""
+    """A search whose ``fit`` is recorded. Every other attribute is the original's.
 
-    def __init__(self, search_cv, name=None, store=None, attrs=None):
+    ``get_params``/``set_params`` are the search's own, so the wrapper goes wherever
+    the search goes (``cross_val_score``, a ``Pipeline``, an outer search).
+    ``sklearn.base.clone`` gives a tracked clone of the search with the same
+    ``name``, ``store`` and attributes: with a name, each clone's ``fit`` appends
+    to that one search (as fitting the original again would), without one each
+    fit is a search of its own.
+    """
+
+    def __init__(self, search_cv: Any, name: str | None = None, store: Any = None,
+                 attrs: dict | None = None):
         self.__dict__.update(search_cv=search_cv, name=name, store=store, attrs=dict(attrs or {}),
-                             search_id=None, search_name=None, best_trial_id=None, _run=None)
+                             search_id=None, search_name=None, best_trial_id=None, _run=None,
+                             _row_ids=[])
 
     def __getattr__(self, attr):
         # only called for what this wrapper lacks: best_params_, predict, cv_results_, ...
-        return getattr(self.__dict__["search_cv"], attr)
+        inner = self.__dict__.get("search_cv")
+        if inner is None:  # while unpickling or copying, before __dict__ is filled
+            raise AttributeError(attr)
+        return getattr(inner, attr)
 
     def __setattr__(self, attr, value):
         if attr in self.__dict__:
@@ -87,51 +112,77 @@ class TrackedSearchCV:
         else:
             setattr(self.search_cv, attr, value)
 
+    def __getstate__(self):
+        # a fitted search pickles (joblib.dump, n_jobs workers) without its open recording
+        return {**self.__dict__, "_run": None}
+
     def __dir__(self):
         return sorted(set(dir(type(self))) | set(self.__dict__) | set(dir(self.search_cv)))
 
     def __repr__(self):
         return f"hptrack.sklearn.track({self.search_cv!r}, name={self.search_name or self.name!r})"
 
-    def fit(self, X, y=None, **params):
-        """Fit the search, recording it live; returns self."""
+    def __sklearn_clone__(self) -> "TrackedSearchCV":
+        """What ``sklearn.base.clone`` returns: an unfitted tracked clone of the search."""
+        from sklearn.base import clone
+
+        return TrackedSearchCV(clone(self.search_cv), name=self.name, store=self.store, attrs=self.attrs)
+
+    def get_params(self, deep: bool = True) -> dict:
+        """The search's params (``estimator``, ``param_grid``, ``cv``, ...)."""
+        return self.search_cv.get_params(deep=deep)
+
+    def set_params(self, **params: Any) -> "TrackedSearchCV":
+        """Set the search's params; returns this tracked search."""
+        self.search_cv.set_params(**params)
+        return self
+
+    def fit(self, X: Any, y: Any = None, **params: Any) -> "TrackedSearchCV":
+        """Fit the search, recording it live; returns self.
+
+        Opening the search raises on a bad name, store or settings (nothing has
+        run yet). Once the fit runs, nothing hptrack does can break it: if the live
+        per-fold recording cannot apply, it is recorded from ``cv_results_`` after
+        fit (:class:`LiveRecordingOff`); if recording raises, the fit goes on
+        (:class:`RecordingFailed`); either warns once."""
         cv = self.search_cv
         name = self.name or _default_name(cv)
         strategy = strategy_of(cv)
         hp = api.search(name, strategy=strategy, direction="maximize", metric=objective_name(cv),
                         space=space_of(cv), seed=seed_of(cv), store=self.store, durability="batch",
                         **{**search_attrs(cv, X, y), **self.attrs})
-        self.search_id, self.search_name = hp.search_id, name
+        self.search_id, self.search_name, self.best_trial_id = hp.search_id, name, None
         single = cv.scoring if isinstance(cv.scoring, str) else "score"
         run = self._run = Run(cv, hp, metric=single, value_key=None, halving=strategy == "halving")
-        remove = run.install()
+        remove = run.start()
         try:
             cv.fit(X, y, **params)
         except BaseException as exc:
             remove()
             run.abort(exc)
-            hp.finish("error", error=f"{type(exc).__name__}: {exc}")
+            with run.guard("finishing the search"):
+                hp.finish("error", error=f"{type(exc).__name__}: {exc}")
             raise
         remove()
-        results = cv.cv_results_
-        if run.value_key is None:  # no candidates evaluated through our hook (not expected)
-            run.value_key = "mean_test_score"
-        run.finish_trials(results)
-        best = getattr(cv, "best_index_", None)
-        if best is not None and 0 <= int(best) < len(run.row_trial):
-            self.best_trial_id = run.trials[run.row_trial[int(best)]].trial_id
-        hp.finish("ok", n_candidates=len(run.trials), n_rows=len(run.row_trial),
-                  best_index=None if best is None else int(best), best_trial_id=self.best_trial_id,
-                  best_params=jsonable(getattr(cv, "best_params_", None)),
-                  best_score=jsonable(getattr(cv, "best_score_", None)),
-                  refit_time=jsonable(getattr(cv, "refit_time_", None)),
-                  n_candidates_per_iter=jsonable(getattr(cv, "n_candidates_", None)),
-                  n_resources_per_iter=jsonable(getattr(cv, "n_resources_", None)))
+        run.finish(cv.cv_results_)
+        self._row_ids = [run.trials[i].trial_id for i in run.row_trial]
+        with run.guard("finishing the search"):
+            best = getattr(cv, "best_index_", None)
+            if best is not None and 0 <= int(best) < len(run.row_trial):
+                self.best_trial_id = run.trials[run.row_trial[int(best)]].trial_id
+            hp.finish("ok", n_candidates=len(run.trials), n_rows=len(run.row_trial),
+                      best_index=None if best is None else int(best), best_trial_id=self.best_trial_id,
+                      best_params=jsonable(getattr(cv, "best_params_", None)),
+                      best_score=jsonable(getattr(cv, "best_score_", None)),
+                      refit_time=jsonable(getattr(cv, "refit_time_", None)),
+                      n_candidates_per_iter=jsonable(getattr(cv, "n_candidates_", None)),
+                      n_resources_per_iter=jsonable(getattr(cv, "n_resources_", None)),
+                      live=run.live)
         return self
 
     def trial_id_of(self, index: int) -> str:
         """The trial id of ``cv_results_`` row ``index`` (for halving, the candidate's trial)."""
-        return self._run.trials[self._run.row_trial[index]].trial_id
+        return self._row_ids[index]
 
 
 def _default_name(cv) -> str:
@@ -139,7 +190,7 @@ def _default_name(cv) -> str:
     return f"{type(cv).__name__}-{type(cv.estimator).__name__}-{stamp}-{os.urandom(2).hex()}"
 
 
-def _scorer_for(search, scoring):
+def _scorer_for(search, scoring) -> tuple:
     """(name, scorer) for a test score: the given scoring, or the search's refit scorer."""
     from sklearn.metrics import check_scoring
 
@@ -154,7 +205,8 @@ def _scorer_for(search, scoring):
     return name, scorer
 
 
-def log_test_score(search, X_test, y_test, scoring=None, store=None) -> float:
+def log_test_score(search: "TrackedSearchCV", X_test: Any, y_test: Any, scoring: Any = None,
+                   store: Any = None) -> float:
     """Score the refit best model on held-out data and record it on the best trial
     (``trial_scored`` with ``split="test"``). Returns the score."""
     if not isinstance(search, TrackedSearchCV) or search.search_id is None:
@@ -186,7 +238,8 @@ class NestedCVResult:
         return float(np.std(self.outer_scores))
 
 
-def nested_cv(search_cv, X, y, outer_cv=5, name=None, store=None) -> NestedCVResult:
+def nested_cv(search_cv: Any, X: Any, y: Any, outer_cv: Any = 5, name: str | None = None,
+              store: Any = None) -> NestedCVResult:
     """Nested cross-validation: a tracked inner search per outer fold.
 
     The outer run is a search of its own (``strategy="custom"``, ``kind="nested_cv"``)
