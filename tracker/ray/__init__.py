@@ -38,14 +38,22 @@ from __future__ import annotations
 import numbers
 import time
 
-from ray.tune import Callback as _TuneCallback
-
 from hptrack import api
+from hptrack.errors import missing_extra
 from hptrack.ray._import import finite as _finite
 from hptrack.ray._import import flat_params as _params
 from hptrack.ray._import import import_results, num as _num, result_metrics
 
 __all__ = ["Callback", "import_results"]
+
+try:
+    from ray.tune import Callback as _TuneCallback
+except ImportError as _err:  # import_results reads an experiment folder and needs no Ray
+    _NO_RAY = _err
+
+    class _TuneCallback:  # type: ignore[no-redef]
+        def __new__(cls, *args, **kwargs):
+            raise missing_extra(_NO_RAY, "hptrack.ray.Callback", "ray") from _NO_RAY
 
 
 class Callback(_TuneCallback):
