@@ -142,6 +142,15 @@ def test_callback_and_decorator_give_the_same_trials_table(tmp_path):
     assert_matches(recorded(store, "via-callback"), st.trials, times=True)
 
 
+def test_trial_pruned_inside_a_trial_is_recorded_pruned_and_reraised(tmp_path):
+    s = hptrack.search("prunes", store=tmp_path)
+    with pytest.raises(optuna.TrialPruned):
+        with s.trial({"a": 2}):      # Optuna's is re-raised so Optuna sees it
+            raise optuna.TrialPruned()
+    con = hptrack.connect(tmp_path)
+    assert con.sql("SELECT state, last_step FROM trials").fetchall() == [("pruned", None)]
+
+
 def test_failures_and_pruning_exceptions(tmp_path):
     store = str(tmp_path)
 
