@@ -11,6 +11,7 @@ that is not installed here (an extra on a core-only venv) is matched by name.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import os
 import re
@@ -80,8 +81,13 @@ def third_party_imports() -> dict[str, dict[str, set[str]]]:
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def installed_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
 def distributions_of(module: str) -> set[str]:
-    installed = importlib.metadata.packages_distributions().get(module)
+    installed = installed_distributions().get(module)
     return {canonical(d) for d in installed} if installed else {canonical(module)}
 
 
