@@ -214,7 +214,7 @@ def test_threads_n_jobs_2(tmp_path):
 
 CHILD = textwrap.dedent("""
     import sys, optuna
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + '/..']  # this test file, and tests/ for its helpers
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     import hptrack
@@ -233,7 +233,7 @@ def test_two_processes_share_one_study(tmp_path):
     store, journal = str(tmp_path / "store"), str(tmp_path / "journal.log")
     storage = JournalStorage(JournalFileBackend(journal))
     study(storage=storage, name="shared")
-    code = CHILD.format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), journal=journal, store=store)
+    code = CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)), journal=journal, store=store)
     procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=60)
