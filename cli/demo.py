@@ -28,9 +28,21 @@ def _space(quick):
                  "min_samples_split": randint(2, 11)}
 
 
+def check_installed() -> None:
+    """Raise ImportError naming the ``demo`` extra if Optuna (the TPE strategy) is absent,
+    before any search runs."""
+    from hptrack.errors import missing_extra
+
+    try:
+        import optuna  # noqa: F401
+    except ImportError as err:
+        raise missing_extra(err, "hptrack demo", "demo") from err
+
+
 def run(store=None, quick=False, html="report.html", echo=print, seed=0):
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
+    check_installed()
     from hptrack.analysis.report import report
     from sklearn.datasets import load_breast_cancer
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401

@@ -17,8 +17,12 @@ def demo_cmd(ctx, quick, html, store):
     forest on scikit-learn's breast_cancer (F1, held-out test split), at an
     equal budget, recorded live into the store (--store, default ./.hptrack);
     then print the report and write it as HTML."""
-    from hptrack.cli.demo import run
+    from hptrack.cli.demo import check_installed, run
 
+    try:
+        check_installed()
+    except ImportError as err:
+        raise click.ClickException(str(err)) from err
     store = store or ctx.obj["store"]
     run(store=store, quick=quick, html=html, echo=click.echo)
     click.echo(f"\nwrote {html}\ntry: hptrack ls; hptrack report; "

@@ -11,18 +11,24 @@ a validation split; the test split is scored once per winner.
 """
 
 import argparse
+import math
 import random
 import time
 
 import hptrack
 import numpy as np
 from hptrack.analysis import lineage, schedule
-from hptrack.pbt import PBT, SklearnPartialFit, _sample
+from hptrack.pbt import PBT, SklearnPartialFit
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 SPACE = {"learning_rate_init": ("log", 1e-4, 3e-1), "alpha": ("log", 1e-6, 1e-1)}
+
+
+def log_uniform(rng, lo, hi):
+    """A random configuration of the baseline, from the same ("log", lo, hi) ranges as PBT's."""
+    return math.exp(rng.uniform(math.log(lo), math.log(hi)))
 
 
 def main():
@@ -58,7 +64,7 @@ def main():
     with hptrack.search("random-digits", strategy="random", space={k: list(v) for k, v in SPACE.items()},
                         seed=args.seed, store=args.store, dataset="digits") as s:
         for i in range(args.population):
-            params = {k: _sample(spec, rng) for k, spec in SPACE.items()}
+            params = {k: log_uniform(rng, lo, hi) for k, (_, lo, hi) in SPACE.items()}
             with s.trial(params) as t:
                 model = adapter.create(params, args.seed + i)
                 for epoch in range(epochs):

@@ -1,7 +1,9 @@
 """HalvingRandomSearchCV on breast_cancer, scored by F1: each iteration is a rung.
 
-    python examples/sklearn_halving.py
+    python examples/sklearn_halving.py [--quick]    # --quick: fewer trees and folds, one process (the tests run this)
 """
+
+import sys
 
 from scipy.stats import randint
 from sklearn.datasets import load_breast_cancer
@@ -15,11 +17,14 @@ import hptrack.sklearn
 X, y = load_breast_cancer(return_X_y=True)
 X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
 
-distributions = {"n_estimators": randint(20, 200), "max_depth": randint(2, 12),
+quick = "--quick" in sys.argv
+cv, n_jobs = (3, 1) if quick else (5, -1)  # folds; -1: loky workers record live
+distributions = {"n_estimators": randint(5, 20) if quick else randint(20, 200), "max_depth": randint(2, 12),
                  "min_samples_split": randint(2, 20)}
 search = hptrack.sklearn.track(
-    HalvingRandomSearchCV(RandomForestClassifier(random_state=0), distributions, n_candidates=27,
-                          factor=3, scoring="f1", cv=5, n_jobs=-1, random_state=0),
+    HalvingRandomSearchCV(RandomForestClassifier(random_state=0), distributions, n_candidates=9 if quick else 27,
+                          factor=3, scoring="f1", cv=cv,
+                          n_jobs=n_jobs, random_state=0),
     name="rf-halving", dataset="breast_cancer")
 search.fit(X_train, y_train)
 test_f1 = hptrack.sklearn.log_test_score(search, X_test, y_test)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.machinery
 import logging
 import os
 import sys
@@ -9,8 +10,29 @@ import uuid
 
 import pytest
 
+TESTS = os.path.dirname(os.path.abspath(__file__))
 # tests/ holds helpers shared by every test folder (helpers_proc, objectives)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, TESTS)
+
+
+class _NoTestFolderPackages:
+    """tests/optuna, tests/ray, tests/dask ... are folders of tests named after the libraries,
+    not packages. With tests/ on sys.path (this file and pytest put it there), a venv without
+    Optuna would otherwise import the empty folder as a namespace package on `import optuna`,
+    and `pytest.importorskip("ray")` would not skip: such an import fails as it does for users."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if path is not None:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name)
+        if spec is not None and spec.origin is None and spec.submodule_search_locations and all(
+                os.path.dirname(loc) == TESTS for loc in spec.submodule_search_locations):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+
+sys.meta_path.insert(0, _NoTestFolderPackages())
 
 BUCKET = "hptrack-team"
 

@@ -34,3 +34,10 @@ class AppendingToSearch(UserWarning):
     """A search that holds trials (and is not open) was opened again: its new
     trials join the old ones. Silence with ``warnings.filterwarnings("ignore",
     category=hptrack.errors.AppendingToSearch)``."""
+
+
+def missing_extra(err: ImportError, feature: str, extra: str) -> ImportError:
+    """The ImportError an integration raises when its optional library is absent:
+    it names what failed to import and the extra that installs it."""
+    return ImportError(f"{feature} needs the '{extra}' extra ({err}): pip install 'hptrack[{extra}]'",
+                       name=err.name)

@@ -104,29 +104,6 @@ def test_linear_function_matches_coefficients():
         assert v == pytest.approx(var[p] / total, abs=0.03), p
 
 
-def test_rank_agreement_with_optuna_fanova():
-    import optuna
-    from scipy.stats import spearmanr
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-    def objective(t):
-        p = [t.suggest_float(f"p{i}", 0, 1) for i in range(4)]
-        return 4 * p[0] ** 2 + 2 * math.sin(3 * p[1]) + 0.7 * p[2] + 0.05 * p[3]
-
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    study.optimize(objective, n_trials=200)
-    theirs = optuna.importance.get_param_importances(
-        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
-    table = pl.DataFrame([{**t.params, "value": t.value} for t in study.trials])
-    ours = importance(table, n_trees=150, n_members=2)
-    mine = dict(zip(ours["param"], ours["share"]))
-    names = sorted(theirs)
-    assert ours["param"][0] == max(theirs, key=theirs.get)
-    rho = spearmanr([theirs[n] for n in names], [mine[n] for n in names]).statistic
-    assert rho >= 0.8
-
-
 def test_deterministic_for_a_fixed_seed():
     df = _uniform_table(300, {"a": (0, 1), "b": (0, 1), "c": (0, 1)},
                         lambda a, b, c: a * b + np.sin(4 * c))

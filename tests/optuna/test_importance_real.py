@@ -5,6 +5,7 @@ one-param search; each checked against an independent computation."""
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -320,3 +321,25 @@ def test_cli_importance_shows_interval_and_stability(wine_study):
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout)   # the statement goes to stderr: stdout stays JSON
     assert {"ci_low", "ci_high"} <= set(rows[0]) and "top param" in r.stderr
+
+
+def test_rank_agreement_with_optuna_fanova():
+    from scipy.stats import spearmanr
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def objective(t):
+        p = [t.suggest_float(f"p{i}", 0, 1) for i in range(4)]
+        return 4 * p[0] ** 2 + 2 * math.sin(3 * p[1]) + 0.7 * p[2] + 0.05 * p[3]
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=200)
+    theirs = optuna.importance.get_param_importances(
+        study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    table = pl.DataFrame([{**t.params, "value": t.value} for t in study.trials])
+    ours = importance(table, n_trees=150, n_members=2)
+    mine = dict(zip(ours["param"], ours["share"]))
+    names = sorted(theirs)
+    assert ours["param"][0] == max(theirs, key=theirs.get)
+    rho = spearmanr([theirs[n] for n in names], [mine[n] for n in names]).statistic
+    assert rho >= 0.8

@@ -142,6 +142,15 @@ def test_callback_and_decorator_give_the_same_trials_table(tmp_path):
     assert_matches(recorded(store, "via-callback"), st.trials, times=True)
 
 
+def test_trial_pruned_inside_a_trial_is_recorded_pruned_and_reraised(tmp_path):
+    s = hptrack.search("prunes", store=tmp_path)
+    with pytest.raises(optuna.TrialPruned):
+        with s.trial({"a": 2}):      # Optuna's is re-raised so Optuna sees it
+            raise optuna.TrialPruned()
+    con = hptrack.connect(tmp_path)
+    assert con.sql("SELECT state, last_step FROM trials").fetchall() == [("pruned", None)]
+
+
 def test_failures_and_pruning_exceptions(tmp_path):
     store = str(tmp_path)
 
@@ -205,7 +214,7 @@ def test_threads_n_jobs_2(tmp_path):
 
 CHILD = textwrap.dedent("""
     import sys, optuna
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + '/..']  # this test file, and tests/ for its helpers
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
     import hptrack
@@ -224,7 +233,7 @@ def test_two_processes_share_one_study(tmp_path):
     store, journal = str(tmp_path / "store"), str(tmp_path / "journal.log")
     storage = JournalStorage(JournalFileBackend(journal))
     study(storage=storage, name="shared")
-    code = CHILD.format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), journal=journal, store=store)
+    code = CHILD.format(tests=os.path.dirname(os.path.abspath(__file__)), journal=journal, store=store)
     procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=60)

@@ -100,7 +100,7 @@ def test_a_trial_left_running_earlier_does_not_backdate_the_search(tmp_path):
 SCRIPT = textwrap.dedent("""
     import sys, optuna, hptrack
     from hptrack.optuna import Callback
-    sys.path.insert(0, {tests!r})
+    sys.path[:0] = [{tests!r}, {tests!r} + '/..']  # this test file, and tests/ for its helpers
     from test_optuna_live import objective
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     st = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
@@ -113,7 +113,7 @@ def test_a_script_that_optimizes_leaves_its_searches_finished(tmp_path):
     """No finish() called: the searches are finished when the process exits."""
     import os
     store = str(tmp_path)
-    code = SCRIPT.format(tests=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), store=store)
+    code = SCRIPT.format(tests=os.path.dirname(os.path.abspath(__file__)), store=store)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     rows = q(store, "SELECT name, n_trials, finished_at IS NOT NULL FROM searches ORDER BY name")

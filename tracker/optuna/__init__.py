@@ -26,13 +26,17 @@ import functools
 import json
 from datetime import datetime, timezone
 
-import optuna
-from optuna.distributions import distribution_to_json
-from optuna.trial import TrialState
-
 from hptrack import schema
 from hptrack.api import Opener, Trial, _is_pruned, event_time, search, search_id_for
 from hptrack._importing import derived_trial_id, known_trials
+from hptrack.errors import missing_extra
+
+try:
+    import optuna
+    from optuna.distributions import distribution_to_json
+    from optuna.trial import TrialState
+except ImportError as err:
+    raise missing_extra(err, "hptrack.optuna", "optuna") from err
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
 _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",

@@ -50,18 +50,26 @@ import time
 import warnings
 from typing import Any
 
-import ray
-from ray.tune import Callback as _TuneCallback
-from ray.tune.schedulers import PopulationBasedTraining
-
 from hptrack import api
-from hptrack.ray._import import (finite as _finite, flat_params as _params, fork_facts,
-                                 import_results, num as _num, original_tag, parse_exploit,
-                                 result_metrics, tag_resolver)
+from hptrack.errors import missing_extra
+from hptrack.ray._import import finite as _finite
+from hptrack.ray._import import flat_params as _params
+from hptrack.ray._import import fork_facts, import_results, original_tag, parse_exploit, result_metrics, tag_resolver
+from hptrack.ray._import import num as _num
 
 __all__ = ["Callback", "import_results"]
 
 POLICY_FILE = "pbt_global.txt"   # PopulationBasedTraining's documented record of every exploit
+
+try:
+    import ray
+    from ray.tune import Callback as _TuneCallback
+except ImportError as _err:  # import_results reads an experiment folder and needs no Ray
+    _NO_RAY = _err
+
+    class _TuneCallback:  # type: ignore[no-redef]
+        def __new__(cls, *args, **kwargs):
+            raise missing_extra(_NO_RAY, "hptrack.ray.Callback", "ray") from _NO_RAY
 
 
 class Callback(_TuneCallback):
@@ -309,6 +317,8 @@ class Callback(_TuneCallback):
 
 
 def _is_pbt(scheduler: Any) -> bool:
+    from ray.tune.schedulers import PopulationBasedTraining  # a Callback exists, so Ray does
+
     return isinstance(scheduler, PopulationBasedTraining)
 
 
