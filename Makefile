@@ -36,3 +36,7 @@ bench-analysis: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .hptrack build *.egg-info
+
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/mypy
