@@ -54,9 +54,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from hptrack.errors import HptrackError
 
 from hptrack.analysis import budget, stats
+from hptrack.errors import HptrackError
 
 __all__ = ["Comparison", "IncomparableSearches", "compare"]
 
@@ -111,6 +111,7 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     searches, which must name one.
     """
     import polars as pl
+
     from hptrack._read.read import connect
 
     if by not in AXES:
@@ -280,8 +281,8 @@ def _axis(con, meta, by):
 
 
 def _resolve(con, searches, objective=None):
-    from hptrack.errors import SearchNotFound
     from hptrack._read.read import objectives, pick_objective
+    from hptrack.errors import SearchNotFound
 
     rows = con.sql(
         "SELECT search_id, name, strategy, direction, metric, seed, started_at, task, strategy_label, kind "

@@ -84,6 +84,7 @@ def pareto(search: str, store=None, as_of=None, con=None, *, reference_point=Non
 def front_of(df, directions: list, reference_point=None, search: str = "", search_id: str = "") -> Pareto:
     """``pareto`` of a trials table as ``hptrack.trials`` returns it."""
     import polars as pl
+
     from hptrack._read.read import is_trial_column, objective_column
 
     cols = [objective_column(k) for k in range(len(directions))] if len(directions) > 1 else ["value"]

@@ -20,11 +20,11 @@ statistics of :mod:`hptrack.analysis.stats`:
 
 from __future__ import annotations
 
-from hptrack._files.checks import load_json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from hptrack._files.checks import load_json
 from hptrack.analysis import stats
 
 __all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hptrack._read.read import TRIAL_COLUMNS, is_trial_column  # noqa: F401  (TRIAL_COLUMNS: re-exported)
+from hptrack._read.read import is_trial_column
 
 
 @dataclass
@@ -192,8 +192,6 @@ def space_hint(spec) -> dict:
 
 def _space_map(space) -> dict:
     if isinstance(space, str):
-        import json
-
         from hptrack._files.checks import load_json
 
         space = load_json(space, {})
@@ -248,6 +246,7 @@ def _table_objective(table, objective):
     """A table as read by hptrack.trials: ``value`` is objective ``objective``
     when it has objective columns (value_0, ...), which it then must name."""
     import polars as pl
+
     from hptrack._read.read import objective_column
 
     n = 0

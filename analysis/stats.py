@@ -347,5 +347,8 @@ def expected_max_normal(k) -> float:
 
     if k < 1:
         raise ValueError("k must be >= 1")
-    f = lambda x: x * k * sps.norm.pdf(x) * sps.norm.cdf(x) ** (k - 1)
+
+    def f(x):
+        return x * k * sps.norm.pdf(x) * sps.norm.cdf(x) ** (k - 1)
+
     return float(quad(f, -12, 12, limit=200)[0])

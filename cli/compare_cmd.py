@@ -55,8 +55,8 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, object
       hptrack compare $(hptrack query "SELECT name FROM searches" --format csv | tail -n +2) --by time
       hptrack compare a b --target 0.95 --show searches --format csv
     """
-    from hptrack.analysis.comparison import compare
     from hptrack._read.read import connect
+    from hptrack.analysis.comparison import compare
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con,

@@ -31,10 +31,11 @@ def _space(quick):
 def run(store=None, quick=False, html="report.html", echo=print, seed=0):
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
-    from hptrack.analysis.report import report
     from sklearn.datasets import load_breast_cancer
-    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
     from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    from hptrack.analysis.report import report
 
     X, y = load_breast_cancer(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)
@@ -60,13 +61,14 @@ def run(store=None, quick=False, html="report.html", echo=print, seed=0):
 
 
 def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, budget, seed):
-    import hptrack.sklearn
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import (
         GridSearchCV,
         HalvingRandomSearchCV,
         RandomizedSearchCV,
     )
+
+    import hptrack.sklearn
 
     rf = RandomForestClassifier(random_state=seed)
     search = {
@@ -88,13 +90,14 @@ def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, bud
 def _tpe(name, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
     """Optuna TPE through @hptrack.track: each fold's F1 is a fold score (for the
     overfitting diagnostics) and the running mean a report (for the pruner)."""
-    import hptrack
     import numpy as np
     import optuna
-    from hptrack.optuna import hptrack_trial
     from sklearn.base import clone
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import f1_score
+
+    import hptrack
+    from hptrack.optuna import hptrack_trial
 
     splits = list(cv.split(X_tr, y_tr))
 

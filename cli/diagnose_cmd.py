@@ -41,8 +41,8 @@ def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
       hptrack diagnose rf-grid
       hptrack diagnose rf-grid --format json | jq .warnings
     """
-    from hptrack.analysis.overfitting import diagnose
     from hptrack._read.read import connect
+    from hptrack.analysis.overfitting import diagnose
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     d = diagnose(search, alpha=alpha, seed=seed, con=con)

@@ -27,13 +27,12 @@ from hptrack.cli.pareto_cmd import pareto_cmd
 from hptrack.cli.report_cmd import report_cmd
 
 
-
 # --- errors: one line, no traceback unless --debug -----------------------------
 def _one_line(exc: BaseException) -> str:
     import duckdb
 
-    from hptrack.errors import HptrackError
     from hptrack._read.sql import one_line
+    from hptrack.errors import HptrackError
 
     if isinstance(exc, duckdb.Error):
         # Raised while opening the store's files, not by the user's SQL (query()

@@ -30,8 +30,8 @@ OBJECTIVE_OPT = click.option(
 
 def store_root(ctx) -> str:
     """The store folder, which must exist: reading a missing one is almost always a typo."""
-    from hptrack.errors import StoreError
     from hptrack._files.store import Store
+    from hptrack.errors import StoreError
 
     st = Store(ctx.obj["store"])
     if not st.found():

@@ -39,8 +39,8 @@ def pareto_cmd(ctx, search, reference_point, part, fmt, as_of):
       hptrack pareto mlp-digits
       hptrack pareto mlp-digits --show hypervolume --reference-point 1e6,0 --format csv
     """
-    from hptrack.analysis.multiobjective import pareto
     from hptrack._read.read import connect
+    from hptrack.analysis.multiobjective import pareto
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     p = pareto(search, con=con, reference_point=reference_point)

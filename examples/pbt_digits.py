@@ -14,13 +14,14 @@ import argparse
 import random
 import time
 
-import hptrack
 import numpy as np
-from hptrack.analysis import lineage, schedule
-from hptrack.pbt import PBT, SklearnPartialFit, _sample
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+
+import hptrack
+from hptrack.analysis import lineage, schedule
+from hptrack.pbt import PBT, SklearnPartialFit, _sample
 
 SPACE = {"learning_rate_init": ("log", 1e-4, 3e-1), "alpha": ("log", 1e-6, 1e-1)}
 

@@ -29,10 +29,10 @@ from datetime import datetime
 
 from hptrack import _reopening as reopening
 from hptrack import schema
-from hptrack.errors import Pruned
-from hptrack.schema import INT64
 from hptrack._write import writer as _writer
 from hptrack._write.writer import Writer, now_us
+from hptrack.errors import Pruned
+from hptrack.schema import INT64
 
 STRATEGIES = ("grid", "random", "tpe", "bayes", "halving", "hyperband", "pbt", "custom")
 DIRECTIONS = ("maximize", "minimize")
@@ -61,10 +61,14 @@ def _code_version() -> str | None:
     if head is None:
         return None
     try:
-        ref = open(head).read().strip()
+        with open(head) as f:
+            ref = f.read().strip()
         if ref.startswith("ref: "):
             ref_path = os.path.join(os.path.dirname(head), ref[5:])
-            return open(ref_path).read().strip() if os.path.exists(ref_path) else None
+            if not os.path.exists(ref_path):
+                return None
+            with open(ref_path) as f:
+                return f.read().strip()
         return ref
     except OSError:
         return None
@@ -117,7 +121,7 @@ class Search:
             started["ts"] = ts
         self.writer.write(started)
 
-    def trial(self, params=None, *, trial_number=None, ts=None, trial_id=None) -> "Trial":
+    def trial(self, params=None, *, trial_number=None, ts=None, trial_id=None) -> Trial:
         """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None).
 
         ``trial_id`` is for importers that derive ids from the source, so that
@@ -130,7 +134,7 @@ class Search:
         return trial
 
     def fork(self, parent, params=None, *, step=None, reason="pbt_exploit", trial_number=None,
-             ts=None, trial_id=None, **info) -> "Trial":
+             ts=None, trial_id=None, **info) -> Trial:
         """Start a trial that continues ``parent`` (a :class:`Trial` or its id) after
         ``step``, with ``params``: a PBT exploit, a warm restart from a checkpoint.
 
@@ -281,7 +285,7 @@ class Trial:
         self._sid = search.search_id
 
     @classmethod
-    def attach(cls, search: Search, trial_id: str, trial_number: int, params=None) -> "Trial":
+    def attach(cls, search: Search, trial_id: str, trial_number: int, params=None) -> Trial:
         """A handle on a trial already started (by an importer, or another
         process), to report to it and end it; writes nothing by itself."""
         schema.check_id("trial_id", trial_id, ValueError)  # its events carry it unchecked
@@ -438,7 +442,7 @@ class Trial:
 
 # The trials of this process that have started and not ended, for SIGTERM's
 # thread to end as failed (a plain dict: weak keys cost 4 us a trial).
-_open: "dict[Trial, None]" = {}
+_open: dict[Trial, None] = {}
 _open_lock = threading.Lock()
 _ending = False
 
@@ -623,7 +627,7 @@ class Opener:
         return True
 
 
-_openers: "dict[int, Opener]" = {}
+_openers: dict[int, Opener] = {}
 _exit_hook = False
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import numbers
+import re
 from datetime import datetime, timezone
 
 import numpy as np

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from hptrack._files.checks import load_json
+from hptrack.analysis.report.model import (
+    MAX_DRAWN,
+    MIN_TRIALS_IMPORTANCE,
+    N_MARGINALS,
+    TOP_CONFIGS,
+    Group,
+    Report,
+    SearchReport,
+)
 from hptrack.analysis.sensitivity import MAX_TRIALS
 from hptrack.analysis.source import is_trial_column
-from hptrack.analysis.report.model import (MAX_DRAWN, MIN_TRIALS_IMPORTANCE, N_MARGINALS, TOP_CONFIGS, Group, Report,
-                                           SearchReport)
 
 
 def build(searches=None, store=None, as_of=None, *, progress=None, seed=0,
@@ -22,9 +28,9 @@ def build(searches=None, store=None, as_of=None, *, progress=None, seed=0,
     Importance and marginals of a search with more than ``max_trials`` complete
     trials are fitted on a seeded random sample of that many (the report says so);
     ``max_trials=None`` fits every trial."""
+    from hptrack._files.store import resolve
     from hptrack._read.read import connect, resolve_search
     from hptrack._read.views import parse_time
-    from hptrack._files.store import resolve
 
     as_of = parse_time(as_of) if as_of is not None else datetime.now(timezone.utc)
     con = connect(store, as_of)
@@ -56,6 +62,7 @@ def _snapshot_hash(con, ids):
 
 def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     import polars as pl
+
     from hptrack._read.read import trials as trials_frame
 
     (name, strategy, direction, metric, started, finished, seed_, payload, space, task, pruner,
@@ -68,7 +75,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     direction = direction or "maximize"
     df = trials_frame(sid, con=con)
     params = [c for c in df.columns if not is_trial_column(c)]
-    states = {s: 0 for s in ("complete", "pruned", "failed", "running")}
+    states = dict.fromkeys(("complete", "pruned", "failed", "running"), 0)
     for s, n in df.group_by("state").len().iter_rows():
         states[s] = n
     sr = SearchReport(name=name, search_id=sid, strategy=strategy, direction=direction,
@@ -173,7 +180,7 @@ def _importance(sr, con, done, space, seed, max_trials):
         # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
         s = analyse(sr.trials, space=search_space(con, sr.search_id, space), direction=sr.direction,
                     params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
-    except Exception as e:  # noqa: BLE001  (an analysis that cannot run is reported, not fatal)
+    except Exception as e:  # an analysis that cannot run is reported, not fatal
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"
         return
     sr.importance, sr.marginals = s.importance, s.marginals
@@ -186,7 +193,6 @@ def _importance(sr, con, done, space, seed, max_trials):
 def _pareto(sr, con):
     """The Pareto front and hypervolume of a multi-objective search (none for one objective)."""
     from hptrack._read.read import objectives
-
     from hptrack.analysis.multiobjective import front_of
 
     directions = objectives(con, sr.search_id)
@@ -194,7 +200,7 @@ def _pareto(sr, con):
         return
     try:
         sr.pareto = front_of(sr.trials, directions, search=sr.name, search_id=sr.search_id)
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+    except Exception as e:  # reported in the report, not fatal
         sr.pareto_note = f"not computed: {type(e).__name__}: {e}"
 
 
@@ -203,7 +209,7 @@ def _diagnose(sr, con, seed):
 
     try:
         sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed)  # the defaults of diagnose and its CLI
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+    except Exception as e:  # reported in the report, not fatal
         sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
 
 
@@ -223,7 +229,7 @@ def _pbt(sr, con):
         sr.lineage = lineage(sr.search_id, con=con)
         if sr.best is not None:
             sr.schedule = schedule(sr.search_id, sr.best["trial_id"], con=con)
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+    except Exception as e:  # reported in the report, not fatal
         sr.diagnosis_note = (sr.diagnosis_note or "") + f" PBT lineage not read: {e}"
 
 
@@ -265,8 +271,9 @@ def _compare_group(con, g, members, seed):
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed)  # its defaults: the numbers `hptrack compare` prints
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+            # its defaults: the numbers `hptrack compare` prints
+            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed)
+    except Exception as e:  # reported in the report, not fatal
         g.note = f"no comparison: {type(e).__name__}: {e}"
         return
     g.best_strategy, g.best_reason = g.comparison.best, g.comparison.verdict

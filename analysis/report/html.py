@@ -289,7 +289,8 @@ def _intermediate(s):
         return ("intermediate values", None, "no trial reported intermediate values")
     title = "intermediate values (x = pruned here)"
     if s.drawn is not None:
-        title = f"intermediate values, random {r['trial_number'].n_unique():,} of {s.trials.height:,} trials (x = pruned)"
+        title = (f"intermediate values, random {r['trial_number'].n_unique():,} of {s.trials.height:,} trials"
+                 " (x = pruned)")
     ch = svg.Chart(title, "step", "value", width=460, height=280)
     by = r.partition_by("trial_number", maintain_order=True, as_dict=False)
     for part in by:

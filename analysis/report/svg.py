@@ -62,7 +62,7 @@ class Chart:
         pts = [(x, y) for x, y in zip(xs, ys) if _finite(x) and _finite(y)]
         if step and pts:
             stepped = [pts[0]]
-            for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+            for (_, y0), (x1, y1) in itertools.pairwise(pts):
                 stepped += [(x1, y0), (x1, y1)]
             pts = stepped
         self.items.append(("line", pts, {"col": col, "width": width, "opacity": opacity, "dash": dash}))
@@ -110,8 +110,13 @@ class Chart:
         x0, x1, y0, y1 = self._ranges()
         m, w, h = self.m, self.w, self.h
         pw, ph = w - m["l"] - m["r"], h - m["t"] - m["b"]
-        sx = lambda x: m["l"] + (x - x0) / (x1 - x0) * pw
-        sy = lambda y: m["t"] + ph - (y - y0) / (y1 - y0) * ph
+
+        def sx(x):
+            return m["l"] + (x - x0) / (x1 - x0) * pw
+
+        def sy(y):
+            return m["t"] + ph - (y - y0) / (y1 - y0) * ph
+
         out = [(f'<svg class="chart" width="{w}" height="{h}" '
                f'viewBox="0 0 {w} {h}" role="img"><title>{escape(self.title)}</title>'),
                f'<rect x="{m["l"]}" y="{m["t"]}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>']

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 import hptrack
 from hptrack._files.rows import to_table
-from hptrack.schema import ID_MAX_BYTES, storable
 from hptrack._files.wal import LogFile, encode_rows
 from hptrack._write.writer import Writer
+from hptrack.schema import ID_MAX_BYTES, storable
 
 BAD_IDS = {
     "surrogate": "a\ud800",
@@ -350,13 +350,13 @@ def test_any_string_round_trips_as_free_text(text_store, text, key):
         warnings.simplefilter("error")  # no hptrack warning: nothing left out
         s = hptrack.search(name, store=text_store, note=text)
         with s.trial({"p": text}) as t:
-            t.report(1, 0.5, **{"m": text})
+            t.report(1, 0.5, m=text)
             t.score(0.6, split="test", extra={key: text})
             t.complete(1.0, said=text)
         with pytest.raises(RuntimeError):
             with s.trial({"p": "x"}):
                 raise RuntimeError(text)
-        s.annotate(text, **{"x": {key: [text]}})
+        s.annotate(text, x={key: [text]})
         s.writer.flush()
         for where in ("log", "parquet"):
             con = hptrack.connect(text_store)

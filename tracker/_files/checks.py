@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from hptrack.schema import COLUMNS, SCHEMA_VERSION, arrow_schema
 from hptrack._files.store import Store
+from hptrack.schema import COLUMNS, SCHEMA_VERSION, arrow_schema
 
 ERROR, WARNING = "error", "warning"
 REQUIRED_COLUMNS = COLUMNS          # every v1 column; later versions only add columns
@@ -112,7 +112,7 @@ class Footer:
     replaces: tuple = ()    # names of the files this merged file replaces (REPLACES_KEY)
 
     @classmethod
-    def of(cls, meta, columns) -> "Footer":
+    def of(cls, meta, columns) -> Footer:
         index = {}
         for i in range(meta.num_columns):
             index.setdefault(meta.schema.column(i).path, i)

@@ -25,10 +25,10 @@ import os
 import re
 import uuid
 
-from hptrack.errors import StoreError
-from hptrack.schema import check_id
 from hptrack._files.wal import SUFFIX as WAL_SUFFIX
 from hptrack._files.wal import file_kind, fsync_dir
+from hptrack.errors import StoreError
+from hptrack.schema import check_id
 
 DEFAULT_STORE = ".hptrack"
 _DICTIONARY_COLUMNS = ["type", "search_id", "writer_id", "trial_id", "metric", "split"]

@@ -25,12 +25,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from hptrack._files.checks import IDENTITY_COLUMNS, REPLACES_KEY, REQUIRED_COLUMNS
+from hptrack._files.store import Store
+from hptrack._files.wal import fsync_dir, read_log
 from hptrack._maintain.logs import Log, inspect_log, log_table, writer_alive
 from hptrack._read.projections import refresh as refresh_projections
 from hptrack._read.views import map_files, segment_state
 from hptrack.schema import COLUMNS, SCHEMA_VERSION
-from hptrack._files.store import Store
-from hptrack._files.wal import fsync_dir, read_log
 
 # Rows per row group of a compacted file: small enough that DuckDB has several
 # to read in parallel and that as_of (time-sorted files) skips whole groups,

@@ -23,8 +23,9 @@ _MAX_HEADER = 1 << 16
 
 
 def fallback_dir() -> str:
-    from hptrack._write.writer import FALLBACK_ENV
     import tempfile
+
+    from hptrack._write.writer import FALLBACK_ENV
 
     return os.environ.get(FALLBACK_ENV) or os.path.join(tempfile.gettempdir(), "hptrack-fallback")
 

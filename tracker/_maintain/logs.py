@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from hptrack._files.checks import ERROR, WARNING, Problem, newer, rel_path, short
 from hptrack._files.rows import describe_bad_rows, log_rows_table
-from hptrack.schema import SCHEMA_VERSION
 from hptrack._files.store import Store
 from hptrack._files.wal import read_log
 from hptrack._write.writer import log_is_live
+from hptrack.schema import SCHEMA_VERSION
 
 # An empty log younger than this may be one a writer is creating right now
 # (the file exists a moment before its header and lock do).

@@ -7,10 +7,11 @@
 
 from __future__ import annotations
 
-from hptrack._files.checks import load_json
 from dataclasses import dataclass, field
 
-from hptrack._read.read import connect, resolve_search, trials as trials_of
+from hptrack._files.checks import load_json
+from hptrack._read.read import connect, resolve_search
+from hptrack._read.read import trials as trials_of
 
 # The best value follows the search's direction; only complete trials count,
 # a failed or pruned trial's last value is not a result.

@@ -30,8 +30,16 @@ from __future__ import annotations
 import hashlib
 import os
 
-from hptrack._read.views import VIEW_SQL_DIGEST, define_views, map_files, open_connection, readable_segments, split_overlapping, sql_list
 from hptrack._files.store import Store
+from hptrack._read.views import (
+    VIEW_SQL_DIGEST,
+    define_views,
+    map_files,
+    open_connection,
+    readable_segments,
+    split_overlapping,
+    sql_list,
+)
 
 _SUFFIXES = (".trials.parquet", ".params.parquet")
 # compact folds the searches it projects in passes of at most this many events

@@ -6,21 +6,21 @@ and ``trials(search)`` is one search's trials as a polars frame.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import os
 import re
-import warnings
-from datetime import datetime, timezone
 
-from hptrack._files.checks import rel_path, segment_problems, short
-from hptrack.errors import SearchNotFound, StoreError
-from hptrack._files.rows import describe_bad_rows, log_rows_table, schema
-from hptrack.schema import SCHEMA_VERSION
 from hptrack._files.store import Store
-from hptrack._files.wal import read_log
-
-from hptrack._read.views import _CONNECT_ATTEMPTS, _report_left_out, define_views, open_connection, readable_segments, split_overlapping, wal_table
+from hptrack._read.views import (
+    _CONNECT_ATTEMPTS,
+    _report_left_out,
+    define_views,
+    open_connection,
+    readable_segments,
+    split_overlapping,
+    wal_table,
+)
+from hptrack.errors import SearchNotFound
 
 
 def connect(store=None, as_of=None, *, strict=False, projections=True):

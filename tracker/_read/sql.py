@@ -52,10 +52,10 @@ import stat
 import threading
 import time
 
-from hptrack.errors import HptrackError, QueryRefused
+from hptrack._files.store import Store
 from hptrack._read.read import connect
 from hptrack._read.views import VIEWS
-from hptrack._files.store import Store
+from hptrack.errors import HptrackError, QueryRefused
 
 
 class InvalidQuery(HptrackError, ValueError):
@@ -206,10 +206,9 @@ def _check_tree(node) -> None:
                 raise QueryRefused(_refusal(verb, ", not even inside a WITH clause or subquery"))
         elif kind == "TABLE_FUNCTION":  # by its type alone, whatever other keys it has
             _check_table_function(x.get("function") or {})
-        elif kind is not None and "alias" in x and "sample" in x:  # a table reference
-            if kind not in _TABLE_REFS:
-                raise QueryRefused(f"hptrack query runs read-only SELECT statements; a {kind} table "
-                                   "reference is not allowed - read the views or the store's files")
+        elif kind is not None and "alias" in x and "sample" in x and kind not in _TABLE_REFS:  # a table reference
+            raise QueryRefused(f"hptrack query runs read-only SELECT statements; a {kind} table "
+                               "reference is not allowed - read the views or the store's files")
         stack.extend(x.values())
 
 
@@ -327,7 +326,7 @@ def _store_files(root: str) -> list[str]:
     """The regular files under a local store, not following links out of it."""
     real = os.path.realpath(root)
     found = []
-    for dirpath, dirnames, files in os.walk(root):
+    for dirpath, _dirnames, files in os.walk(root):
         for f in files:
             p = os.path.join(dirpath, f)
             try:

@@ -11,18 +11,17 @@ out (see ``segment_state``).
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import re
 import warnings
 from datetime import datetime, timezone
 
 from hptrack._files.checks import rel_path, segment_problems, short
-from hptrack.errors import SearchNotFound, StoreError
 from hptrack._files.rows import describe_bad_rows, log_rows_table, schema
-from hptrack.schema import SCHEMA_VERSION
 from hptrack._files.store import Store
 from hptrack._files.wal import read_log
+from hptrack.errors import StoreError
+from hptrack.schema import SCHEMA_VERSION
 
 VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
 
@@ -347,7 +346,7 @@ def split_overlapping(segments, footers, wal):
         active = []
         for w, q, path in items:
             active = [a for a in active if a[0][1] >= w[0]]
-            for aw, aq, apath in active:
+            for _aw, aq, apath in active:
                 if aq[0] <= q[1] and q[0] <= aq[1]:
                     overlapping.add(path)
                     overlapping.add(apath)
@@ -358,7 +357,7 @@ def split_overlapping(segments, footers, wal):
 
 def _wal_ranges(wal) -> dict:
     """(search_id, writer_id) -> (min seq, max seq) of the logs' rows."""
-    import pyarrow.compute as pc  # noqa: F401  (group_by lives on the table)
+    import pyarrow.compute  # noqa: F401  (loaded for Table.group_by().aggregate, which runs on it)
 
     g = wal.group_by(["search_id", "writer_id"]).aggregate([("seq", "min"), ("seq", "max")])
     return {(sid, w): (lo, hi) for sid, w, lo, hi in zip(

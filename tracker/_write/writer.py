@@ -33,7 +33,7 @@ records the process's running trials as failed, seals, and exits with 143.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures.thread  # noqa: F401  (see below)
+import concurrent.futures.thread  # noqa: F401  (imported up front: see the comment after the imports)
 import os
 import random
 import signal
@@ -43,7 +43,6 @@ import tempfile
 import threading
 import time
 import warnings
-
 from collections.abc import Callable
 
 from hptrack import schema
@@ -62,7 +61,7 @@ LOSS_WARN_S = 10.0        # the "not durable" warning repeats at least this ofte
 SEAL_EVENTS = 50_000
 BATCH_EVENTS = 10_000
 
-_writers: dict[str, "Writer"] = {}
+_writers: dict[str, Writer] = {}
 _registry_lock = threading.Lock()
 
 
@@ -86,7 +85,7 @@ class Writer:
         self._reset()
 
     @classmethod
-    def for_store(cls, store=None) -> "Writer":
+    def for_store(cls, store=None) -> Writer:
         root = resolve(store)
         w = _writers.get(root)
         if w is None:
@@ -608,10 +607,10 @@ def _watch_sigterm(r: int):
 
 # What must end before the logs are sealed on SIGTERM: the write API registers
 # its "fail the running trials" here (the writer knows nothing of trials).
-_on_terminate: "list[Callable[[str], object]]" = []
+_on_terminate: list[Callable[[str], object]] = []
 
 
-def on_terminate(fn: "Callable[[str], object]") -> None:
+def on_terminate(fn: Callable[[str], object]) -> None:
     """Call ``fn(reason)`` when SIGTERM (or :func:`terminate`) ends the process, before sealing."""
     _on_terminate.append(fn)
 

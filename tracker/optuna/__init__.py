@@ -30,9 +30,8 @@ import optuna
 from optuna.distributions import distribution_to_json
 from optuna.trial import TrialState
 
-from hptrack import schema
-from hptrack.api import Opener, Trial, _is_pruned, event_time, search, search_id_for
 from hptrack._importing import derived_trial_id, known_trials
+from hptrack.api import Opener, Trial, _is_pruned, search, search_id_for
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
 _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",
