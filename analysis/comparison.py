@@ -95,8 +95,8 @@ class Comparison:
                 "per_search": self.per_search.to_dicts(), "tests": self.tests}
 
 
-def compare(searches, by="auto", store=None, target=None, reference=None, alpha=0.05,
-            n_boot=1000, seed=0, con=None, as_of=None, force=False, objective=None) -> Comparison:
+def compare(searches, by: str = "auto", store=None, target=None, reference=None, alpha=0.05,
+            n_boot=1000, seed=0, con=None, as_of=None, force: bool = False, objective=None) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
 
     ``by`` is the budget axis: ``trials`` finished, wall-clock ``time``
@@ -354,7 +354,7 @@ def _load(con, meta, by, sign, objective=0):
     return runs
 
 
-def _on_grid(run, grid, carry=False):
+def _on_grid(run, grid, carry: bool = False):
     """Best-so-far at each grid point (NaN before the first finished trial, and,
     unless ``carry``, after the search's own end: it spent no budget there)."""
     pos = np.searchsorted(run["x"], grid, side="right") - 1

@@ -183,7 +183,7 @@ def _ratio(sizes, ids, fold_list) -> tuple[float, str]:
     return float(np.mean(ratios)), RECORDED
 
 
-def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_boot, top_k):
+def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_boot, top_k) -> None:
     if not folds:
         why = ("no fold scores recorded (record them with trial.score(v, split='fold', fold=k), "
                "or use hptrack.sklearn.track)")
@@ -237,7 +237,7 @@ def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_bo
     d.best_cv_se = float(m[b].std(ddof=1) / np.sqrt(m.shape[1]))
 
 
-def _test_gap(d, tests, sign):
+def _test_gap(d, tests, sign) -> None:
     tid = d.best_trial_id
     if tid not in tests:
         d.not_computed["val_test_gap"] = ("no test score on the best trial (record one with "
@@ -249,7 +249,7 @@ def _test_gap(d, tests, sign):
     d.val_test_gap = sign * (ref - d.test_score)
 
 
-def _nested_inner(con, d, payload, sign):
+def _nested_inner(con, d, payload, sign) -> None:
     """For an inner search of a nested run: the outer (nested-CV) estimate."""
     parent = payload.get("parent_search_id")
     if not parent:
@@ -269,7 +269,7 @@ def _outer_scores(con, outer_id):
         "ORDER BY trial_number", params=[outer_id]).fetchall()]
 
 
-def _nested_outer(con, d, outer_id):
+def _nested_outer(con, d, outer_id) -> None:
     """The search is a nested-CV run: compare its outer estimate with the inner
     searches' plain best CV scores."""
     sign = 1.0 if d.direction == "maximize" else -1.0
@@ -296,7 +296,7 @@ def _fmt(x) -> str:
     return f"{x:.4g}"
 
 
-def _warn(d, sign):
+def _warn(d, sign) -> None:
     w = d.warnings
     se = d.best_cv_se
     if d.n_tied:

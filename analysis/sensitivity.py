@@ -77,11 +77,11 @@ MAX_TRIALS = 20_000   # usable trials analysed at most; a seeded sample past tha
 
 # --- progress: a transient rich bar on stderr, only past ~1 s and on a terminal ----
 class _Progress:
-    def __init__(self, total: int, label: str, delay: float = 1.0):
+    def __init__(self, total: int, label: str, delay: float = 1.0) -> None:
         self.total, self.label, self.delay = total, label, delay
         self.start, self.done, self.bar, self.task = time.monotonic(), 0, None, None
 
-    def __call__(self, n: int = 1):
+    def __call__(self, n: int = 1) -> None:
         self.done += n
         if self.bar is None and time.monotonic() - self.start > self.delay and _tty():
             from rich.console import Console
@@ -93,7 +93,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=min(self.done, self.total))
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
 
@@ -115,9 +115,9 @@ def _progress(total, label):
 
 
 # --- public API ------------------------------------------------------------------
-def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_quantile=None,
+def importance(source, method: str = "fanova", store=None, n_trees=None, seed=0, top_quantile=None,
                budget=None, *, params=None, include=("complete",), direction=None, log=None,
-               surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+               surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
     """Importance of each param for the objective of ``source``.
 
     Args:
@@ -180,9 +180,9 @@ class Stability:
         return f"{kept}: ranking unstable ({why}); read the intervals, not the order"
 
 
-def stability(source, method="fanova", store=None, n_trees=None, seed=0, top_quantile=None,
+def stability(source, method: str = "fanova", store=None, n_trees=None, seed=0, top_quantile=None,
               budget=None, *, params=None, include=("complete",), direction=None, log=None,
-              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS,
+              surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS,
               objective=None) -> Stability:
     """``importance`` (same arguments) with how stable its ranking is over
     bootstrap refits: ``.importance`` is the table, ``.note`` the statement."""
@@ -236,7 +236,7 @@ def _importance_frame(d, imp, std, frac, reps, unit):
 
 def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
                  params=None, include=("complete",), direction=None, log=None,
-                 surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+                 surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
     """Pairwise interaction variance fractions (fANOVA second order): polars
     DataFrame (param_a, param_b, importance, std), strongest pairs first.
 
@@ -268,7 +268,7 @@ def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, bu
 
 def marginals(source, param, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
               grid=50, params=None, include=("complete",), direction=None, log=None,
-              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+              surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
     """The main-effect curve of ``param``: the objective averaged over every
     other param, on a grid over the param's range (its categories for a
     categorical). Polars DataFrame (value, mean, std), std over members.
@@ -306,7 +306,7 @@ class Sensitivity:
 
 def analyse(source, store=None, *, top=2, n_trees=None, seed=0, grid=50, params=None,
             include=("complete",), budget=None, top_quantile=None, direction=None, log=None,
-            surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None,
+            surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None,
             space=None) -> Sensitivity:
     """fANOVA ``importance`` plus ``marginals`` of the ``top`` most important
     params, reading the source and fitting the surrogate once (what

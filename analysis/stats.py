@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 
-def _matrix(scores, name="scores") -> np.ndarray:
+def _matrix(scores, name: str = "scores") -> np.ndarray:
     a = np.asarray(scores, dtype=float)
     if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {a.shape}")
@@ -65,7 +65,7 @@ class TTest:
     mean_diff: float
 
 
-def corrected_ttest(a, b, test_train_ratio=None, alternative="two-sided") -> TTest:
+def corrected_ttest(a, b, test_train_ratio=None, alternative: str = "two-sided") -> TTest:
     """Corrected resampled t-test of ``a - b`` over J paired resamples (folds).
 
     The folds share training data, so the differences are correlated and the

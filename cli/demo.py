@@ -28,7 +28,7 @@ def _space(quick):
                  "min_samples_split": randint(2, 11)}
 
 
-def run(store=None, quick=False, html="report.html", echo=print, seed=0):
+def run(store=None, quick: bool = False, html: str = "report.html", echo=print, seed=0):
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
     from sklearn.datasets import load_breast_cancer

@@ -67,7 +67,7 @@ class HptrackGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             raise _Failed(_one_line(e)) from e
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode: bool = True, **extra) -> None:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
@@ -103,7 +103,7 @@ class HptrackGroup(click.Group):
               help="Fail when a store file is damaged, instead of leaving it out with a warning.")
 @click.version_option(package_name="hptrack", prog_name="hptrack")
 @click.pass_context
-def cli(ctx, store, debug, strict):
+def cli(ctx, store, debug, strict) -> None:
     """hptrack: every hyperparameter search as an immutable event log, queryable with SQL.
 
     The store holds the views events, searches, trials, params, reports and
@@ -302,7 +302,7 @@ def _objective_lines(settings, trials) -> list[str]:
               show_default="a quarter of this machine's RAM",
               help="Fail the query rather than use more memory than this (e.g. 500MB, 4GB).")
 @click.pass_context
-def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
+def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit) -> None:
     """Run one read-only SELECT over the store's views.
 
     Views: events, searches, trials, params, reports, scores (columns are
@@ -338,7 +338,7 @@ def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
 @click.option("--quarantine", is_flag=True,
               help="Move each file with an error to <store>/quarantine/ (nothing is deleted).")
 @click.pass_context
-def verify_cmd(ctx, fmt, quarantine):
+def verify_cmd(ctx, fmt, quarantine) -> None:
     """Check the store: every segment and log readable, no seq gap, no duplicate
     event, and report leftover temporary files. Exit code 1 if it is not ok.
 
@@ -380,7 +380,7 @@ def verify_cmd(ctx, fmt, quarantine):
               help="Delete the files earlier compactions replaced once this long has passed "
                    "(readers that listed them keep working meanwhile)  [default: 900]")
 @click.pass_context
-def compact_cmd(ctx, fmt, grace):
+def compact_cmd(ctx, fmt, grace) -> None:
     """Merge small segments (and seal logs left by writers that are gone) into
     large ones, without losing or duplicating an event, then store each
     search's fold (trials and params) so queries need not fold the events.

@@ -81,7 +81,7 @@ def frame_csv(df) -> str:
 
 
 # --- tables --------------------------------------------------------------
-def cell(value, *, digits=6, seconds=False) -> str:
+def cell(value, *, digits=6, seconds: bool = False) -> str:
     """How one value reads in a table: rounded floats, blank for null."""
     if value is None:
         return ""

@@ -17,6 +17,7 @@ import math
 import numbers
 import re
 from datetime import datetime, timezone
+from typing import TypeGuard
 
 import numpy as np
 
@@ -302,9 +303,10 @@ def to_micros(ts) -> int:
         delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(ts, numbers.Integral) and not isinstance(ts, bool):
-        if not _MIN_US <= ts <= _MAX_US:
+        us = int(ts)
+        if not _MIN_US <= us <= _MAX_US:
             raise InvalidEvent(f"event field 'ts': {ts} microseconds is outside years 1 to 9999")
-        return int(ts)
+        return us
     raise _bad("ts", "a timezone-aware datetime or microseconds since the epoch", ts)
 
 
@@ -417,7 +419,7 @@ def validate(event: dict, now_us: int) -> tuple:
     )
 
 
-def is_finite_number(v) -> bool:
+def is_finite_number(v: object) -> TypeGuard[numbers.Real]:
     """A real number (not a bool) that is finite as a float64."""
     if type(v) is float:
         return math.isfinite(v)

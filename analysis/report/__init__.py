@@ -28,7 +28,7 @@ __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "repor
 
 # --- library entry point --------------------------------------------------------------
 def report(searches=None, store=None, html=None, as_of=None, *, console=None, progress=None,
-           quiet=False, max_trials=MAX_TRIALS) -> Report:
+           quiet: bool = False, max_trials=MAX_TRIALS) -> Report:
     """Build the report of ``searches`` (names or ids; default every search in the
     store), print it to the terminal unless ``quiet``, and write it as one
     self-contained HTML file when ``html`` is a path. Returns the Report."""

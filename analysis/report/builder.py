@@ -118,7 +118,7 @@ def _wall(df, as_of):
     return (end - start).total_seconds() if start is not None and end is not None else None
 
 
-def _tables(con, sr, done, seed):
+def _tables(con, sr, done, seed) -> None:
     """The raw series the plots need, read from the same snapshot."""
     import polars as pl
 
@@ -162,7 +162,7 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, con, done, space, seed, max_trials):
+def _importance(sr, con, done, space, seed, max_trials) -> None:
     from hptrack.analysis.sensitivity import analyse
     from hptrack.analysis.source import search_space
 
@@ -190,7 +190,7 @@ def _importance(sr, con, done, space, seed, max_trials):
         sr.importance_note = s.note
 
 
-def _pareto(sr, con):
+def _pareto(sr, con) -> None:
     """The Pareto front and hypervolume of a multi-objective search (none for one objective)."""
     from hptrack._read.read import objectives
     from hptrack.analysis.multiobjective import front_of
@@ -204,7 +204,7 @@ def _pareto(sr, con):
         sr.pareto_note = f"not computed: {type(e).__name__}: {e}"
 
 
-def _diagnose(sr, con, seed):
+def _diagnose(sr, con, seed) -> None:
     from hptrack.analysis.overfitting import diagnose
 
     try:
@@ -213,7 +213,7 @@ def _diagnose(sr, con, seed):
         sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
 
 
-def _training(sr, con):
+def _training(sr, con) -> None:
     """EarlyStopping's stops and the learning rate per step (of the drawn trials)."""
     from hptrack._read.training import summary
 
@@ -222,7 +222,7 @@ def _training(sr, con):
     sr.training = None if t.empty else t
 
 
-def _pbt(sr, con):
+def _pbt(sr, con) -> None:
     from hptrack.analysis.population import lineage, schedule
 
     try:
@@ -260,7 +260,7 @@ def _groups(con, reports, bar, seed):
     return groups
 
 
-def _compare_group(con, g, members, seed):
+def _compare_group(con, g, members, seed) -> None:
     from hptrack.analysis.comparison import compare
 
     usable = [m for m in members if m.best is not None]
@@ -282,7 +282,7 @@ def _compare_group(con, g, members, seed):
 class _Bar:
     """A transient rich progress bar on stderr while the analyses run (only on a terminal)."""
 
-    def __init__(self, enabled, total):
+    def __init__(self, enabled, total) -> None:
         self.enabled = _tty() if enabled is None else enabled
         self.total, self.progress, self.task = total, None, None
 
@@ -296,11 +296,11 @@ class _Bar:
             self.task = self.progress.add_task("report", total=self.total)
         return self
 
-    def advance(self, label):
+    def advance(self, label) -> None:
         if self.progress is not None:
             self.progress.update(self.task, advance=1, description=label[:40])
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
 

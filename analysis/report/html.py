@@ -308,7 +308,7 @@ def _intermediate(s):
 STOP_COLOR = "#ff7f0e"
 
 
-def _mark_stops(ch, s):
+def _mark_stops(ch, s) -> None:
     """A dot where EarlyStopping stopped each drawn trial (its value at the stop step)."""
     t = s.training
     if t is None or not t.n_stopped:

@@ -46,7 +46,7 @@ def render_terminal(rep: Report, console=None) -> None:
         _print_group(console, g)
 
 
-def _say(console, markup, indent=2, hang=2):
+def _say(console, markup, indent=2, hang=2) -> None:
     """One paragraph, wrapped to the console with continuation lines indented."""
     from rich.padding import Padding
     from rich.text import Text
@@ -58,7 +58,7 @@ def _say(console, markup, indent=2, hang=2):
 class _Hanging:
     """Rich renderable: first line at ``indent``, the rest at ``indent + hang``."""
 
-    def __init__(self, text, indent, hang):
+    def __init__(self, text, indent, hang) -> None:
         self.text, self.indent, self.hang = text, indent, hang
 
     def __rich_console__(self, console, options):
@@ -72,7 +72,7 @@ class _Hanging:
             yield Segment.line()
 
 
-def _print_search(console, s: SearchReport):
+def _print_search(console, s: SearchReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -121,7 +121,7 @@ def _print_search(console, s: SearchReport):
     _print_training(console, s)
 
 
-def _print_training(console, s):
+def _print_training(console, s) -> None:
     facts = training_facts(s)
     if facts:
         _say(console, "; ".join(facts))
@@ -130,7 +130,7 @@ def _print_training(console, s):
 PARETO_SHOWN = 8   # front members listed one per line
 
 
-def _print_pareto(console, s):
+def _print_pareto(console, s) -> None:
     """A multi-objective search has no single best trial: its Pareto front instead."""
     from rich.markup import escape
 
@@ -172,7 +172,7 @@ def _first_reaching(p, share=0.9):
     return hit["trial_number"][0] if hit.height else None
 
 
-def _print_diagnosis(console, s):
+def _print_diagnosis(console, s) -> None:
     from rich.markup import escape
 
     d = s.diagnosis
@@ -197,7 +197,7 @@ def _print_diagnosis(console, s):
             _say(console, f"not computed: {escape(what)}: {escape(str(why))}")
 
 
-def _print_group(console, g: Group):
+def _print_group(console, g: Group) -> None:
     from rich.markup import escape
     from rich.table import Table
 

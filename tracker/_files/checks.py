@@ -113,7 +113,7 @@ class Footer:
 
     @classmethod
     def of(cls, meta, columns) -> Footer:
-        index = {}
+        index: dict[str, int] = {}
         for i in range(meta.num_columns):
             index.setdefault(meta.schema.column(i).path, i)
         groups = [meta.row_group(g) for g in range(meta.num_row_groups)]

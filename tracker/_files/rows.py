@@ -93,7 +93,7 @@ def to_table(rows, writer_id: str, version: int = SCHEMA_VERSION, first_seq: int
     sch = schema()
     if not rows:
         return sch.empty_table()
-    cols = list(zip(*rows))
+    cols: list = list(zip(*rows))
     if first_seq is None:
         seqs = np.asarray(cols[0], dtype=np.int64)
     else:

@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import uuid
+from typing import TypeAlias
 
 from hptrack._files.wal import SUFFIX as WAL_SUFFIX
 from hptrack._files.wal import file_kind, fsync_dir
@@ -41,7 +42,7 @@ def is_url(root: str) -> bool:
     return "://" in root and not root.startswith("file://")
 
 
-def resolve(store=None) -> str:
+def resolve(store: StoreLike = None) -> str:
     """A store's root: an absolute local path, or a URL without a trailing ``/``.
 
     ``store``, else $HPTRACK_STORE, else ./.hptrack."""
@@ -64,12 +65,17 @@ def local_dir(root: str) -> str:
     return os.path.join(base, f"{slug}-{hashlib.sha256(root.encode()).hexdigest()[:12]}")
 
 
+# what a ``store=`` argument accepts: a folder, an fsspec URL, a Store, or None
+# for the default ($HPTRACK_STORE, else ./.hptrack)
+StoreLike: TypeAlias = "str | os.PathLike[str] | Store | None"
+
+
 class Store:
     """A store's files, local or remote. Paths it hands out are local paths or
     full URLs (``s3://bucket/prefix/events/...``), usable by DuckDB once
     :meth:`register` has been called on the connection."""
 
-    def __init__(self, store=None):
+    def __init__(self, store: StoreLike = None) -> None:
         self.root = resolve(store)
         self.remote = is_url(self.root)
         self.events_dir = f"{self.root}/events" if self.remote else os.path.join(self.root, "events")
@@ -89,7 +95,7 @@ class Store:
             self.fs, self.local_dir = None, self.root
         self.wal_dir = os.path.join(self.local_dir, "wal")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Store({self.root!r})"
 
     # --- remote paths --------------------------------------------------------

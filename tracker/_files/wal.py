@@ -136,7 +136,7 @@ def _parse_header(payload: bytes) -> dict:
 class LogFile:
     """An open log being appended to by its one writer."""
 
-    def __init__(self, path: str, header: dict):
+    def __init__(self, path: str, header: dict) -> None:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self.size = 0

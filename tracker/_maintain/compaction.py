@@ -164,6 +164,7 @@ def _seal_log(st: Store, lg: Log) -> bool:
 
     if not lg.rows:
         return True
+    assert lg.header is not None  # a log with rows has a header
     writer_id = lg.header["writer_id"]
     table = log_table(lg)
     if table is None:
@@ -294,8 +295,8 @@ def _delete_replaced(st: Store, result: CompactResult, grace: float) -> None:
     wanted = sorted(set(ripe) | {m for by in ripe.values() for m in by})
     for path, ids in zip(wanted, map_files(st, _event_ids, [(st, p) for p in wanted])):
         held[path] = ids
-    doomed = [path for path, by in ripe.items() if held[path] is not None
-              and any(held[m] is not None and held[path] <= held[m] for m in by)]
+    doomed = [path for path, by in ripe.items() if (ids := held[path]) is not None
+              and any((other := held[m]) is not None and ids <= other for m in by)]
     deleted = map_files(st, lambda p: _unlink(st, p), doomed)
     result.deleted_files += sum(deleted)
     for directory in {os.path.dirname(p) for p, gone in zip(doomed, deleted) if gone}:

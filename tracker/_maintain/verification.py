@@ -65,7 +65,7 @@ class VerifyReport:
 
 # --- verify ----------------------------------------------------------------
 
-def verify(store=None, quarantine=False) -> VerifyReport:
+def verify(store=None, quarantine: bool = False) -> VerifyReport:
     """Check every file of a store; return what is wrong, in plain words.
 
     Errors mean data that cannot be read or is missing (damaged segments, logs
@@ -182,7 +182,8 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
     bad: dict[str, list[Problem]] = {}
     for _attempt in range(5):
         segments = st.segment_files()
-        good, footers = [], {}
+        good: list[str] = []
+        footers: dict = {}
         for path in segments:
             if path in bad:
                 continue

@@ -13,7 +13,7 @@ FORMATS = ("parquet", "csv", "json")
 WHATS = ("trials", "events")
 
 
-def export(search, format="parquet", path=None, store=None, as_of=None, what="trials"):
+def export(search, format: str = "parquet", path=None, store=None, as_of=None, what: str = "trials"):
     """Write ``search`` (name or id) as ``format`` to ``path``; with no path,
     return the bytes instead (csv/json text as UTF-8)."""
     import io

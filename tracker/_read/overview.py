@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from hptrack._files.checks import load_json
 from hptrack._read.read import connect, resolve_search
@@ -35,7 +36,7 @@ ORDER BY s.started_at, s.name
 STATE_ORDER = {"complete": 0, "running": 1, "pruned": 2, "failed": 3}
 
 
-def ls(store=None, as_of=None, con=None, *, strict=False):
+def ls(store=None, as_of=None, con=None, *, strict: bool = False):
     """One row per search in ``store`` (polars): name, strategy (and ``strategy_label``,
     with its pruner: ``tpe+median``), metric, direction,
     trial counts by state, best value (by the search's direction) and when it started."""
@@ -48,13 +49,13 @@ class SearchView:
     """A search's settings (dict) and its trials (polars, best first)."""
 
     settings: dict = field(default_factory=dict)
-    trials: object = None
+    trials: Any = None  # a polars DataFrame
 
     def to_dict(self) -> dict:
         return {"search": self.settings, "trials": self.trials.to_dicts()}
 
 
-def show(search: str, store=None, as_of=None, con=None, *, strict=False) -> SearchView:
+def show(search: str, store=None, as_of=None, con=None, *, strict: bool = False) -> SearchView:
     """The settings of ``search`` (name or id) and its trials, best first.
 
     Complete trials come first, ordered by value in the search's direction,

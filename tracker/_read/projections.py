@@ -52,7 +52,8 @@ def _paths(st: Store, partition: str, segments) -> tuple[str, str]:
     names = sorted(os.path.basename(p) for p in segments)
     key = hashlib.sha256("\0".join([VIEW_SQL_DIGEST, *names]).encode()).hexdigest()[:24]
     folder = os.path.join(st.views_dir, os.path.basename(partition))
-    return tuple(os.path.join(folder, key + suffix) for suffix in _SUFFIXES)
+    trials_file, params_file = (os.path.join(folder, key + suffix) for suffix in _SUFFIXES)
+    return trials_file, params_file
 
 
 def _by_partition(paths) -> dict[str, list[str]]:
@@ -71,7 +72,7 @@ def _blocked(st: Store, overlapping, wal, left_out) -> set[str]:
 
 
 def _readable(st: Store, paths) -> list[bool]:
-    def ok(path):
+    def ok(path) -> bool:
         try:
             st.read_metadata(path)
             return True
@@ -109,7 +110,9 @@ def refresh(st: Store, grace: float = 0.0) -> int:
     distinct, overlapping = split_overlapping(segments, footers, None)
     blocked = _blocked(st, overlapping, None, [p for p, _ in left_out])
     existing = set(st.view_files())
-    keep, todo, targets_of = set(), {}, {}
+    keep: set[str] = set()
+    todo: dict = {}
+    targets_of: dict = {}
     for partition, paths in _by_partition(distinct).items():
         if partition in blocked:
             continue
@@ -220,7 +223,8 @@ def _tail(path: str) -> str:
 
 def _passes(todo, footers):
     """``todo`` in batches of at most EVENTS_PER_PASS events (a bigger search alone)."""
-    batch, n = {}, 0
+    batch: dict = {}
+    n = 0
     for sid, (paths, targets) in sorted(todo.items()):
         rows = sum(footers[p].rows for p in paths)
         if batch and n + rows > EVENTS_PER_PASS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numbers
 import os
 import re
+from typing import Any
 
 from hptrack._files.store import Store
 from hptrack._read.views import (
@@ -23,7 +24,7 @@ from hptrack._read.views import (
 from hptrack.errors import SearchNotFound
 
 
-def connect(store=None, as_of=None, *, strict=False, projections=True):
+def connect(store=None, as_of=None, *, strict: bool = False, projections: bool = True):
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
 
@@ -131,7 +132,7 @@ def _directions(payload_text) -> list:
     return [payload.get("direction")]
 
 
-def pick_objective(directions: list, objective, search: str) -> int:
+def pick_objective(directions: list, objective: int | None, search: str) -> int:
     """The index of the objective an analysis uses: ``objective`` checked
     against ``directions`` (see :func:`objectives`), 0 when a single-objective
     search leaves it out. A multi-objective search must name one: using the
@@ -154,7 +155,7 @@ def pick_objective(directions: list, objective, search: str) -> int:
     return int(objective)
 
 
-def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objective=None):
+def trials(search: str, store=None, as_of=None, con=None, *, strict: bool = False, objective=None):
     """One row per trial of ``search`` (name or id), one column per param.
 
     Param columns keep the param's name; a name that clashes with a trial
@@ -189,7 +190,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objec
         "WHERE p.search_id = ? ORDER BY p.name",
         params=[search_id],
     ).pl()
-    by_name: dict[str, object] = {}   # name -> a polars column (fast path) or {trial_id: value}
+    by_name: dict[str, Any] = {}   # name -> a polars column (fast path) or {trial_id: value}
     kinds: dict[str, set] = {}
     for (name,), part in rows.partition_by("name", as_dict=True, maintain_order=True).items():
         kinds[name] = set(part["kind"].unique().to_list())
@@ -199,7 +200,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objec
             part.select("trial_id", "kind", "value_num", "value_str").iter_rows()}
     ids = base["trial_id"].to_list()
     columns = []
-    assigned = set()
+    assigned: set[str] = set()
     for name, values in by_name.items():
         ks = kinds[name] - {"null"}
         dtype = {frozenset({"int"}): pl.Int64, frozenset({"float"}): pl.Float64,

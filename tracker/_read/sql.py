@@ -51,6 +51,8 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from hptrack._files.store import Store
 from hptrack._read.read import connect
@@ -173,7 +175,7 @@ def _refusal(label: str, where: str = "") -> str:
     return f"hptrack query runs read-only SELECT statements; {label} is not allowed{where} - {why}"
 
 
-def one_line(message: str) -> str:
+def one_line(message: object) -> str:
     """DuckDB's multi-line error (message, LINE n, caret) as a single line."""
     lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
     head = lines[0] if lines else str(message)
@@ -293,7 +295,7 @@ def read_only_filesystem(fs, root_key: str):
                 raise PermissionError(f'Cannot access file "{path}" outside the store')
             return path
 
-        def _open(self, path, mode="rb", **kw):
+        def _open(self, path, mode: str = "rb", **kw):
             if set(mode) - {"r", "b"}:
                 _refuse_write()
             return fs._open(self._inside(path), mode, **kw)
@@ -301,7 +303,7 @@ def read_only_filesystem(fs, root_key: str):
         def info(self, path, **kw):
             return fs.info(self._inside(path), **kw)
 
-        def ls(self, path, detail=True, **kw):
+        def ls(self, path, detail: bool = True, **kw):
             return fs.ls(self._inside(path), detail=detail, **kw)
 
         def glob(self, path, **kw):
@@ -356,12 +358,13 @@ def _memory_setting(memory_limit) -> str:
         return f"{default_memory_limit()}B"
     if isinstance(memory_limit, (int, float)) and not isinstance(memory_limit, bool) and memory_limit > 0:
         return f"{int(memory_limit)}B"
-    if isinstance(memory_limit, str) and _SIZE.match(memory_limit) and float(_SIZE.match(memory_limit)[1]) > 0:
+    size = _SIZE.match(memory_limit) if isinstance(memory_limit, str) else None
+    if size and float(size[1]) > 0:
         return memory_limit.strip()
     raise ValueError(f"cannot read memory limit {memory_limit!r}; use a size such as 500MB, 4GB or 2GiB")
 
 
-def read_only_connection(store=None, as_of=None, *, strict=False, memory_limit=None):
+def read_only_connection(store=None, as_of=None, *, strict: bool = False, memory_limit=None):
     """A connection over ``store`` that can read only the store's files and write none.
 
     See fence 2 in the module doc. ``memory_limit`` (bytes, or a size such as
@@ -428,12 +431,12 @@ class _CtrlC:
     KeyboardInterrupt raised inside a DuckDB call turns into whatever error that
     call was making: "Query interrupted", a failed registration, ...)"""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pressed = False
         self.con = None
-        self._previous = None
+        self._previous: Callable[..., Any] | None = None
 
-    def _handler(self, signum, frame):
+    def _handler(self, signum, frame) -> None:
         self.pressed = True
         if self.con is not None:
             self.con.interrupt()
@@ -446,7 +449,7 @@ class _CtrlC:
                 signal.signal(signal.SIGINT, self._handler)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
@@ -463,7 +466,7 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
     # the thread marked as finished while it still runs (CPython 3.11).
     done = threading.Event()
 
-    def work():
+    def work() -> None:
         try:
             out["df"] = con.sql(sql, params=params).pl()
         except BaseException as e:  # handed to the caller's thread
@@ -471,7 +474,7 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
         finally:
             done.set()
 
-    def stop():
+    def stop() -> None:
         # interrupt() stops only a query that is already running in DuckDB:
         # repeat it until the worker, perhaps still binding, has seen it.
         for _ in range(100):
@@ -502,7 +505,7 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
     return out["df"]
 
 
-def query(sql: str, store=None, as_of=None, params=None, *, strict=False, timeout: float | None = None,
+def query(sql: str, store=None, as_of=None, params=None, *, strict: bool = False, timeout: float | None = None,
           memory_limit=None):
     """Run one read-only SELECT over ``store`` and return a polars DataFrame.
 

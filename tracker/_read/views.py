@@ -232,6 +232,7 @@ def wal_table(store: Store, keep=None):
             if not log.cut_at_creation:  # an empty log of a crashed writer is normal
                 left_out.append((path, log.problem))
             continue
+        assert log.header is not None  # read_log sets problem when a log has no header
         version = log.header.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             left_out.append((path, f"written by a newer hptrack (schema v{version})"))
@@ -343,7 +344,7 @@ def split_overlapping(segments, footers, wal):
             continue
         # sweep over writer ranges; within each writer-overlapping pair compare seq ranges
         items.sort(key=lambda it: it[0][0])
-        active = []
+        active: list[tuple] = []
         for w, q, path in items:
             active = [a for a in active if a[0][1] >= w[0]]
             for _aw, aq, apath in active:
@@ -431,7 +432,7 @@ def define_views(con, footers, folded, overlapping, wal=None, as_of=None, projec
     def files(paths):
         return scan_sql(paths, footers) if paths else "SELECT * FROM _no_events"
 
-    def stored(paths, view):
+    def stored(paths, view) -> str:
         if not paths:
             return f"SELECT * FROM {view} WHERE false"  # typed and empty
         return f"SELECT * FROM read_parquet({sql_list(paths)}, hive_partitioning = false)"
