@@ -31,7 +31,7 @@ __all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance
            "marginals", "pareto", "schedule", "stability"]
 
 
-def __getattr__(name):
+def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module 'hptrack.analysis' has no attribute {name!r}")

@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import budget, stats
 from hptrack.errors import HptrackError
 
@@ -95,8 +97,9 @@ class Comparison:
                 "per_search": self.per_search.to_dicts(), "tests": self.tests}
 
 
-def compare(searches, by: str = "auto", store=None, target=None, reference=None, alpha=0.05,
-            n_boot=1000, seed=0, con=None, as_of=None, force: bool = False, objective=None) -> Comparison:
+def compare(searches, by: str = "auto", store: StoreLike = None, target=None, reference=None, alpha: float = 0.05,
+            n_boot: int = 1000, seed: int = 0, con: Connection | None = None, as_of: AsOf = None, force: bool = False,
+            objective: int | None = None) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
 
     ``by`` is the budget axis: ``trials`` finished, wall-clock ``time``
@@ -280,7 +283,7 @@ def _axis(con, meta, by):
                        "would charge a cheap low-fidelity trial like a full one")
 
 
-def _resolve(con, searches, objective=None):
+def _resolve(con, searches, objective: int | None = None):
     from hptrack._read.read import objectives, pick_objective
     from hptrack.errors import SearchNotFound
 
@@ -311,7 +314,7 @@ def _resolve(con, searches, objective=None):
     return out
 
 
-def _load(con, meta, by, sign, objective=0):
+def _load(con, meta, by, sign, objective: int = 0):
     ids = [m["search_id"] for m in meta]
     trials = con.sql(
         # objective k of a multi-objective trial (values is NULL for a single objective)

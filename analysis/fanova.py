@@ -87,7 +87,7 @@ def tree_boxes(tree, d: int):
     return lo[leaves], hi[leaves], t.value[leaves].reshape(len(leaves), -1)[:, 0]
 
 
-def fit(X, y, *, surrogate: str = "boosting", n_trees=None, n_members=None, seed=0,
+def fit(X, y, *, surrogate: str = "boosting", n_trees: int | None = None, n_members: int | None = None, seed: int = 0,
         min_samples_leaf=None, progress=None) -> Ensemble:
     """Fit the surrogate ensemble on X in [0, 1]^d and return its leaves."""
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor

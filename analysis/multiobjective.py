@@ -28,6 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
+
 __all__ = ["Pareto", "hypervolume", "pareto"]
 
 MARGIN = 0.1   # the default reference point lies this share of each objective's range beyond its worst
@@ -62,7 +65,8 @@ class Pareto:
                 "front": self.front.to_dicts(), "hypervolume": self.hypervolume.to_dicts()}
 
 
-def pareto(search: str, store=None, as_of=None, con=None, *, reference_point=None) -> Pareto:
+def pareto(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+           reference_point=None) -> Pareto:
     """The Pareto front of ``search`` (name or id) over its complete trials,
     and the hypervolume after each of them (see the module docstring for the
     reference point). A single-objective search has a one-objective front:
@@ -106,7 +110,7 @@ def front_of(df, directions: list, reference_point=None, search: str = "", searc
                   [float(v) for v in ref * sign], given, done.height)
 
 
-def _reference(losses, sign, reference_point, search):
+def _reference(losses, sign, reference_point, search: str):
     """The reference point in loss units (every objective minimised)."""
     m = len(sign)
     if reference_point is not None:

@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from hptrack._files.checks import load_json
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import stats
 
 __all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]
@@ -78,8 +80,8 @@ class Diagnosis:
         return d
 
 
-def diagnose(search, store=None, alpha: float = 0.05, seed: int = 0, n_boot: int = N_BOOT,
-             top_k: int = 5, con=None, as_of=None) -> Diagnosis:
+def diagnose(search: str, store: StoreLike = None, alpha: float = 0.05, seed: int = 0, n_boot: int = N_BOOT,
+             top_k: int = 5, con: Connection | None = None, as_of: AsOf = None) -> Diagnosis:
     """Hyperparameter-overfitting diagnostics of ``search`` (name or id).
 
     Needs fold scores (``trial.score(v, split="fold", fold=k)``, written by
@@ -148,7 +150,7 @@ def diagnose(search, store=None, alpha: float = 0.05, seed: int = 0, n_boot: int
     return d
 
 
-def _params(con, search_id, trial_id) -> dict:
+def _params(con, search_id: str, trial_id) -> dict:
     from hptrack.schema import decode_param
 
     rows = con.sql("SELECT name, kind, value_num, value_str FROM params WHERE search_id = ? AND "

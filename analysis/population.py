@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
+
 __all__ = ["lineage", "schedule"]
 
 
@@ -27,7 +30,7 @@ ORDER BY f.step, f.ts, f.event_id
 """
 
 
-def lineage(search, store=None, *, as_of=None, con=None):
+def lineage(search: str, store: StoreLike = None, *, as_of: AsOf = None, con: Connection | None = None):
     """One row per fork of the PBT search ``search`` (name or id): ``trial_id`` (the
     child), ``parent_trial_id``, ``step``, ``parent_score``, ``replaced_trial_id``,
     ``replaced_score``, ``params_before`` and ``params_after`` (dicts), ``ts``."""
@@ -45,7 +48,7 @@ def lineage(search, store=None, *, as_of=None, con=None):
         pl.Series("params_after", [json.loads(v) for v in df["params_after"]]))
 
 
-def schedule(search, trial_id=None, store=None, *, con=None):
+def schedule(search: str, trial_id: str | None = None, store: StoreLike = None, *, con: Connection | None = None):
     """The hyperparameter schedule of one member, rebuilt from events by walking its
     forks back to an original member: one row per stretch (``trial_id``,
     ``from_step``, ``to_step`` (exclusive, null for the last), then the params).

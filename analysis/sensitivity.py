@@ -64,6 +64,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
 from hptrack.analysis import fanova
 from hptrack.analysis.source import category_label, design
 
@@ -115,9 +117,11 @@ def _progress(total, label):
 
 
 # --- public API ------------------------------------------------------------------
-def importance(source, method: str = "fanova", store=None, n_trees=None, seed=0, top_quantile=None,
-               budget=None, *, params=None, include=("complete",), direction=None, log=None,
-               surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+def importance(source, method: str = "fanova", store: StoreLike = None, n_trees: int | None = None, seed: int = 0,
+               top_quantile: float | None = None,
+               budget=None, *, params=None, include=("complete",), direction: str | None = None, log=None,
+               surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials=MAX_TRIALS,
+               objective: int | None = None):
     """Importance of each param for the objective of ``source``.
 
     Args:
@@ -180,10 +184,11 @@ class Stability:
         return f"{kept}: ranking unstable ({why}); read the intervals, not the order"
 
 
-def stability(source, method: str = "fanova", store=None, n_trees=None, seed=0, top_quantile=None,
-              budget=None, *, params=None, include=("complete",), direction=None, log=None,
-              surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS,
-              objective=None) -> Stability:
+def stability(source, method: str = "fanova", store: StoreLike = None, n_trees: int | None = None, seed: int = 0,
+              top_quantile: float | None = None,
+              budget=None, *, params=None, include=("complete",), direction: str | None = None, log=None,
+              surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials=MAX_TRIALS,
+              objective: int | None = None) -> Stability:
     """``importance`` (same arguments) with how stable its ranking is over
     bootstrap refits: ``.importance`` is the table, ``.note`` the statement."""
     if method not in METHODS:
@@ -234,9 +239,11 @@ def _importance_frame(d, imp, std, frac, reps, unit):
     return df.sort(["importance", "param"], descending=[True, False])
 
 
-def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
-                 params=None, include=("complete",), direction=None, log=None,
-                 surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+def interactions(source, store: StoreLike = None, n_trees: int | None = None, seed: int = 0,
+                 top_quantile: float | None = None, budget=None, *,
+                 params=None, include=("complete",), direction: str | None = None, log=None,
+                 surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials=MAX_TRIALS,
+                 objective: int | None = None):
     """Pairwise interaction variance fractions (fANOVA second order): polars
     DataFrame (param_a, param_b, importance, std), strongest pairs first.
 
@@ -266,9 +273,11 @@ def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, bu
     return df.sort(["importance", "param_a", "param_b"], descending=[True, False, False])
 
 
-def marginals(source, param, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
-              grid=50, params=None, include=("complete",), direction=None, log=None,
-              surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+def marginals(source, param, store: StoreLike = None, n_trees: int | None = None, seed: int = 0,
+              top_quantile: float | None = None, budget=None, *,
+              grid: int = 50, params=None, include=("complete",), direction: str | None = None, log=None,
+              surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials=MAX_TRIALS,
+              objective: int | None = None):
     """The main-effect curve of ``param``: the objective averaged over every
     other param, on a grid over the param's range (its categories for a
     categorical). Polars DataFrame (value, mean, std), std over members.
@@ -304,9 +313,12 @@ class Sensitivity:
         return f"fitted on a seeded random sample of {self.n_fitted:,} of {self.n_usable:,} usable trials"
 
 
-def analyse(source, store=None, *, top=2, n_trees=None, seed=0, grid=50, params=None,
-            include=("complete",), budget=None, top_quantile=None, direction=None, log=None,
-            surrogate: str = "boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None,
+def analyse(source, store: StoreLike = None, *, top: int = 2, n_trees: int | None = None, seed: int = 0,
+            grid: int = 50, params=None,
+            include=("complete",), budget=None, top_quantile: float | None = None, direction: str | None = None,
+            log=None,
+            surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials=MAX_TRIALS,
+            objective: int | None = None,
             space=None) -> Sensitivity:
     """fANOVA ``importance`` plus ``marginals`` of the ``top`` most important
     params, reading the source and fitting the surrogate once (what

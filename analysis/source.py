@@ -31,7 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from hptrack._files.store import StoreLike
 from hptrack._read.read import is_trial_column
+from hptrack._read.views import AsOf
 
 
 @dataclass
@@ -207,7 +209,8 @@ def _space_map(space) -> dict:
 
 
 # --- reading ----------------------------------------------------------------------
-def read(source, store=None, *, as_of=None, budget=None, include=None, objective=None):
+def read(source, store: StoreLike = None, *, as_of: AsOf = None, budget=None, include=None,
+         objective: int | None = None):
     """(table, space dict, direction) for a search name/id or a table.
 
     ``value`` is objective ``objective`` of a multi-objective search, which
@@ -311,7 +314,7 @@ def canonical_order(table):
     return table.sort(keys, nulls_last=True, maintain_order=True) if keys else table
 
 
-def _at_budget(con, search_id, table, budget):
+def _at_budget(con, search_id: str, table, budget):
     """Each trial's reported value at step ``budget`` (or at the last step all
     trials reached, for ``budget="common"``); trials without it are dropped."""
     import polars as pl
@@ -332,9 +335,9 @@ def _at_budget(con, search_id, table, budget):
     return out.drop("_v").with_columns(pl.lit("complete").alias("state"))
 
 
-def design(source, store=None, *, params=None, include=("complete",), budget=None,
-           top_quantile=None, direction=None, log=None, as_of=None, space=None,
-           objective=None) -> Design:
+def design(source, store: StoreLike = None, *, params=None, include=("complete",), budget=None,
+           top_quantile: float | None = None, direction: str | None = None, log=None, as_of: AsOf = None, space=None,
+           objective: int | None = None) -> Design:
     """The unit-cube design of a source. See the module docstring.
 
     ``space``: a search space as recorded (the ``space`` column of the
@@ -379,7 +382,7 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
     return Design(X[rows], y[rows], plist, direction, n0 - table.height)
 
 
-def _param(name, col, hint: dict, force_log: bool) -> Param:
+def _param(name: str, col, hint: dict, force_log: bool) -> Param:
     import polars as pl
 
     missing = col.null_count() / len(col) if len(col) else 0.0

@@ -112,7 +112,7 @@ def pvalues_vs_best(fold_scores, test_train_ratio=None, best=None) -> np.ndarray
     return p
 
 
-def tied_with_best(fold_scores, alpha=0.05, test_train_ratio=None, best=None) -> np.ndarray:
+def tied_with_best(fold_scores, alpha: float = 0.05, test_train_ratio=None, best=None) -> np.ndarray:
     """Boolean mask of the configurations whose corrected t-test against the
     best (highest mean) is not significant at ``alpha`` (two-sided). The best
     itself is False."""
@@ -130,7 +130,7 @@ class BBC:
     n_boot: int          # resamples used (those with an empty out-of-bag set are skipped)
 
 
-def bbc_cv(scores, n_boot=1000, seed=0, indices=None) -> BBC:
+def bbc_cv(scores, n_boot: int = 1000, seed: int = 0, indices=None) -> BBC:
     """Bootstrap bias-corrected CV (Tsamardinos, Greasidou & Borboudakis 2018).
 
     ``scores`` is configurations x evaluation units, higher is better. The
@@ -193,7 +193,7 @@ def mean_ranks(scores) -> np.ndarray:
     return sps.rankdata(-s, axis=1).mean(axis=0)
 
 
-def friedman_from_ranks(ranks, n, tie_correction=1.0) -> Friedman:
+def friedman_from_ranks(ranks, n, tie_correction: float = 1.0) -> Friedman:
     """Friedman chi-square and Iman-Davenport F from mean ranks (Demsar 2006, eq. 1-2)."""
     r = np.asarray(ranks, dtype=float)
     k = len(r)
@@ -232,13 +232,13 @@ def friedman(scores) -> Friedman:
     return friedman_from_ranks(ranks.mean(axis=0), n, correction)
 
 
-def nemenyi_q(k, alpha=0.05) -> float:
+def nemenyi_q(k, alpha: float = 0.05) -> float:
     """Critical value q_alpha of the Nemenyi test: the studentized range
     quantile for k groups and infinite df, divided by sqrt(2)."""
     return float(sps.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2))
 
 
-def nemenyi_cd(k, n, alpha=0.05) -> float:
+def nemenyi_cd(k, n, alpha: float = 0.05) -> float:
     """Critical difference of mean ranks (Demsar 2006): q_alpha sqrt(k(k+1)/(6N))."""
     if k < 2 or n < 1:
         raise ValueError("nemenyi_cd needs k >= 2 methods and n >= 1 tasks")
@@ -258,7 +258,7 @@ def holm(pvalues) -> np.ndarray:
     return adj
 
 
-def wilcoxon_holm(scores, names=None, alpha=0.05) -> list[dict]:
+def wilcoxon_holm(scores, names=None, alpha: float = 0.05) -> list[dict]:
     """Pairwise Wilcoxon signed-rank tests between the columns of an N x k
     matrix (higher is better), Holm-corrected. One dict per pair with
     ``a, b, mean_diff (a - b), statistic, pvalue, p_holm, significant``."""
@@ -282,7 +282,7 @@ def wilcoxon_holm(scores, names=None, alpha=0.05) -> list[dict]:
 
 
 # --- resampling ----------------------------------------------------------------------------
-def rank_stability(fold_scores, n_boot=1000, seed=0, top_k=5) -> tuple[float, float]:
+def rank_stability(fold_scores, n_boot: int = 1000, seed: int = 0, top_k: int = 5) -> tuple[float, float]:
     """(probability that the best configuration stays best, mean Kendall tau of
     the top-k) over bootstrap resamples of the folds. The tau compares the
     original order of the top-k with their order in each resample."""
@@ -304,7 +304,7 @@ def rank_stability(fold_scores, n_boot=1000, seed=0, top_k=5) -> tuple[float, fl
     return stays, float(np.mean(taus)) if taus else float("nan")
 
 
-def bootstrap_ci(x, n_boot=2000, alpha=0.05, seed=0, stat=np.mean) -> tuple[float, float]:
+def bootstrap_ci(x, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, stat=np.mean) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat`` over a 1-D sample."""
     x = np.asarray(x, dtype=float)
     if len(x) == 0:
@@ -315,7 +315,7 @@ def bootstrap_ci(x, n_boot=2000, alpha=0.05, seed=0, stat=np.mean) -> tuple[floa
     return float(lo), float(hi)
 
 
-def bootstrap_band(matrix, n_boot=1000, alpha=0.05, seed=0):
+def bootstrap_band(matrix, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0):
     """Mean and percentile bootstrap band of the mean, column by column, of a
     runs x axis-points matrix (NaN = no value yet, ignored). Returns (mean, lo, hi)."""
     m = np.asarray(matrix, dtype=float)

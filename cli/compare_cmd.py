@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, OBJECTIVE_OPT, emit, store_root
@@ -30,7 +31,7 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, objective, fmt, as_of):
+def compare_cmd(ctx: Context, searches, by, target, reference, alpha, force, part, objective, fmt: str, as_of):
     """Compare SEARCHES (names or ids) of the same task and metric.
 
     The task is the `task` recorded with each search (task=...), else the data

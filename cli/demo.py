@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import time
 
+from hptrack._files.store import StoreLike
+
 GRID = {"n_estimators": [50, 100, 200], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
 QUICK_GRID = {"n_estimators": [20, 60], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
 TASK = "breast_cancer"
@@ -28,7 +30,7 @@ def _space(quick):
                  "min_samples_split": randint(2, 11)}
 
 
-def run(store=None, quick: bool = False, html: str = "report.html", echo=print, seed=0):
+def run(store: StoreLike = None, quick: bool = False, html: str = "report.html", echo=print, seed: int = 0):
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
     from sklearn.datasets import load_breast_cancer
@@ -60,7 +62,7 @@ def run(store=None, quick: bool = False, html: str = "report.html", echo=print, 
     return report(list(names.values()), store=store, html=html)
 
 
-def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, budget, seed):
+def _sklearn(strategy, name: str, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, budget, seed):
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import (
         GridSearchCV,
@@ -87,7 +89,7 @@ def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, bud
     return tracked.best_score_, test, len(tracked.cv_results_["params"])
 
 
-def _tpe(name, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
+def _tpe(name: str, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
     """Optuna TPE through @hptrack.track: each fold's F1 is a fold score (for the
     overfitting diagnostics) and the running mean a report (for the pruner)."""
     import numpy as np

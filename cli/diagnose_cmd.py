@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
@@ -23,7 +24,7 @@ _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
+def diagnose_cmd(ctx: Context, search: str, alpha, seed, fmt: str, as_of):
     """Hyperparameter-overfitting diagnostics of SEARCH (a name or id).
 
     From the fold scores (split='fold', written by hptrack.sklearn.track):

@@ -14,6 +14,7 @@ import traceback
 import warnings
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.compare_cmd import compare_cmd
@@ -50,7 +51,7 @@ class _Failed(click.ClickException):
 
 
 class HptrackGroup(click.Group):
-    def invoke(self, ctx):
+    def invoke(self, ctx: Context):
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
@@ -103,7 +104,7 @@ class HptrackGroup(click.Group):
               help="Fail when a store file is damaged, instead of leaving it out with a warning.")
 @click.version_option(package_name="hptrack", prog_name="hptrack")
 @click.pass_context
-def cli(ctx, store, debug, strict) -> None:
+def cli(ctx: Context, store, debug, strict) -> None:
     """hptrack: every hyperparameter search as an immutable event log, queryable with SQL.
 
     The store holds the views events, searches, trials, params, reports and
@@ -139,7 +140,7 @@ def _trial_counts(row) -> str:
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def ls_cmd(ctx, fmt, as_of):
+def ls_cmd(ctx: Context, fmt: str, as_of):
     """List the searches in the store: strategy, objective, trials by state, best value.
 
     The best value is the best complete trial in the search's direction.
@@ -184,7 +185,7 @@ _SETTINGS_SKIP = {"n_trials", "n_complete", "n_failed", "n_pruned", "n_running",
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Show only the first N trials (the N best).")
 @click.pass_context
-def show_cmd(ctx, search, fmt, as_of, limit):
+def show_cmd(ctx: Context, search: str, fmt: str, as_of, limit):
     """Show a search's settings and its trials with their params, best first.
 
     SEARCH is a search name or id (see `hptrack ls`). Complete trials come
@@ -237,7 +238,7 @@ def show_cmd(ctx, search, fmt, as_of, limit):
 _SHOWN_TRAINING = 20     # trials listed one by one in show's training lines
 
 
-def _training(con, search):
+def _training(con, search: str):
     """EarlyStopping's stops and the reported learning rates, or None if there are none."""
     from hptrack._read.training import summary
 
@@ -302,7 +303,7 @@ def _objective_lines(settings, trials) -> list[str]:
               show_default="a quarter of this machine's RAM",
               help="Fail the query rather than use more memory than this (e.g. 500MB, 4GB).")
 @click.pass_context
-def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit) -> None:
+def query_cmd(ctx: Context, sql, fmt: str, as_of, timeout, memory_limit) -> None:
     """Run one read-only SELECT over the store's views.
 
     Views: events, searches, trials, params, reports, scores (columns are
@@ -338,7 +339,7 @@ def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit) -> None:
 @click.option("--quarantine", is_flag=True,
               help="Move each file with an error to <store>/quarantine/ (nothing is deleted).")
 @click.pass_context
-def verify_cmd(ctx, fmt, quarantine) -> None:
+def verify_cmd(ctx: Context, fmt: str, quarantine) -> None:
     """Check the store: every segment and log readable, no seq gap, no duplicate
     event, and report leftover temporary files. Exit code 1 if it is not ok.
 
@@ -380,7 +381,7 @@ def verify_cmd(ctx, fmt, quarantine) -> None:
               help="Delete the files earlier compactions replaced once this long has passed "
                    "(readers that listed them keep working meanwhile)  [default: 900]")
 @click.pass_context
-def compact_cmd(ctx, fmt, grace) -> None:
+def compact_cmd(ctx: Context, fmt: str, grace) -> None:
     """Merge small segments (and seal logs left by writers that are gone) into
     large ones, without losing or duplicating an event, then store each
     search's fold (trials and params) so queries need not fold the events.

@@ -7,6 +7,7 @@ from another command's module, so every module of the CLI imports on its own.
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 
@@ -28,7 +29,7 @@ OBJECTIVE_OPT = click.option(
          "lists them); such a search must name one.")
 
 
-def store_root(ctx) -> str:
+def store_root(ctx: Context) -> str:
     """The store folder, which must exist: reading a missing one is almost always a typo."""
     from hptrack._files.store import Store
     from hptrack.errors import StoreError

@@ -81,7 +81,7 @@ def frame_csv(df) -> str:
 
 
 # --- tables --------------------------------------------------------------
-def cell(value, *, digits=6, seconds: bool = False) -> str:
+def cell(value, *, digits: int = 6, seconds: bool = False) -> str:
     """How one value reads in a table: rounded floats, blank for null."""
     if value is None:
         return ""
@@ -100,7 +100,7 @@ def cell(value, *, digits=6, seconds: bool = False) -> str:
     return str(value)
 
 
-def table(columns, rows, *, title=None, numeric=(), no_wrap=(), min_widths=None):
+def table(columns, rows, *, title: str | None = None, numeric=(), no_wrap=(), min_widths=None):
     """A rich Table; ``numeric`` columns are right-aligned, ``no_wrap`` ones never fold,
     ``min_widths`` maps a column to the width it never shrinks below."""
     from rich import box
@@ -120,7 +120,7 @@ def table(columns, rows, *, title=None, numeric=(), no_wrap=(), min_widths=None)
     return t
 
 
-def frame_table(df, *, title=None, digits=6):
+def frame_table(df, *, title: str | None = None, digits: int = 6):
     numeric = {name for name, dtype in df.schema.items() if dtype.is_numeric()}
     rows = ([cell(v, digits=digits) for v in row] for row in df.iter_rows())
     return table(df.columns, rows, title=title, numeric=numeric)
@@ -131,7 +131,7 @@ def print_table(t) -> None:
     console().print(t)
 
 
-def print_frame(df, *, digits=6) -> None:
+def print_frame(df, *, digits: int = 6) -> None:
     """Print a frame as a table. One too wide for the screen is printed at its
     natural width when piped (nothing folded, so it greps and cuts cleanly) and
     as one block per row on a terminal, like psql's expanded display."""
@@ -151,7 +151,7 @@ def print_frame(df, *, digits=6) -> None:
         click.echo(expanded(df, digits=digits))
 
 
-def expanded(df, *, digits=6) -> str:
+def expanded(df, *, digits: int = 6) -> str:
     """Rows as blocks of ``column  value`` lines."""
     width = max((len(c) for c in df.columns), default=0)
     blocks = []

@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     # integrations with heavy optional dependencies (Optuna, process pools) load on first use
     import importlib
     if name in ("optuna", "pbt", "ray", "sklearn", "loops", "training"):

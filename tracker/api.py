@@ -248,7 +248,7 @@ def event_time(ts: datetime | int | None) -> int:
     return now_us() if ts is None else schema.to_micros(ts)
 
 
-def _user():
+def _user() -> str | None:
     try:
         return getpass.getuser()
     except Exception:
@@ -286,7 +286,7 @@ class Trial:
         if _ending:
             _writer.wait_if_terminating()
 
-    def _bind(self, search: Search, trial_id: str, number: int, params) -> None:
+    def _bind(self, search: Search, trial_id: str, number: int, params: Mapping[str, Any] | None) -> None:
         self.search = search
         self.trial_id = trial_id
         self.number = number
@@ -308,7 +308,7 @@ class Trial:
                 _open[t] = None
         return t
 
-    def _check_running(self, what):
+    def _check_running(self, what: str) -> None:
         if self.state != "running":
             raise RuntimeError(f"trial {self.number} of {self.search.name!r} is already {self.state}; "
                                f"cannot {what} it again - start a new trial with search.trial()")
@@ -387,12 +387,12 @@ class Trial:
         self._end((event_time(ts), "trial_completed", self._sid,
                    self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
 
-    def _complete_many(self, values, ts, metrics) -> None:
+    def _complete_many(self, values: Sequence[float], ts: datetime | int | None, metrics: dict) -> None:
         bad = [v for v in values if not schema.is_finite_number(v)]
         if bad:
             self.fail(f"objective values contain {bad[0]!r}", ts=ts)
             return
-        info = {"values": [float(v) for v in values]}
+        info: dict[str, Any] = {"values": [float(v) for v in values]}
         if metrics:
             info["metrics"] = metrics
         self.state = "complete"
@@ -423,7 +423,7 @@ class Trial:
                    self.trial_id, self.number, step, None, None,
                    None, None, None, None, None))
 
-    def _end(self, row) -> None:
+    def _end(self, row: tuple) -> None:
         with _open_lock:
             # SIGTERM's thread may have ended this trial a moment ago (fail_open_trials)
             ended = _ending and self not in _open
@@ -440,7 +440,7 @@ class Trial:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> bool:
-        if exc_type is None:
+        if exc_type is None or exc is None:
             if self.state == "running":
                 self.fail("trial context exited without complete(), fail() or prune()")
             return False
@@ -492,7 +492,7 @@ def fail_open_trials(reason: str) -> int:
 _writer.on_terminate(fail_open_trials)
 
 
-def _is_optuna_trial(obj) -> bool:
+def _is_optuna_trial(obj: object) -> bool:
     # never import optuna here: only a program that already did can pass its Trial
     mod = sys.modules.get("optuna.trial")
     return mod is not None and isinstance(obj, mod.Trial)
@@ -504,25 +504,25 @@ def _is_optuna_trial(obj) -> bool:
 TRIAL_ADAPTERS = {"optuna": "hptrack.optuna"}
 
 
-def _adapter(library: str):
+def _adapter(library: str) -> Any:
     import importlib
 
     return importlib.import_module(TRIAL_ADAPTERS[library])
 
 
-def _is_pruned(exc) -> bool:
+def _is_pruned(exc: BaseException) -> bool:
     if isinstance(exc, Pruned):
         return True
     cls = type(exc)
     return cls.__name__ == "TrialPruned" and cls.__module__.startswith("optuna")
 
 
-def _last_step(exc):
+def _last_step(exc: BaseException) -> int | None:
     step = getattr(exc, "step", None)
-    return step if isinstance(step, numbers.Integral) else None
+    return int(step) if isinstance(step, numbers.Integral) else None
 
 
-def _float(field, v) -> float:
+def _float(field: str, v: object) -> float:
     if type(v) is float:
         return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -533,7 +533,7 @@ def _float(field, v) -> float:
         raise ValueError(f"{field} {v!r:.40} is too large for a float64") from None
 
 
-def _opt_float(field, v):
+def _opt_float(field: str, v: object) -> float | None:
     return None if v is None else _float(field, v)
 
 
@@ -560,12 +560,12 @@ def track(name: str, *, strategy: str | None = None, direction: str | None = Non
     is written at once, and the study's direction, sampler and pruner go into
     the search (see :mod:`hptrack.optuna`).
     """
-    def decorate(fn):
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn)
         opener = Opener()
 
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if args and _is_optuna_trial(args[0]):
                 return _adapter("optuna").run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
                                      metric=metric, space=space, seed=seed, store=store,

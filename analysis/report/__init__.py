@@ -18,6 +18,8 @@ sorted event ids it read, so ``hptrack report --as-of <time>`` rebuilds it.
 
 from __future__ import annotations
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
 from hptrack.analysis.report.builder import build
 from hptrack.analysis.report.model import Group, Report, SearchReport
 from hptrack.analysis.report.terminal import render_terminal
@@ -27,7 +29,7 @@ __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "repor
 
 
 # --- library entry point --------------------------------------------------------------
-def report(searches=None, store=None, html=None, as_of=None, *, console=None, progress=None,
+def report(searches=None, store: StoreLike = None, html=None, as_of: AsOf = None, *, console=None, progress=None,
            quiet: bool = False, max_trials=MAX_TRIALS) -> Report:
     """Build the report of ``searches`` (names or ids; default every search in the
     store), print it to the terminal unless ``quiet``, and write it as one

@@ -8,6 +8,8 @@ import sys
 from datetime import datetime, timezone
 
 from hptrack._files.checks import load_json
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
 from hptrack.analysis.report.model import (
     MAX_DRAWN,
     MIN_TRIALS_IMPORTANCE,
@@ -21,7 +23,7 @@ from hptrack.analysis.sensitivity import MAX_TRIALS
 from hptrack.analysis.source import is_trial_column
 
 
-def build(searches=None, store=None, as_of=None, *, progress=None, seed=0,
+def build(searches=None, store: StoreLike = None, as_of: AsOf = None, *, progress=None, seed: int = 0,
           max_trials=MAX_TRIALS) -> Report:
     """Read the store once (as of ``as_of``, default now) and run every analysis.
 

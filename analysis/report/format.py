@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 
-def num(v, digits=4):
+def num(v, digits: int = 4):
     if v is None:
         return "None"
     if isinstance(v, float):

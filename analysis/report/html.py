@@ -137,7 +137,7 @@ def _gap(g, members):
     return ("validation vs test", ch, "no winner has a test score (hptrack.sklearn.log_test_score)")
 
 
-def _short(name, n=18):
+def _short(name: str, n: int = 18):
     return name if len(name) <= n else name[: n - 1] + "…"
 
 

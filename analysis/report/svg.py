@@ -51,14 +51,16 @@ def _fmt(v: float) -> str:
 class Chart:
     """x/y chart. ``xcats``: category labels for an x axis of 0..k-1."""
 
-    def __init__(self, title: str = "", xlabel: str = "", ylabel: str = "", width=600, height=300, xcats=None) -> None:
+    def __init__(self, title: str = "", xlabel: str = "", ylabel: str = "", width: int = 600, height: int = 300,
+                 xcats=None) -> None:
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.w, self.h, self.xcats = width, height, xcats
         self.items, self.legend = [], []
         self.m = {"l": 62, "r": 12, "t": 28, "b": 44}
 
     # --- series ------------------------------------------------------------------
-    def line(self, xs, ys, col, label=None, width=1.8, opacity=1.0, dash=None, step: bool = False) -> None:
+    def line(self, xs, ys, col, label=None, width: float = 1.8, opacity: float = 1.0, dash=None,
+             step: bool = False) -> None:
         pts = [(x, y) for x, y in zip(xs, ys) if _finite(x) and _finite(y)]
         if step and pts:
             stepped = [pts[0]]
@@ -68,16 +70,17 @@ class Chart:
         self.items.append(("line", pts, {"col": col, "width": width, "opacity": opacity, "dash": dash}))
         self._label(label, col)
 
-    def band(self, xs, lo, hi, col, opacity=0.18) -> None:
+    def band(self, xs, lo, hi, col, opacity: float = 0.18) -> None:
         pts = [(x, a, b) for x, a, b in zip(xs, lo, hi) if _finite(x) and _finite(a) and _finite(b)]
         self.items.append(("band", pts, {"col": col, "opacity": opacity}))
 
-    def points(self, xs, ys, col, label=None, marker: str = "o", size=3.5, opacity=0.9, titles=None) -> None:
+    def points(self, xs, ys, col, label=None, marker: str = "o", size: float = 3.5, opacity: float = 0.9,
+               titles=None) -> None:
         pts = [(x, y, t) for x, y, t in zip(xs, ys, titles or [None] * len(xs)) if _finite(x) and _finite(y)]
         self.items.append(("points", pts, {"col": col, "marker": marker, "size": size, "opacity": opacity}))
         self._label(label, col, marker)
 
-    def segment(self, x0, y0, x1, y1, col, width=1.0, opacity=0.6) -> None:
+    def segment(self, x0, y0, x1, y1, col, width: float = 1.0, opacity: float = 0.6) -> None:
         if all(_finite(v) for v in (x0, y0, x1, y1)):
             self.items.append(("line", [(x0, y0), (x1, y1)], {"col": col, "width": width,
                                                                    "opacity": opacity, "dash": None}))
@@ -180,7 +183,7 @@ def _legend(entries, right, top):
     return out
 
 
-def hbars(labels, values, errors=None, title: str = "", xlabel: str = "", width=600, col=PALETTE[0]) -> str:
+def hbars(labels, values, errors=None, title: str = "", xlabel: str = "", width: int = 600, col=PALETTE[0]) -> str:
     """Horizontal bars, first label on top (importance)."""
     row, left, top = 22, 150, 28
     h = top + row * len(labels) + 34
@@ -205,7 +208,8 @@ def hbars(labels, values, errors=None, title: str = "", xlabel: str = "", width=
     return "".join(out)
 
 
-def parallel(columns, rows, values, title: str = "", width=720, height=320, higher_is_better: bool = True) -> str:
+def parallel(columns, rows, values, title: str = "", width: int = 720, height: int = 320,
+             higher_is_better: bool = True) -> str:
     """Parallel coordinates: one vertical axis per column (numbers scaled to
     their range; categories spread evenly), one polyline per row, coloured by
     ``values`` (best dark, worst light)."""

@@ -46,7 +46,7 @@ def render_terminal(rep: Report, console=None) -> None:
         _print_group(console, g)
 
 
-def _say(console, markup, indent=2, hang=2) -> None:
+def _say(console, markup, indent: int = 2, hang: int = 2) -> None:
     """One paragraph, wrapped to the console with continuation lines indented."""
     from rich.padding import Padding
     from rich.text import Text
@@ -163,7 +163,7 @@ def pareto_rows(p, limit) -> list[str]:
             for r in front.iter_rows(named=True)]
 
 
-def _first_reaching(p, share=0.9):
+def _first_reaching(p, share: float = 0.9):
     """The trial number after which the hypervolume first reached ``share`` of its final value."""
     final = p.final_hypervolume
     if final <= 0:

@@ -24,12 +24,17 @@ import hashlib
 import os
 import re
 import uuid
-from typing import TypeAlias
+from typing import IO, TYPE_CHECKING, TypeAlias
 
 from hptrack._files.wal import SUFFIX as WAL_SUFFIX
 from hptrack._files.wal import file_kind, fsync_dir
 from hptrack.errors import StoreError
 from hptrack.schema import check_id
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 DEFAULT_STORE = ".hptrack"
 _DICTIONARY_COLUMNS = ["type", "search_id", "writer_id", "trial_id", "metric", "split"]
@@ -106,7 +111,7 @@ class Store:
     def _url(self, key: str) -> str:
         return self.root + key[len(self._root_key):]
 
-    def register(self, con) -> None:
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let the DuckDB connection ``con`` read this store's URLs."""
         if self.remote:
             con.register_filesystem(self.fs)
@@ -208,19 +213,19 @@ class Store:
             return self.fs.modified(self._key(path)).timestamp()
         return os.stat(path).st_mtime
 
-    def open(self, path: str):
+    def open(self, path: str) -> IO[bytes]:
         """A binary file object for reading ``path``."""
         if self.is_remote_path(path):
             return self.fs.open(self._key(path), "rb")
         return open(path, "rb")
 
-    def parquet_file(self, path: str):
+    def parquet_file(self, path: str) -> pq.ParquetFile:
         """``path`` opened as a pyarrow ParquetFile (footer read, data on demand)."""
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(self.open(path) if self.is_remote_path(path) else path)
 
-    def read_metadata(self, path: str):
+    def read_metadata(self, path: str) -> pq.FileMetaData:
         """The Parquet footer of ``path`` (pyarrow FileMetaData)."""
         return self.parquet_file(path).metadata
 
@@ -249,7 +254,7 @@ class Store:
             fsync_dir(directory)
 
     # --- writing ---------------------------------------------------------
-    def write_segments(self, table, name: str) -> list[str]:
+    def write_segments(self, table: pa.Table, name: str) -> list[str]:
         """Write ``table`` as one file per search partition, each atomically."""
         search_ids = set(table.column("search_id").to_pylist())
         if len(search_ids) == 1:  # the common case, without importing pyarrow.compute (~40 ms)
@@ -262,7 +267,7 @@ class Store:
             paths.append(self.write_file(part, self.partition_dir(search_id), name))
         return paths
 
-    def write_file(self, table, directory: str, name: str, row_group_size: int | None = None) -> str:
+    def write_file(self, table: pa.Table, directory: str, name: str, row_group_size: int | None = None) -> str:
         if self.is_remote_path(directory):
             return self._put_file(table, directory, name, row_group_size)
         os.makedirs(directory, exist_ok=True)

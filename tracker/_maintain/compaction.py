@@ -25,7 +25,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from hptrack._files.checks import IDENTITY_COLUMNS, REPLACES_KEY, REQUIRED_COLUMNS
-from hptrack._files.store import Store
+from hptrack._files.store import Store, StoreLike
 from hptrack._files.wal import fsync_dir, read_log
 from hptrack._maintain.logs import Log, inspect_log, log_table, writer_alive
 from hptrack._read.projections import refresh as refresh_projections
@@ -90,7 +90,7 @@ def _alone(fd) -> bool:
         return False
 
 
-def compact(store=None, *, grace: float = DEFAULT_GRACE) -> CompactResult:
+def compact(store: StoreLike = None, *, grace: float = DEFAULT_GRACE) -> CompactResult:
     """Seal logs of dead writers into Parquet, merge each search's segments into
 one file, then store each search's fold (hptrack.projections) for readers.
 

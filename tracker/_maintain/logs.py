@@ -160,7 +160,7 @@ def _read_rows(lg: Log, version) -> None:
                                    "seq_gap of its writer)"))
 
 
-def log_table(lg: Log):
+def log_table(lg: Log) -> Any:
     """A log's readable rows in the stored schema; None (and a problem noted) if none fit it."""
     if lg.table is None and lg.rows:
         assert lg.header is not None  # a log with rows has a header

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from hptrack._files.checks import ERROR, WARNING, Problem, newer, rel_path, segment_problems, short
-from hptrack._files.store import Store
+from hptrack._files.store import Store, StoreLike
 from hptrack._maintain.fallback import fallback_problems
 from hptrack._maintain.logs import inspect_log, log_table
 from hptrack._read.views import replaced_files, sql_list
@@ -65,7 +65,7 @@ class VerifyReport:
 
 # --- verify ----------------------------------------------------------------
 
-def verify(store=None, quarantine: bool = False) -> VerifyReport:
+def verify(store: StoreLike = None, quarantine: bool = False) -> VerifyReport:
     """Check every file of a store; return what is wrong, in plain words.
 
     Errors mean data that cannot be read or is missing (damaged segments, logs

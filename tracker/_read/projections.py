@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
+from typing import Any
 
 from hptrack._files.store import Store
 from hptrack._read.views import (
@@ -82,7 +84,8 @@ def _readable(st: Store, paths) -> list[bool]:
     return map_files(st, ok, paths)
 
 
-def usable(st: Store, distinct, overlapping, wal, left_out=()) -> dict:
+def usable(st: Store, distinct: list[str], overlapping: list[str], wal: Any,
+           left_out: Iterable[str] = ()) -> dict:
     """partition folder -> (its segments, trials projection, params projection)
     of every search a reader may take from its projection (see the module doc)."""
     existing = set(st.view_files())
@@ -272,7 +275,7 @@ def _write(st: Store, footers, todo) -> None:
             st.write_file(own_rows(part, sid), os.path.dirname(path), os.path.basename(path))
 
 
-def runs(table, key: str) -> dict:
+def runs(table: Any, key: str) -> dict:
     """key value -> the rows of ``table`` holding it, for a table sorted on
     ``key``: cut where the key column's value changes, so each piece holds one
     value by construction, whatever order a library returns groups in."""
@@ -295,7 +298,7 @@ def runs(table, key: str) -> dict:
     return out
 
 
-def own_rows(part, search_id: str):
+def own_rows(part: Any, search_id: str) -> Any:
     """``part``, checked to hold only ``search_id``'s rows before it is stored."""
     import pyarrow.compute as pc
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import numbers
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hptrack._files.store import Store
+from hptrack._files.store import Store, StoreLike
 from hptrack._read.views import (
     _CONNECT_ATTEMPTS,
+    AsOf,
+    Connection,
     _report_left_out,
     define_views,
     open_connection,
@@ -23,8 +25,12 @@ from hptrack._read.views import (
 )
 from hptrack.errors import SearchNotFound
 
+if TYPE_CHECKING:
+    import polars as pl
 
-def connect(store=None, as_of=None, *, strict: bool = False, projections: bool = True):
+
+def connect(store: StoreLike = None, as_of: AsOf = None, *, strict: bool = False,
+            projections: bool = True) -> Connection:
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
 
@@ -68,7 +74,7 @@ def connect(store=None, as_of=None, *, strict: bool = False, projections: bool =
     return con
 
 
-def resolve_search(con, search: str) -> tuple[str, str]:
+def resolve_search(con: Connection, search: str) -> tuple[str, str]:
     """(search_id, name) of a search given by name or id."""
     return _resolve(con, search)[:2]
 
@@ -111,7 +117,7 @@ def is_trial_column(name: str) -> bool:
     return name in TRIAL_COLUMNS or _OBJECTIVE_COLUMN.match(name) is not None
 
 
-def objectives(con, search_id: str) -> list:
+def objectives(con: Connection, search_id: str) -> list:
     """The directions of the search's objectives, in order: one for a
     single-objective search (None if it recorded none), one per objective
     for a multi-objective one (``payload.directions`` of search_started)."""
@@ -155,7 +161,8 @@ def pick_objective(directions: list, objective: int | None, search: str) -> int:
     return int(objective)
 
 
-def trials(search: str, store=None, as_of=None, con=None, *, strict: bool = False, objective=None):
+def trials(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+           strict: bool = False, objective: int | None = None) -> pl.DataFrame:
     """One row per trial of ``search`` (name or id), one column per param.
 
     Param columns keep the param's name; a name that clashes with a trial
@@ -220,7 +227,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict: bool = Fals
     return base.with_columns(columns) if columns else base
 
 
-def _named(series, name, assigned, by_name):
+def _named(series, name: str, assigned, by_name):
     col_name = name
     # never two columns of one name; a param's own name beats a prefixed one
     while is_trial_column(col_name) or col_name in assigned or (col_name != name and col_name in by_name):

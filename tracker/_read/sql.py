@@ -52,12 +52,15 @@ import stat
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hptrack._files.store import Store
+from hptrack._files.store import Store, StoreLike
 from hptrack._read.read import connect
-from hptrack._read.views import VIEWS
+from hptrack._read.views import VIEWS, AsOf, Connection
 from hptrack.errors import HptrackError, QueryRefused
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class InvalidQuery(HptrackError, ValueError):
@@ -144,7 +147,7 @@ _CHANGES = {"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRUNCATE",
 _SETTINGS = {"SET", "RESET", "PRAGMA", "CALL", "CHECKPOINT", "VACUUM", "ANALYZE"}
 
 
-def statement_label(statement) -> str:
+def statement_label(statement: Any) -> str:
     """A readable name for a parsed statement: its opening keyword(s) when they
     say what it does (``INSTALL``, ``RESET``), else DuckDB's statement type."""
     words = [w.upper() for w in re.findall(r"[A-Za-z_]+", _LEADING_NOISE.sub("", statement.query))[:2]]
@@ -225,7 +228,7 @@ def _check_table_function(call: dict) -> None:
                        f"is not allowed - {why}")
 
 
-def check_sql(sql: str, con=None):
+def check_sql(sql: str, con: Connection | None = None) -> Any:
     """The single SELECT statement in ``sql``, or :class:`QueryRefused` naming why not.
 
     Parses without running anything (see fence 1 in the module doc). A syntax
@@ -273,7 +276,7 @@ def _refuse_write(*_a, **_k):
     raise PermissionError("hptrack query is read-only: this filesystem refuses every write")
 
 
-def read_only_filesystem(fs, root_key: str):
+def read_only_filesystem(fs: Any, root_key: str) -> Any:
     """An fsspec filesystem that reads ``fs`` under ``root_key`` only and writes nothing.
 
     Used in place of an object store's filesystem on a query connection: a
@@ -364,7 +367,8 @@ def _memory_setting(memory_limit) -> str:
     raise ValueError(f"cannot read memory limit {memory_limit!r}; use a size such as 500MB, 4GB or 2GiB")
 
 
-def read_only_connection(store=None, as_of=None, *, strict: bool = False, memory_limit=None):
+def read_only_connection(store: StoreLike = None, as_of: AsOf = None, *, strict: bool = False,
+                         memory_limit: int | float | str | None = None) -> Connection:
     """A connection over ``store`` that can read only the store's files and write none.
 
     See fence 2 in the module doc. ``memory_limit`` (bytes, or a size such as
@@ -505,8 +509,9 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
     return out["df"]
 
 
-def query(sql: str, store=None, as_of=None, params=None, *, strict: bool = False, timeout: float | None = None,
-          memory_limit=None):
+def query(sql: str, store: StoreLike = None, as_of: AsOf = None, params: list | dict | None = None, *,
+          strict: bool = False, timeout: float | None = None,
+          memory_limit: int | float | str | None = None) -> pl.DataFrame:
     """Run one read-only SELECT over ``store`` and return a polars DataFrame.
 
     ``as_of`` (datetime or ISO-8601 string) folds only the events up to then.

@@ -15,10 +15,13 @@ the search's reported metrics (``t.report(step, value, lr=...)``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hptrack._files.store import StoreLike
 from hptrack._read.read import connect, resolve_search
+from hptrack._read.views import AsOf, Connection
 
 if TYPE_CHECKING:
     import polars as pl
@@ -82,8 +85,8 @@ class TrainingSummary:
                 "trials": self.trials.to_dicts()}
 
 
-def summary(search: str, store=None, as_of=None, con=None, *, trial_ids=None,
-            strict: bool = False) -> TrainingSummary:
+def summary(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+            trial_ids: Iterable[str] | None = None, strict: bool = False) -> TrainingSummary:
     """Early stops and learning rates of ``search`` (name or id).
 
     ``trial_ids`` limits the per-step ``lr`` frame to those trials (the report

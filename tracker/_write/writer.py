@@ -47,7 +47,7 @@ from collections.abc import Callable
 
 from hptrack import schema
 from hptrack._files.rows import to_table
-from hptrack._files.store import Store, resolve
+from hptrack._files.store import Store, StoreLike, resolve
 from hptrack._files.wal import ROTATE_LOG_BYTES, LogFile, check_event_size, encode_rows
 
 # pyarrow imports pandas lazily, at the first conversion - possibly our seal at
@@ -76,8 +76,8 @@ def now_us() -> int:
 class Writer:
     """Appends events to one store. Thread-safe; use :meth:`for_store`."""
 
-    def __init__(self, store=None, *, flush_interval=FLUSH_INTERVAL_S,
-                 seal_events=SEAL_EVENTS, batch_events=BATCH_EVENTS) -> None:
+    def __init__(self, store: StoreLike = None, *, flush_interval: float = FLUSH_INTERVAL_S,
+                 seal_events: int = SEAL_EVENTS, batch_events: int = BATCH_EVENTS) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.flush_interval = flush_interval
         self.seal_events = seal_events
@@ -85,7 +85,7 @@ class Writer:
         self._reset()
 
     @classmethod
-    def for_store(cls, store=None) -> Writer:
+    def for_store(cls, store: StoreLike = None) -> Writer:
         root = resolve(store)
         w = _writers.get(root)
         if w is None:
