@@ -334,7 +334,10 @@ def encode_payload(payload: object) -> str | None:
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"event field 'payload': cannot be stored as JSON ({exc})") from None
     if "\\ud" in text:  # an astral character (a valid pair), or maybe a lone surrogate
-        text = _dumps(_storable_json(json.loads(text)))
+        # parsed back from raw text, not from the escapes: two lone surrogates side by side
+        # would read as the one astral character their escapes spell
+        raw = json.dumps(payload, default=_json_default, allow_nan=True, ensure_ascii=False)
+        text = _dumps(_storable_json(json.loads(raw)))
     return text
 
 

@@ -390,3 +390,15 @@ def test_the_escape_is_backslashreplace_and_leaves_valid_text_alone():
     assert storable("\udcff") == "\\udcff"
     for ok in ["", "plain", "\x00", "é\U0001f389", "\u2028", "\\ud800"]:
         assert storable(ok) is ok
+
+
+def test_two_lone_surrogates_in_a_payload_stay_two_escapes():
+    """A Python str holding a lone high and a lone low surrogate side by side is two
+    unstorable characters, not the astral character their JSON escapes would spell:
+    each is stored as its ``\\udXXX`` text (found by the round-trip test above)."""
+    from hptrack.schema import encode_payload
+
+    two = "\ud800\udc00"
+    assert json.loads(encode_payload({"note": two, two: 1})) == {"note": storable(two), storable(two): 1}
+    # a real astral character is stored as before, as its JSON escape pair
+    assert encode_payload({"note": "\U00010000"}) == '{"note":"\\ud800\\udc00"}'
