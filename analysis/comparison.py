@@ -52,6 +52,7 @@ last and its area under the curve says nothing about the model it buys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -59,6 +60,11 @@ from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import budget, stats
 from hptrack.errors import HptrackError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import polars as pl
 
 __all__ = ["Comparison", "IncomparableSearches", "compare"]
 
@@ -78,11 +84,11 @@ class Comparison:
     direction: str
     metric: str
     horizon: float            # the common budget: the smallest final x over the searches
-    curves: object            # polars
-    per_search: object
-    bands: object
-    ranks: object
-    summary: object
+    curves: pl.DataFrame            # polars
+    per_search: pl.DataFrame
+    bands: pl.DataFrame
+    ranks: pl.DataFrame
+    summary: pl.DataFrame
     tests: dict = field(default_factory=dict)
     why: str = ""             # the axis used, and why
     unit: str = ""            # what one unit of the axis is
@@ -97,7 +103,8 @@ class Comparison:
                 "per_search": self.per_search.to_dicts(), "tests": self.tests}
 
 
-def compare(searches, by: str = "auto", store: StoreLike = None, target=None, reference=None, alpha: float = 0.05,
+def compare(searches: str | Sequence[str], by: str = "auto", store: StoreLike = None, target: float | None = None,
+            reference: float | None = None, alpha: float = 0.05,
             n_boot: int = 1000, seed: int = 0, con: Connection | None = None, as_of: AsOf = None, force: bool = False,
             objective: int | None = None) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
@@ -292,7 +299,7 @@ def _resolve(con, searches, objective: int | None = None):
         "FROM searches "
         "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) OR name IN (SELECT unnest(?::VARCHAR[]))",
         params=[searches, searches]).fetchall()
-    by_key = {}
+    by_key: dict = {}
     for row in sorted(rows, key=lambda r: r[6]):
         for key in row[:2]:
             by_key.setdefault(key, row)

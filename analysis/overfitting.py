@@ -169,7 +169,7 @@ def _pick_metric(fold_rows, search_metric):
     for m in (search_metric, "value"):
         if m in counts:
             return m
-    return max(counts, key=counts.get)
+    return max(counts, key=lambda m: counts[m])
 
 
 def _ratio(sizes, ids, fold_list) -> tuple[float, str]:

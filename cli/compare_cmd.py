@@ -31,7 +31,9 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx: Context, searches, by, target, reference, alpha, force, part, objective, fmt: str, as_of):
+def compare_cmd(ctx: Context, searches: tuple[str, ...], by: str, target: float | None, reference: str | None,
+                alpha: float, force: bool, part: str | None, objective: int | None, fmt: str,
+                as_of: str | None) -> None:
     """Compare SEARCHES (names or ids) of the same task and metric.
 
     The task is the `task` recorded with each search (task=...), else the data

@@ -14,8 +14,13 @@ Then the report is printed and written as one HTML file.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from hptrack._files.store import StoreLike
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 GRID = {"n_estimators": [50, 100, 200], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
 QUICK_GRID = {"n_estimators": [20, 60], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
@@ -30,7 +35,8 @@ def _space(quick):
                  "min_samples_split": randint(2, 11)}
 
 
-def run(store: StoreLike = None, quick: bool = False, html: str = "report.html", echo=print, seed: int = 0):
+def run(store: StoreLike = None, quick: bool = False, html: str = "report.html", echo: Callable[..., Any] = print,
+        seed: int = 0) -> Any:
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
     from sklearn.datasets import load_breast_cancer

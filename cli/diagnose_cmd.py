@@ -24,7 +24,7 @@ _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def diagnose_cmd(ctx: Context, search: str, alpha, seed, fmt: str, as_of):
+def diagnose_cmd(ctx: Context, search: str, alpha: float, seed: int, fmt: str, as_of: str | None) -> None:
     """Hyperparameter-overfitting diagnostics of SEARCH (a name or id).
 
     From the fold scores (split='fold', written by hptrack.sklearn.track):

@@ -29,8 +29,9 @@ _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=Fa
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def importance_cmd(ctx: Context, search: str, method, pairs, top_quantile, budget, seed, objective, max_trials,
-                   fmt: str, as_of):
+def importance_cmd(ctx: Context, search: str, method: str, pairs: bool, top_quantile: float | None,
+                   budget: str | None, seed: int, objective: int | None, max_trials: int,
+                   fmt: str, as_of: str | None) -> None:
     """Importance of each hyperparameter of SEARCH (name or id).
 
     'importance' is the method's own number (for fanova, the raw first-order

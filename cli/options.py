@@ -6,10 +6,15 @@ from another command's module, so every module of the CLI imports on its own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from click import Context
 
 from hptrack.cli import output
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMAT = click.Choice(output.FORMATS, case_sensitive=False)
 
@@ -41,7 +46,7 @@ def store_root(ctx: Context) -> str:
     return st.root
 
 
-def emit(df, fmt: str) -> None:
+def emit(df: pl.DataFrame, fmt: str) -> None:
     """A polars frame as a table for people, or as csv / json for programs."""
     if fmt == "csv":
         click.echo(output.frame_csv(df), nl=False)

@@ -29,7 +29,8 @@ def _point(ctx: Context, param, text):
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def pareto_cmd(ctx: Context, search: str, reference_point, part, fmt: str, as_of):
+def pareto_cmd(ctx: Context, search: str, reference_point: str | None, part: str | None, fmt: str,
+               as_of: str | None) -> None:
     """The Pareto front of SEARCH (name or id): the complete trials no other
     trial beats in every objective (Optuna's study.best_trials), with their
     objectives (value_0, value_1, ...) and params; or the hypervolume they

@@ -15,7 +15,7 @@ from hptrack.cli.options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 @MAX_TRIALS_OPT
 @AS_OF_OPT
 @click.pass_context
-def report_cmd(ctx: Context, searches, html, max_trials, as_of) -> None:
+def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_trials: int, as_of: str | None) -> None:
     """Report on SEARCHES (names or ids; default: every search in the store),
     grouped by task, metric and direction. The task is the `task=` recorded
     with a search, else the data hptrack.sklearn fitted on, else its `dataset`

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import sys
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from hptrack._files.checks import load_json
 from hptrack._files.store import StoreLike
@@ -22,9 +23,14 @@ from hptrack.analysis.report.model import (
 from hptrack.analysis.sensitivity import MAX_TRIALS
 from hptrack.analysis.source import is_trial_column
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
-def build(searches=None, store: StoreLike = None, as_of: AsOf = None, *, progress=None, seed: int = 0,
-          max_trials=MAX_TRIALS) -> Report:
+
+def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of: AsOf = None, *, progress: Any = None,
+          seed: int = 0,
+          max_trials: int = MAX_TRIALS) -> Report:
     """Read the store once (as of ``as_of``, default now) and run every analysis.
 
     Importance and marginals of a search with more than ``max_trials`` complete
@@ -187,7 +193,7 @@ def _importance(sr, con, done, space, seed, max_trials) -> None:
         return
     sr.importance, sr.marginals = s.importance, s.marginals
     sr.importance_sample = (s.n_fitted, s.n_usable)
-    sr.importance_stability = s.stability.note
+    sr.importance_stability = s.stability.note if s.stability is not None else None
     if s.sampled:
         sr.importance_note = s.note
 
@@ -286,7 +292,9 @@ class _Bar:
 
     def __init__(self, enabled, total) -> None:
         self.enabled = _tty() if enabled is None else enabled
-        self.total, self.progress, self.task = total, None, None
+        self.total = total
+        self.progress: Any = None  # a rich Progress once started
+        self.task: Any = None
 
     def __enter__(self):
         if self.enabled:

@@ -30,7 +30,7 @@ figure{margin:0;border:1px solid #eee;padding:4px}.tick{font-size:10px;fill:#444
 """
 
 
-def write(rep: Report, path) -> str:
+def write(rep: Report, path: str) -> str:
     """Write ``rep`` to ``path`` (atomically: temp file, then rename). Returns the path."""
     text = render(rep)
     path = os.fspath(path)

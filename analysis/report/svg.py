@@ -11,6 +11,11 @@ from __future__ import annotations
 import itertools
 import math
 from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
@@ -52,14 +57,16 @@ class Chart:
     """x/y chart. ``xcats``: category labels for an x axis of 0..k-1."""
 
     def __init__(self, title: str = "", xlabel: str = "", ylabel: str = "", width: int = 600, height: int = 300,
-                 xcats=None) -> None:
+                 xcats: list[str] | None = None) -> None:
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.w, self.h, self.xcats = width, height, xcats
-        self.items, self.legend = [], []
+        self.items: list[tuple] = []
+        self.legend: list[tuple] = []
         self.m = {"l": 62, "r": 12, "t": 28, "b": 44}
 
     # --- series ------------------------------------------------------------------
-    def line(self, xs, ys, col, label=None, width: float = 1.8, opacity: float = 1.0, dash=None,
+    def line(self, xs: Sequence[float], ys: Sequence[float], col: str, label: str | None = None, width: float = 1.8,
+             opacity: float = 1.0, dash: str | None = None,
              step: bool = False) -> None:
         pts = [(x, y) for x, y in zip(xs, ys) if _finite(x) and _finite(y)]
         if step and pts:
@@ -70,17 +77,20 @@ class Chart:
         self.items.append(("line", pts, {"col": col, "width": width, "opacity": opacity, "dash": dash}))
         self._label(label, col)
 
-    def band(self, xs, lo, hi, col, opacity: float = 0.18) -> None:
+    def band(self, xs: Sequence[float], lo: Sequence[float], hi: Sequence[float], col: str,
+             opacity: float = 0.18) -> None:
         pts = [(x, a, b) for x, a, b in zip(xs, lo, hi) if _finite(x) and _finite(a) and _finite(b)]
         self.items.append(("band", pts, {"col": col, "opacity": opacity}))
 
-    def points(self, xs, ys, col, label=None, marker: str = "o", size: float = 3.5, opacity: float = 0.9,
-               titles=None) -> None:
+    def points(self, xs: Sequence[float], ys: Sequence[float], col: str, label: str | None = None, marker: str = "o",
+               size: float = 3.5, opacity: float = 0.9,
+               titles: Sequence[str | None] | None = None) -> None:
         pts = [(x, y, t) for x, y, t in zip(xs, ys, titles or [None] * len(xs)) if _finite(x) and _finite(y)]
         self.items.append(("points", pts, {"col": col, "marker": marker, "size": size, "opacity": opacity}))
         self._label(label, col, marker)
 
-    def segment(self, x0, y0, x1, y1, col, width: float = 1.0, opacity: float = 0.6) -> None:
+    def segment(self, x0: float, y0: float, x1: float, y1: float, col: str, width: float = 1.0,
+                opacity: float = 0.6) -> None:
         if all(_finite(v) for v in (x0, y0, x1, y1)):
             self.items.append(("line", [(x0, y0), (x1, y1)], {"col": col, "width": width,
                                                                    "opacity": opacity, "dash": None}))
@@ -95,7 +105,8 @@ class Chart:
 
     # --- rendering -----------------------------------------------------------------
     def _ranges(self):
-        xs, ys = [], []
+        xs: list[float] = []
+        ys: list[float] = []
         for kind, pts, _ in self.items:
             for p in pts:
                 xs.append(p[0])
@@ -183,7 +194,8 @@ def _legend(entries, right, top):
     return out
 
 
-def hbars(labels, values, errors=None, title: str = "", xlabel: str = "", width: int = 600, col=PALETTE[0]) -> str:
+def hbars(labels: list[str], values: Any, errors: Sequence[float] | None = None, title: str = "", xlabel: str = "",
+          width: int = 600, col: str = PALETTE[0]) -> str:
     """Horizontal bars, first label on top (importance)."""
     row, left, top = 22, 150, 28
     h = top + row * len(labels) + 34
@@ -208,7 +220,7 @@ def hbars(labels, values, errors=None, title: str = "", xlabel: str = "", width:
     return "".join(out)
 
 
-def parallel(columns, rows, values, title: str = "", width: int = 720, height: int = 320,
+def parallel(columns: list[str], rows: list, values: Any, title: str = "", width: int = 720, height: int = 320,
              higher_is_better: bool = True) -> str:
     """Parallel coordinates: one vertical axis per column (numbers scaled to
     their range; categories spread evenly), one polyline per row, coloured by

@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 from hptrack.analysis.report.format import duration, num, status, tie_ratio, training_facts
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hptrack.analysis.multiobjective import Pareto
     from hptrack.analysis.report.model import Group, Report, SearchReport
 
 __all__ = ["render_terminal"]
 
 
-def render_terminal(rep: Report, console=None) -> None:
+def render_terminal(rep: Report, console: Console | None = None) -> None:
     """Print ``rep`` with rich: at most 80 columns wide when not on a terminal
     (and then without colour codes), one block per group of comparable searches."""
     from rich.console import Console
@@ -114,7 +117,7 @@ def _print_search(console, s: SearchReport) -> None:
                       f"{num(row['ci_low'], 3)} - {num(row['ci_high'], 3)}")
         _say(console, "importance:" + (f" {s.importance_note}" if s.importance_note else ""))
         console.print(t)
-        _say(console, f"  {escape(s.importance_stability)}")
+        _say(console, f"  {escape(s.importance_stability or '')}")
     else:
         _say(console, f"importance: {s.importance_note}")
     _print_diagnosis(console, s)
@@ -153,7 +156,7 @@ def _print_pareto(console, s) -> None:
         _say(console, f"hypervolume reached 90% of its final value at trial {first}")
 
 
-def pareto_rows(p, limit) -> list[str]:
+def pareto_rows(p: Pareto, limit: int) -> list[str]:
     """'trial 3: 0.12, 0.97 - alpha=0.01, ...' for the first ``limit`` front members
     (by objective 0, best first)."""
     front = p.front.sort(p.objectives[0], descending=p.directions[0] == "maximize").head(limit)
@@ -212,7 +215,7 @@ def _print_group(console, g: Group) -> None:
               header_style="bold", title_justify="left")
     for col, j in (("strategy", "left"), ("searches", "right"), (f"best {g.metric}", "right"),
                    ("at budget", "right"), ("AUC", "right"), ("mean rank", "right"), ("spent", "right")):
-        t.add_column(col, justify=j)
+        t.add_column(col, justify="left" if j == "left" else "right")
     for r in c.summary.iter_rows(named=True):
         t.add_row(str(r["strategy"]), str(r["n_searches"]), num(r["final_best_mean"]),
                   num(r["best_at_horizon_mean"]), num(r["auc_mean"], 3), f"{r['mean_rank']:.2f}",
@@ -221,6 +224,6 @@ def _print_group(console, g: Group) -> None:
     _say(console, f"axis: {escape(c.why)}")
     # the verdict carries the numbers: mean ranks, Friedman p and n, or why no test ran
     if g.best_strategy is not None:
-        _say(console, f"best strategy: [bold]{escape(g.best_strategy)}[/bold] - {escape(g.best_reason)}")
+        _say(console, f"best strategy: [bold]{escape(g.best_strategy)}[/bold] - {escape(g.best_reason or '')}")
     else:
         _say(console, escape(g.best_reason or "no clear winner"))
