@@ -220,7 +220,7 @@ def _space_map(space) -> dict:
 
 
 # --- reading ----------------------------------------------------------------------
-def read(source: str | pl.DataFrame, store: StoreLike = None, *, as_of: AsOf = None, budget: str | None = None,
+def read(source: str | pl.DataFrame, store: StoreLike = None, *, as_of: AsOf = None, budget: int | str | None = None,
          include: Sequence[str] | None = None,
          objective: int | None = None) -> tuple[pl.DataFrame, dict, str | None]:
     """(table, space dict, direction) for a search name/id or a table.
@@ -349,7 +349,7 @@ def _at_budget(con, search_id: str, table, budget):
 
 
 def design(source: str | pl.DataFrame, store: StoreLike = None, *, params: list[str] | None = None,
-           include: Sequence[str] | None = ("complete",), budget: str | None = None,
+           include: Sequence[str] | None = ("complete",), budget: int | str | None = None,
            top_quantile: float | None = None, direction: str | None = None, log: Sequence[str] | None = None,
            as_of: AsOf = None, space: dict | None = None,
            objective: int | None = None) -> Design:

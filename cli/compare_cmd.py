@@ -31,7 +31,7 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx: Context, searches: tuple[str, ...], by: str, target: float | None, reference: str | None,
+def compare_cmd(ctx: Context, searches: tuple[str, ...], by: str, target: float | None, reference: float | None,
                 alpha: float, force: bool, part: str | None, objective: int | None, fmt: str,
                 as_of: str | None) -> None:
     """Compare SEARCHES (names or ids) of the same task and metric.

@@ -30,7 +30,7 @@ _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=Fa
 @AS_OF_OPT
 @click.pass_context
 def importance_cmd(ctx: Context, search: str, method: str, pairs: bool, top_quantile: float | None,
-                   budget: str | None, seed: int, objective: int | None, max_trials: int,
+                   budget: str | int | None, seed: int, objective: int | None, max_trials: int,
                    fmt: str, as_of: str | None) -> None:
     """Importance of each hyperparameter of SEARCH (name or id).
 

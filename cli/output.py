@@ -16,7 +16,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Iterable, Sequence
     from typing import IO, Any
 
     import polars as pl
@@ -110,7 +110,7 @@ def cell(value: Any, *, digits: int = 6, seconds: bool = False) -> str:
     return str(value)
 
 
-def table(columns: list[str], rows: list, *, title: str | None = None, numeric: Collection[str] = (),
+def table(columns: list[str], rows: Iterable[Sequence[Any]], *, title: str | None = None, numeric: Collection[str] = (),
           no_wrap: Collection[str] = (), min_widths: dict[str, int] | None = None) -> Table:
     """A rich Table; ``numeric`` columns are right-aligned, ``no_wrap`` ones never fold,
     ``min_widths`` maps a column to the width it never shrinks below."""

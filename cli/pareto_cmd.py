@@ -29,7 +29,7 @@ def _point(ctx: Context, param, text):
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def pareto_cmd(ctx: Context, search: str, reference_point: str | None, part: str | None, fmt: str,
+def pareto_cmd(ctx: Context, search: str, reference_point: list[float] | None, part: str | None, fmt: str,
                as_of: str | None) -> None:
     """The Pareto front of SEARCH (name or id): the complete trials no other
     trial beats in every objective (Optuna's study.best_trials), with their

@@ -39,7 +39,7 @@ __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "repor
 # --- library entry point --------------------------------------------------------------
 def report(searches: Sequence[str] | None = None, store: StoreLike = None, html: str | None = None,
            as_of: AsOf = None, *, console: Console | None = None, progress: Any = None,
-           quiet: bool = False, max_trials: int = MAX_TRIALS) -> Report:
+           quiet: bool = False, max_trials: int | None = MAX_TRIALS) -> Report:
     """Build the report of ``searches`` (names or ids; default every search in the
     store), print it to the terminal unless ``quiet``, and write it as one
     self-contained HTML file when ``html`` is a path. Returns the Report."""

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of: AsOf = None, *, progress: Any = None,
           seed: int = 0,
-          max_trials: int = MAX_TRIALS) -> Report:
+          max_trials: int | None = MAX_TRIALS) -> Report:
     """Read the store once (as of ``as_of``, default now) and run every analysis.
 
     Importance and marginals of a search with more than ``max_trials`` complete
