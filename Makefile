@@ -61,3 +61,7 @@ constraints: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) $(CORE_VENV) .hptrack build *.egg-info
+
+.PHONY: lint
+lint: $(STAMP)
+	$(BIN)/ruff check . && $(BIN)/mypy

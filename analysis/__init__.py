@@ -12,6 +12,7 @@ Pure functions from tables to results; names are imported lazily so that
 """
 
 import importlib
+from typing import Any
 
 _EXPORTS = {
     "importance": ".sensitivity",
@@ -31,7 +32,7 @@ __all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance
            "marginals", "pareto", "schedule", "stability"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module 'hptrack.analysis' has no attribute {name!r}")

@@ -37,7 +37,15 @@ wall-clock cost is the ``time`` axis, not this one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 from hptrack._files.checks import load_json
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from hptrack._read.views import Connection
 
 # strategies that evaluate candidates at several fidelities by design
 MULTI_FIDELITY = frozenset({"halving", "hyperband", "asha", "bohb", "pbt"})
@@ -63,12 +71,12 @@ FROM reports WHERE search_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL
 """
 
 
-def is_multi_fidelity(strategy, states) -> bool:
+def is_multi_fidelity(strategy: str | None, states: dict) -> bool:
     """A search is multi-fidelity when its strategy is, or when it pruned a trial."""
     return strategy in MULTI_FIDELITY or bool(states.get("pruned"))
 
 
-def trial_costs(con, ids) -> dict:
+def trial_costs(con: Connection, ids: Sequence[str]) -> dict:
     """``{search_id: {"cost": {trial_id: float}, "basis": {rule: count}, "fidelity": {trial_id:
     share of the full resource of its last evaluation, where a resource was recorded},
     "full_resource": float|None, "n_splits": int}}`` for every trial of the searches ``ids``
@@ -109,7 +117,9 @@ def _search_costs(payload, rows, folds, reports):
     full = _full_resource(payload, folds, reports)
     most_reports = max((reports[t][0] for t, s in rows if s == "complete" and t in reports), default=0)
     most_reports = most_reports or max((r[0] for r in reports.values()), default=0)
-    cost, basis, fidelity = {}, {}, {}
+    cost: dict = {}
+    basis: dict = {}
+    fidelity: dict = {}
     for tid, _ in rows:
         f, r = folds.get(tid), reports.get(tid)
         if f is not None and f[3] and full:
@@ -148,7 +158,7 @@ def _number(v):
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 else None
 
 
-def describe(costs) -> str:
+def describe(costs: Iterable[dict]) -> str:
     """One phrase per search set: how its costs were read (the most used rules first)."""
     total: dict = {}
     for c in costs:

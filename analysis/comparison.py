@@ -52,11 +52,19 @@ last and its area under the curve says nothing about the model it buys.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
+from hptrack.analysis import budget, stats
 from hptrack.errors import HptrackError
 
-from hptrack.analysis import budget, stats
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import polars as pl
 
 __all__ = ["Comparison", "IncomparableSearches", "compare"]
 
@@ -76,11 +84,11 @@ class Comparison:
     direction: str
     metric: str
     horizon: float            # the common budget: the smallest final x over the searches
-    curves: object            # polars
-    per_search: object
-    bands: object
-    ranks: object
-    summary: object
+    curves: pl.DataFrame            # polars
+    per_search: pl.DataFrame
+    bands: pl.DataFrame
+    ranks: pl.DataFrame
+    summary: pl.DataFrame
     tests: dict = field(default_factory=dict)
     why: str = ""             # the axis used, and why
     unit: str = ""            # what one unit of the axis is
@@ -95,8 +103,10 @@ class Comparison:
                 "per_search": self.per_search.to_dicts(), "tests": self.tests}
 
 
-def compare(searches, by="auto", store=None, target=None, reference=None, alpha=0.05,
-            n_boot=1000, seed=0, con=None, as_of=None, force=False, objective=None) -> Comparison:
+def compare(searches: str | Sequence[str], by: str = "auto", store: StoreLike = None, target: float | None = None,
+            reference: float | None = None, alpha: float = 0.05,
+            n_boot: int = 1000, seed: int = 0, con: Connection | None = None, as_of: AsOf = None, force: bool = False,
+            objective: int | None = None) -> Comparison:
     """Compare searches (names or ids) of the same task and metric.
 
     ``by`` is the budget axis: ``trials`` finished, wall-clock ``time``
@@ -111,6 +121,7 @@ def compare(searches, by="auto", store=None, target=None, reference=None, alpha=
     searches, which must name one.
     """
     import polars as pl
+
     from hptrack._read.read import connect
 
     if by not in AXES:
@@ -279,16 +290,16 @@ def _axis(con, meta, by):
                        "would charge a cheap low-fidelity trial like a full one")
 
 
-def _resolve(con, searches, objective=None):
-    from hptrack.errors import SearchNotFound
+def _resolve(con, searches, objective: int | None = None):
     from hptrack._read.read import objectives, pick_objective
+    from hptrack.errors import SearchNotFound
 
     rows = con.sql(
         "SELECT search_id, name, strategy, direction, metric, seed, started_at, task, strategy_label, kind "
         "FROM searches "
         "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) OR name IN (SELECT unnest(?::VARCHAR[]))",
         params=[searches, searches]).fetchall()
-    by_key = {}
+    by_key: dict = {}
     for row in sorted(rows, key=lambda r: r[6]):
         for key in row[:2]:
             by_key.setdefault(key, row)
@@ -310,7 +321,7 @@ def _resolve(con, searches, objective=None):
     return out
 
 
-def _load(con, meta, by, sign, objective=0):
+def _load(con, meta, by, sign, objective: int = 0):
     ids = [m["search_id"] for m in meta]
     trials = con.sql(
         # objective k of a multi-objective trial (values is NULL for a single objective)
@@ -353,7 +364,7 @@ def _load(con, meta, by, sign, objective=0):
     return runs
 
 
-def _on_grid(run, grid, carry=False):
+def _on_grid(run, grid, carry: bool = False):
     """Best-so-far at each grid point (NaN before the first finished trial, and,
     unless ``carry``, after the search's own end: it spent no budget there)."""
     pos = np.searchsorted(run["x"], grid, side="right") - 1

@@ -34,8 +34,12 @@ exact grid).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from typing import Any
 
 SURROGATES = ("boosting", "forest")
 # 20 bootstrap refits of 100 rounds each: enough refits for a percentile interval and a
@@ -59,7 +63,7 @@ class Ensemble:
     predict: list           # per member: callable X -> predictions
 
 
-def tree_boxes(tree, d: int):
+def tree_boxes(tree: Any, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(lo, hi, value) of the leaves of one fitted sklearn tree, as boxes in [0, 1]^d.
 
     Level by level, vectorised: a Python loop per node would cost more than
@@ -87,8 +91,9 @@ def tree_boxes(tree, d: int):
     return lo[leaves], hi[leaves], t.value[leaves].reshape(len(leaves), -1)[:, 0]
 
 
-def fit(X, y, *, surrogate="boosting", n_trees=None, n_members=None, seed=0,
-        min_samples_leaf=None, progress=None) -> Ensemble:
+def fit(X: np.ndarray, y: np.ndarray, *, surrogate: str = "boosting", n_trees: int | None = None,
+        n_members: int | None = None, seed: int = 0,
+        min_samples_leaf: int | None = None, progress: Any = None) -> Ensemble:
     """Fit the surrogate ensemble on X in [0, 1]^d and return its leaves."""
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
 
@@ -98,7 +103,7 @@ def fit(X, y, *, surrogate="boosting", n_trees=None, n_members=None, seed=0,
     rng = np.random.default_rng(seed)
     los, his, ws, ms, predict = [], [], [], [], []
 
-    def add(m, trees, scale):
+    def add(m, trees, scale) -> None:
         for est in trees:
             lo, hi, v = tree_boxes(est, d)
             los.append(lo)
@@ -150,7 +155,7 @@ def qmc_points(d: int, seed: int, log2_n: int = 15) -> np.ndarray:
     return qmc.Sobol(d, scramble=True, seed=seed).random_base2(log2_n)
 
 
-def total_variance(ens: Ensemble, points: np.ndarray):
+def total_variance(ens: Ensemble, points: np.ndarray) -> tuple[Any, Any, np.ndarray, np.ndarray]:
     """(ensemble variance, ensemble mean, per-member variances, per-member means) over the cube."""
     preds = np.stack([p(points) for p in ens.predict])
     mean_pred = preds.mean(axis=0)
@@ -181,7 +186,7 @@ def _index(grid, x):
     return np.where(np.abs(grid[i - 1] - x) <= np.abs(grid[i] - x), i - 1, i)
 
 
-def main_effect(ens: Ensemble, j: int):
+def main_effect(ens: Ensemble, j: int) -> tuple[np.ndarray, np.ndarray]:
     """(grid, f): marginal of param j per member, f[m, k] on cell [grid[k], grid[k+1]),
     without the member's constant (variances and shapes do not need it)."""
     grid = cut_grid(ens, j)
@@ -193,7 +198,7 @@ def main_effect(ens: Ensemble, j: int):
     return grid, np.cumsum(diff, axis=1)[:, :K]
 
 
-def pair_effect(ens: Ensemble, j: int, k: int, max_cells: int = 256):
+def pair_effect(ens: Ensemble, j: int, k: int, max_cells: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(grid_j, grid_k, f): joint marginal of params j, k per member, shape (M, Kj, Kk)."""
     gj, gk = cut_grid(ens, j, max_cells), cut_grid(ens, k, max_cells)
     Kj, Kk = len(gj) - 1, len(gk) - 1
@@ -216,7 +221,7 @@ def _var(f, cell_weights):
     return ((f - mean) ** 2 * cell_weights).sum(axis=axes)
 
 
-def main_variances(ens: Ensemble):
+def main_variances(ens: Ensemble) -> tuple[np.ndarray, np.ndarray]:
     """(ensemble V_j, per-member V_j) for every param: arrays (d,), (M, d)."""
     d = ens.lo.shape[1]
     ens_v, mem_v = np.zeros(d), np.zeros((ens.n_members, d))
@@ -228,7 +233,7 @@ def main_variances(ens: Ensemble):
     return ens_v, mem_v
 
 
-def pair_variances(ens: Ensemble, j: int, k: int, max_cells: int = 256):
+def pair_variances(ens: Ensemble, j: int, k: int, max_cells: int = 256) -> tuple[Any, np.ndarray]:
     """(ensemble V_jk, per-member V_jk): the pure interaction, the joint
     marginal's variance minus both main effects (all on the same grid)."""
     gj, gk, f = pair_effect(ens, j, k, max_cells)

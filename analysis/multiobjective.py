@@ -25,8 +25,18 @@ function: a submodule of that name would replace it on the package once imported
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import polars as pl
+    from numpy.typing import ArrayLike
 
 __all__ = ["Pareto", "hypervolume", "pareto"]
 
@@ -41,8 +51,8 @@ class Pareto:
     search_id: str
     directions: list           # one per objective, "minimize" or "maximize"
     objectives: list           # the objective columns of front (value_0, ... or value)
-    front: object              # polars: trial_number, trial_id, one column per objective, params
-    hypervolume: object        # polars: trial_number, hypervolume (after that complete trial)
+    front: pl.DataFrame              # polars: trial_number, trial_id, one column per objective, params
+    hypervolume: pl.DataFrame        # polars: trial_number, hypervolume (after that complete trial)
     reference_point: list      # in the objectives' own units
     reference_given: bool      # False: the default (worst plus MARGIN of the range)
     n_complete: int            # complete trials the front is taken from
@@ -62,7 +72,8 @@ class Pareto:
                 "front": self.front.to_dicts(), "hypervolume": self.hypervolume.to_dicts()}
 
 
-def pareto(search: str, store=None, as_of=None, con=None, *, reference_point=None) -> Pareto:
+def pareto(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+           reference_point: Sequence[float] | None = None) -> Pareto:
     """The Pareto front of ``search`` (name or id) over its complete trials,
     and the hypervolume after each of them (see the module docstring for the
     reference point). A single-objective search has a one-objective front:
@@ -81,9 +92,11 @@ def pareto(search: str, store=None, as_of=None, con=None, *, reference_point=Non
     return front_of(trials(search_id, con=con), directions, reference_point, name, search_id)
 
 
-def front_of(df, directions: list, reference_point=None, search: str = "", search_id: str = "") -> Pareto:
+def front_of(df: pl.DataFrame, directions: list, reference_point: Sequence[float] | None = None, search: str = "",
+             search_id: str = "") -> Pareto:
     """``pareto`` of a trials table as ``hptrack.trials`` returns it."""
     import polars as pl
+
     from hptrack._read.read import is_trial_column, objective_column
 
     cols = [objective_column(k) for k in range(len(directions))] if len(directions) > 1 else ["value"]
@@ -105,7 +118,7 @@ def front_of(df, directions: list, reference_point=None, search: str = "", searc
                   [float(v) for v in ref * sign], given, done.height)
 
 
-def _reference(losses, sign, reference_point, search):
+def _reference(losses, sign, reference_point, search: str):
     """The reference point in loss units (every objective minimised)."""
     m = len(sign)
     if reference_point is not None:
@@ -156,7 +169,7 @@ def _dominated(p, members) -> bool:
     return bool(np.any(np.all(members <= p, axis=1) & np.any(members < p, axis=1)))
 
 
-def hypervolume(losses, ref) -> float:
+def hypervolume(losses: ArrayLike, ref: ArrayLike) -> float:
     """The exact volume dominated by the rows of ``losses`` (every objective
     minimised) inside the box they share with ``ref``: a sweep in two
     dimensions, slices along the last objective above that. Rows not below

@@ -20,11 +20,13 @@ statistics of :mod:`hptrack.analysis.stats`:
 
 from __future__ import annotations
 
-from hptrack._files.checks import load_json
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from hptrack._files.checks import load_json
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import stats
 
 __all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]
@@ -78,8 +80,8 @@ class Diagnosis:
         return d
 
 
-def diagnose(search, store=None, alpha: float = 0.05, seed: int = 0, n_boot: int = N_BOOT,
-             top_k: int = 5, con=None, as_of=None) -> Diagnosis:
+def diagnose(search: str, store: StoreLike = None, alpha: float = 0.05, seed: int = 0, n_boot: int = N_BOOT,
+             top_k: int = 5, con: Connection | None = None, as_of: AsOf = None) -> Diagnosis:
     """Hyperparameter-overfitting diagnostics of ``search`` (name or id).
 
     Needs fold scores (``trial.score(v, split="fold", fold=k)``, written by
@@ -148,7 +150,7 @@ def diagnose(search, store=None, alpha: float = 0.05, seed: int = 0, n_boot: int
     return d
 
 
-def _params(con, search_id, trial_id) -> dict:
+def _params(con, search_id: str, trial_id) -> dict:
     from hptrack.schema import decode_param
 
     rows = con.sql("SELECT name, kind, value_num, value_str FROM params WHERE search_id = ? AND "
@@ -167,7 +169,7 @@ def _pick_metric(fold_rows, search_metric):
     for m in (search_metric, "value"):
         if m in counts:
             return m
-    return max(counts, key=counts.get)
+    return max(counts, key=lambda m: counts[m])
 
 
 def _ratio(sizes, ids, fold_list) -> tuple[float, str]:
@@ -183,7 +185,7 @@ def _ratio(sizes, ids, fold_list) -> tuple[float, str]:
     return float(np.mean(ratios)), RECORDED
 
 
-def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_boot, top_k):
+def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_boot, top_k) -> None:
     if not folds:
         why = ("no fold scores recorded (record them with trial.score(v, split='fold', fold=k), "
                "or use hptrack.sklearn.track)")
@@ -237,7 +239,7 @@ def _fold_diagnostics(d, values, folds, sizes, best_tid, sign, alpha, seed, n_bo
     d.best_cv_se = float(m[b].std(ddof=1) / np.sqrt(m.shape[1]))
 
 
-def _test_gap(d, tests, sign):
+def _test_gap(d, tests, sign) -> None:
     tid = d.best_trial_id
     if tid not in tests:
         d.not_computed["val_test_gap"] = ("no test score on the best trial (record one with "
@@ -249,7 +251,7 @@ def _test_gap(d, tests, sign):
     d.val_test_gap = sign * (ref - d.test_score)
 
 
-def _nested_inner(con, d, payload, sign):
+def _nested_inner(con, d, payload, sign) -> None:
     """For an inner search of a nested run: the outer (nested-CV) estimate."""
     parent = payload.get("parent_search_id")
     if not parent:
@@ -269,7 +271,7 @@ def _outer_scores(con, outer_id):
         "ORDER BY trial_number", params=[outer_id]).fetchall()]
 
 
-def _nested_outer(con, d, outer_id):
+def _nested_outer(con, d, outer_id) -> None:
     """The search is a nested-CV run: compare its outer estimate with the inner
     searches' plain best CV scores."""
     sign = 1.0 if d.direction == "maximize" else -1.0
@@ -296,7 +298,7 @@ def _fmt(x) -> str:
     return f"{x:.4g}"
 
 
-def _warn(d, sign):
+def _warn(d, sign) -> None:
     w = d.warnings
     se = d.best_cv_se
     if d.n_tied:

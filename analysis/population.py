@@ -7,6 +7,14 @@ Ray Tune's PBT through ``hptrack.ray``, or its ``pbt_global.txt`` imported."""
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf, Connection
+
+if TYPE_CHECKING:
+
+    import polars as pl
 
 __all__ = ["lineage", "schedule"]
 
@@ -27,7 +35,7 @@ ORDER BY f.step, f.ts, f.event_id
 """
 
 
-def lineage(search, store=None, *, as_of=None, con=None):
+def lineage(search: str, store: StoreLike = None, *, as_of: AsOf = None, con: Connection | None = None) -> pl.DataFrame:
     """One row per fork of the PBT search ``search`` (name or id): ``trial_id`` (the
     child), ``parent_trial_id``, ``step``, ``parent_score``, ``replaced_trial_id``,
     ``replaced_score``, ``params_before`` and ``params_after`` (dicts), ``ts``."""
@@ -50,7 +58,8 @@ def _params(text):
     return None if text is None else json.loads(text)
 
 
-def schedule(search, trial_id=None, store=None, *, con=None):
+def schedule(search: str, trial_id: str | None = None, store: StoreLike = None, *,
+             con: Connection | None = None) -> pl.DataFrame:
     """The hyperparameter schedule of one member, rebuilt from events by walking its
     forks back to an original member: one row per stretch (``trial_id``,
     ``from_step``, ``to_step`` (exclusive, null for the last), then the params).

@@ -61,11 +61,20 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
 from hptrack.analysis import fanova
 from hptrack.analysis.source import category_label, design
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    import polars as pl
 
 METHODS = ("fanova", "permutation", "impurity")
 N_BOOT = 20           # bootstrap refits behind ci_low / ci_high and stability (permutation)
@@ -77,11 +86,13 @@ MAX_TRIALS = 20_000   # usable trials analysed at most; a seeded sample past tha
 
 # --- progress: a transient rich bar on stderr, only past ~1 s and on a terminal ----
 class _Progress:
-    def __init__(self, total: int, label: str, delay: float = 1.0):
+    def __init__(self, total: int, label: str, delay: float = 1.0) -> None:
         self.total, self.label, self.delay = total, label, delay
-        self.start, self.done, self.bar, self.task = time.monotonic(), 0, None, None
+        self.start, self.done = time.monotonic(), 0
+        self.bar: Any = None  # a rich Progress once shown
+        self.task: Any = None
 
-    def __call__(self, n: int = 1):
+    def __call__(self, n: int = 1) -> None:
         self.done += n
         if self.bar is None and time.monotonic() - self.start > self.delay and _tty():
             from rich.console import Console
@@ -93,7 +104,7 @@ class _Progress:
         if self.bar is not None:
             self.bar.update(self.task, completed=min(self.done, self.total))
 
-    def close(self):
+    def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
 
@@ -115,9 +126,15 @@ def _progress(total, label):
 
 
 # --- public API ------------------------------------------------------------------
-def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_quantile=None,
-               budget=None, *, params=None, include=("complete",), direction=None, log=None,
-               surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+def importance(source: str | pl.DataFrame, method: str = "fanova", store: StoreLike = None,
+               n_trees: int | None = None, seed: int = 0,
+               top_quantile: float | None = None,
+               budget: int | str | None = None, *, params: list[str] | None = None,
+               include: Sequence[str] | None = ("complete",), direction: str | None = None,
+               log: Sequence[str] | None = None,
+               surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None,
+               max_trials: int = MAX_TRIALS,
+               objective: int | None = None) -> pl.DataFrame:
     """Importance of each param for the objective of ``source``.
 
     Args:
@@ -159,7 +176,7 @@ def importance(source, method="fanova", store=None, n_trees=None, seed=0, top_qu
 class Stability:
     """How far an importance ranking can be trusted (see the module docstring)."""
 
-    importance: object      # polars, as importance() returns
+    importance: pl.DataFrame      # polars, as importance() returns
     top: str                # the top param
     top_share: float        # share of bootstrap refits in which it is also top
     n_boot: int             # refits
@@ -180,10 +197,15 @@ class Stability:
         return f"{kept}: ranking unstable ({why}); read the intervals, not the order"
 
 
-def stability(source, method="fanova", store=None, n_trees=None, seed=0, top_quantile=None,
-              budget=None, *, params=None, include=("complete",), direction=None, log=None,
-              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS,
-              objective=None) -> Stability:
+def stability(source: str | pl.DataFrame, method: str = "fanova", store: StoreLike = None, n_trees: int | None = None,
+              seed: int = 0,
+              top_quantile: float | None = None,
+              budget: int | str | None = None, *, params: list[str] | None = None,
+              include: Sequence[str] | None = ("complete",), direction: str | None = None,
+              log: Sequence[str] | None = None,
+              surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None,
+              max_trials: int = MAX_TRIALS,
+              objective: int | None = None) -> Stability:
     """``importance`` (same arguments) with how stable its ranking is over
     bootstrap refits: ``.importance`` is the table, ``.note`` the statement."""
     if method not in METHODS:
@@ -191,7 +213,9 @@ def stability(source, method="fanova", store=None, n_trees=None, seed=0, top_qua
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
                 top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective)
     if method == "fanova":
-        return _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).stability
+        st = _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).stability
+        assert st is not None  # _analyse always measures it
+        return st
     if method == "permutation":
         return _stability(d, *_permutation(d, n_trees, seed), frac=None, unit=False)
     return _stability(d, *_impurity(d, n_trees, seed), frac=None, unit=True)
@@ -234,9 +258,13 @@ def _importance_frame(d, imp, std, frac, reps, unit):
     return df.sort(["importance", "param"], descending=[True, False])
 
 
-def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
-                 params=None, include=("complete",), direction=None, log=None,
-                 surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+def interactions(source: str | pl.DataFrame, store: StoreLike = None, n_trees: int | None = None, seed: int = 0,
+                 top_quantile: float | None = None, budget: int | str | None = None, *,
+                 params: list[str] | None = None, include: Sequence[str] | None = ("complete",),
+                 direction: str | None = None, log: Sequence[str] | None = None,
+                 surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None,
+                 max_trials: int = MAX_TRIALS,
+                 objective: int | None = None) -> pl.DataFrame:
     """Pairwise interaction variance fractions (fANOVA second order): polars
     DataFrame (param_a, param_b, importance, std), strongest pairs first.
 
@@ -266,9 +294,14 @@ def interactions(source, store=None, n_trees=None, seed=0, top_quantile=None, bu
     return df.sort(["importance", "param_a", "param_b"], descending=[True, False, False])
 
 
-def marginals(source, param, store=None, n_trees=None, seed=0, top_quantile=None, budget=None, *,
-              grid=50, params=None, include=("complete",), direction=None, log=None,
-              surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None):
+def marginals(source: str | pl.DataFrame, param: str, store: StoreLike = None, n_trees: int | None = None,
+              seed: int = 0,
+              top_quantile: float | None = None, budget: int | str | None = None, *,
+              grid: int = 50, params: list[str] | None = None, include: Sequence[str] | None = ("complete",),
+              direction: str | None = None, log: Sequence[str] | None = None,
+              surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None,
+              max_trials: int = MAX_TRIALS,
+              objective: int | None = None) -> pl.DataFrame:
     """The main-effect curve of ``param``: the objective averaged over every
     other param, on a grid over the param's range (its categories for a
     categorical). Polars DataFrame (value, mean, std), std over members.
@@ -287,7 +320,7 @@ class Sensitivity:
     """fANOVA importance and the main-effect curves of the top params, from one
     surrogate fit, and how many trials it stands on."""
 
-    importance: object                 # polars, as importance() returns
+    importance: pl.DataFrame                 # polars, as importance() returns
     marginals: dict = field(default_factory=dict)   # param -> polars, as marginals() returns
     n_fitted: int = 0                  # trials the surrogate was fitted on
     n_usable: int = 0                  # usable trials of the source (>= n_fitted)
@@ -304,10 +337,15 @@ class Sensitivity:
         return f"fitted on a seeded random sample of {self.n_fitted:,} of {self.n_usable:,} usable trials"
 
 
-def analyse(source, store=None, *, top=2, n_trees=None, seed=0, grid=50, params=None,
-            include=("complete",), budget=None, top_quantile=None, direction=None, log=None,
-            surrogate="boosting", n_members=None, as_of=None, max_trials=MAX_TRIALS, objective=None,
-            space=None) -> Sensitivity:
+def analyse(source: str | pl.DataFrame, store: StoreLike = None, *, top: int = 2, n_trees: int | None = None,
+            seed: int = 0,
+            grid: int = 50, params: list[str] | None = None,
+            include: Sequence[str] | None = ("complete",), budget: int | str | None = None,
+            top_quantile: float | None = None, direction: str | None = None,
+            log: Sequence[str] | None = None,
+            surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials: int = MAX_TRIALS,
+            objective: int | None = None,
+            space: dict | None = None) -> Sensitivity:
     """fANOVA ``importance`` plus ``marginals`` of the ``top`` most important
     params, reading the source and fitting the surrogate once (what
     ``hptrack report`` shows). Same arguments and results as those two; the

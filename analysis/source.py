@@ -28,10 +28,21 @@ import json
 import math
 import numbers
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hptrack._read.read import TRIAL_COLUMNS, is_trial_column  # noqa: F401  (TRIAL_COLUMNS: re-exported)
+from hptrack._files.store import StoreLike
+from hptrack._read.read import is_trial_column
+from hptrack._read.views import AsOf
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    import polars as pl
+
+    from hptrack._read.views import Connection
 
 
 @dataclass
@@ -44,7 +55,7 @@ class Param:
     categories: list = field(default_factory=list)
     missing: float = 0.0        # share of the unit interval that stands for "missing"
 
-    def to_unit(self, values) -> np.ndarray:
+    def to_unit(self, values: Any) -> np.ndarray:
         """Unit-cube coordinates of raw values (a list or polars Series; None = missing)."""
         present_width = 1.0 - self.missing
         if self.kind in ("categorical", "bool"):
@@ -65,6 +76,7 @@ class Param:
                 raise ValueError(f"param {self.name!r} is log-scaled but has value {x[bad][0]}")
             with np.errstate(divide="ignore", invalid="ignore"):
                 x = np.log10(x)
+        assert self.low is not None and self.high is not None  # a numeric param has its range
         if self.kind == "int" and not self.log:
             u = (np.clip(x, self.low, self.high) - self.low + 0.5) / (self.high - self.low + 1)
         elif self.high == self.low:
@@ -73,13 +85,14 @@ class Param:
             u = (x - self.low) / (self.high - self.low)
         return np.where(missing, 1.0 - self.missing / 2, np.clip(u, 0.0, 1.0) * present_width)
 
-    def from_unit(self, u: float):
+    def from_unit(self, u: float) -> Any:
         """The raw value at unit coordinate u (None in the missing cell)."""
         if u >= 1.0 - self.missing:
             return None
         u = u / (1.0 - self.missing)
         if self.kind in ("categorical", "bool"):
             return self.categories[min(int(u * len(self.categories)), len(self.categories) - 1)]
+        assert self.low is not None and self.high is not None  # a numeric param has its range
         if self.kind == "int" and not self.log:
             return int(self.low + min(int(u * (self.high - self.low + 1)), self.high - self.low))
         x = self.low + u * (self.high - self.low)
@@ -95,7 +108,7 @@ class Param:
         return v
 
 
-def category_key(v):
+def category_key(v: Any) -> Any:
     """A hashable stand-in for a category: dicts and lists (estimators in a grid,
     layer sizes) by their canonical JSON, anything else itself."""
     if isinstance(v, (dict, list, tuple)):
@@ -103,7 +116,7 @@ def category_key(v):
     return v
 
 
-def category_label(v) -> str:
+def category_label(v: Any) -> str:
     """How a category reads in output: an estimator description as ``Name(k=v, ...)``,
     other dicts and lists as compact JSON, anything else as str()."""
     if isinstance(v, dict) and isinstance(v.get("estimator"), str):
@@ -124,7 +137,7 @@ class Design:
     n_sampled_from: int | None = None   # usable trials before sample(); None when not sampled
 
     @property
-    def names(self):
+    def names(self) -> list[str]:
         return [p.name for p in self.params]
 
     @property
@@ -147,7 +160,7 @@ class Design:
 
 
 # --- the recorded space ---------------------------------------------------------
-def space_hint(spec) -> dict:
+def space_hint(spec: Any) -> dict:
     """What a space entry says about a param: log, low, high, categories.
 
     Understands lists (grid values / choices), ``{"low", "high", "log"}``
@@ -167,7 +180,7 @@ def space_hint(spec) -> dict:
         # an Optuna distribution as distribution_to_json writes it (hptrack.optuna)
         return space_hint(spec["attributes"])
     if "categories" in spec or "choices" in spec:
-        out["categories"] = list(spec.get("categories") or spec.get("choices"))
+        out["categories"] = list(spec.get("categories") or spec.get("choices"))  # type: ignore[arg-type]  # None raises
     if "low" in spec and "high" in spec:
         out.update(low=spec["low"], high=spec["high"])
     if spec.get("log") is True or str(spec.get("prior", "")).startswith("log") \
@@ -192,8 +205,6 @@ def space_hint(spec) -> dict:
 
 def _space_map(space) -> dict:
     if isinstance(space, str):
-        import json
-
         from hptrack._files.checks import load_json
 
         space = load_json(space, {})
@@ -209,7 +220,9 @@ def _space_map(space) -> dict:
 
 
 # --- reading ----------------------------------------------------------------------
-def read(source, store=None, *, as_of=None, budget=None, include=None, objective=None):
+def read(source: str | pl.DataFrame, store: StoreLike = None, *, as_of: AsOf = None, budget: int | str | None = None,
+         include: Sequence[str] | None = None,
+         objective: int | None = None) -> tuple[pl.DataFrame, dict, str | None]:
     """(table, space dict, direction) for a search name/id or a table.
 
     ``value`` is objective ``objective`` of a multi-objective search, which
@@ -248,6 +261,7 @@ def _table_objective(table, objective):
     """A table as read by hptrack.trials: ``value`` is objective ``objective``
     when it has objective columns (value_0, ...), which it then must name."""
     import polars as pl
+
     from hptrack._read.read import objective_column
 
     n = 0
@@ -258,13 +272,14 @@ def _table_objective(table, objective):
     if objective is None:
         raise ValueError(f"the table has {n} objective columns ({', '.join(map(objective_column, range(n)))}); "
                          "pick one with objective=k (hptrack importance SEARCH --objective K)")
-    if isinstance(objective, bool) or not isinstance(objective, numbers.Integral) or not 0 <= objective < max(n, 1):
+    if isinstance(objective, bool) or not isinstance(objective, numbers.Integral) \
+            or not 0 <= int(objective) < max(n, 1):
         raise ValueError(f"objective={objective!r} is not an objective of the table: it has "
                          f"{max(n, 1)} (columns {', '.join(map(objective_column, range(n))) or 'value'})")
     return table.with_columns(pl.col(objective_column(int(objective))).alias("value"))
 
 
-def search_space(con, search_id: str, space=None) -> dict:
+def search_space(con: Connection, search_id: str, space: dict | None = None) -> dict:
     """What is known of each param's space (``space_hint`` per name): the
     search-level ``space`` (read from ``con`` unless given), and for the params
     it lacks, the ``distributions`` the trials recorded with their params (the
@@ -305,14 +320,14 @@ def _merge_hints(hints: list) -> dict:
     return out
 
 
-def canonical_order(table):
+def canonical_order(table: Any) -> Any:
     """The table sorted by (trial_number, trial_id) when it has them: the order a
     store's rows come in must not depend on how a query happened to run."""
     keys = [c for c in ("trial_number", "trial_id") if c in table.columns]
     return table.sort(keys, nulls_last=True, maintain_order=True) if keys else table
 
 
-def _at_budget(con, search_id, table, budget):
+def _at_budget(con, search_id: str, table, budget):
     """Each trial's reported value at step ``budget`` (or at the last step all
     trials reached, for ``budget="common"``); trials without it are dropped."""
     import polars as pl
@@ -333,9 +348,11 @@ def _at_budget(con, search_id, table, budget):
     return out.drop("_v").with_columns(pl.lit("complete").alias("state"))
 
 
-def design(source, store=None, *, params=None, include=("complete",), budget=None,
-           top_quantile=None, direction=None, log=None, as_of=None, space=None,
-           objective=None) -> Design:
+def design(source: str | pl.DataFrame, store: StoreLike = None, *, params: list[str] | None = None,
+           include: Sequence[str] | None = ("complete",), budget: int | str | None = None,
+           top_quantile: float | None = None, direction: str | None = None, log: Sequence[str] | None = None,
+           as_of: AsOf = None, space: dict | None = None,
+           objective: int | None = None) -> Design:
     """The unit-cube design of a source. See the module docstring.
 
     ``space``: a search space as recorded (the ``space`` column of the
@@ -370,8 +387,8 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
     if table.height < 4:
         raise ValueError(f"too few usable trials to analyse ({table.height}; failed, pruned "
                          "and running trials are left out unless include= asks for them)")
-    log = set(log or ())
-    plist = [_param(n, table[n], space.get(n, {}), n in log) for n in names]
+    logged = set(log or ())
+    plist = [_param(n, table[n], space.get(n, {}), n in logged) for n in names]
     X = np.column_stack([p.to_unit(table[p.name]) for p in plist])
     y = table["value"].cast(pl.Float64).to_numpy()
     # canonical rows: the fits draw bootstrap and subsample rows by index, so the
@@ -380,7 +397,7 @@ def design(source, store=None, *, params=None, include=("complete",), budget=Non
     return Design(X[rows], y[rows], plist, direction, n0 - table.height)
 
 
-def _param(name, col, hint: dict, force_log: bool) -> Param:
+def _param(name: str, col, hint: dict, force_log: bool) -> Param:
     import polars as pl
 
     missing = col.null_count() / len(col) if len(col) else 0.0

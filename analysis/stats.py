@@ -20,9 +20,16 @@ import itertools
 import math
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats as sps
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from numpy.typing import ArrayLike
 
 __all__ = [
     "BBC",
@@ -47,7 +54,7 @@ __all__ = [
 ]
 
 
-def _matrix(scores, name="scores") -> np.ndarray:
+def _matrix(scores, name: str = "scores") -> np.ndarray:
     a = np.asarray(scores, dtype=float)
     if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"{name} must be a non-empty 2-D array, got shape {a.shape}")
@@ -65,7 +72,8 @@ class TTest:
     mean_diff: float
 
 
-def corrected_ttest(a, b, test_train_ratio=None, alternative="two-sided") -> TTest:
+def corrected_ttest(a: ArrayLike, b: ArrayLike, test_train_ratio: float | None = None,
+                    alternative: str = "two-sided") -> TTest:
     """Corrected resampled t-test of ``a - b`` over J paired resamples (folds).
 
     The folds share training data, so the differences are correlated and the
@@ -98,7 +106,8 @@ def corrected_ttest(a, b, test_train_ratio=None, alternative="two-sided") -> TTe
     return TTest(float(t), float(min(1.0, p)), df, mean)
 
 
-def pvalues_vs_best(fold_scores, test_train_ratio=None, best=None) -> np.ndarray:
+def pvalues_vs_best(fold_scores: ArrayLike, test_train_ratio: float | None = None,
+                    best: int | None = None) -> np.ndarray:
     """Two-sided p-value of the corrected t-test of each configuration against
     the best (highest mean, or row ``best``); NaN for the best itself."""
     s = _matrix(fold_scores, "fold_scores")
@@ -112,7 +121,8 @@ def pvalues_vs_best(fold_scores, test_train_ratio=None, best=None) -> np.ndarray
     return p
 
 
-def tied_with_best(fold_scores, alpha=0.05, test_train_ratio=None, best=None) -> np.ndarray:
+def tied_with_best(fold_scores: ArrayLike, alpha: float = 0.05, test_train_ratio: float | None = None,
+                   best: int | None = None) -> np.ndarray:
     """Boolean mask of the configurations whose corrected t-test against the
     best (highest mean) is not significant at ``alpha`` (two-sided). The best
     itself is False."""
@@ -130,7 +140,7 @@ class BBC:
     n_boot: int          # resamples used (those with an empty out-of-bag set are skipped)
 
 
-def bbc_cv(scores, n_boot=1000, seed=0, indices=None) -> BBC:
+def bbc_cv(scores: ArrayLike, n_boot: int = 1000, seed: int = 0, indices: Any = None) -> BBC:
     """Bootstrap bias-corrected CV (Tsamardinos, Greasidou & Borboudakis 2018).
 
     ``scores`` is configurations x evaluation units, higher is better. The
@@ -163,7 +173,7 @@ def bbc_cv(scores, n_boot=1000, seed=0, indices=None) -> BBC:
     return BBC(est, best, best - est, tuple(np.quantile(oob, [0.025, 0.975]).tolist()), len(oob))
 
 
-def tibshirani_bias(scores) -> float:
+def tibshirani_bias(scores: ArrayLike) -> float:
     """Tibshirani & Tibshirani (2009): bias of the best CV score, from the folds.
 
     With e_k(c) the score of configuration c on fold k (higher is better), c*
@@ -187,13 +197,13 @@ class Friedman:
     k: int
 
 
-def mean_ranks(scores) -> np.ndarray:
+def mean_ranks(scores: ArrayLike) -> np.ndarray:
     """Average rank of each column over the rows (1 = highest score; ties share ranks)."""
     s = _matrix(scores)
     return sps.rankdata(-s, axis=1).mean(axis=0)
 
 
-def friedman_from_ranks(ranks, n, tie_correction=1.0) -> Friedman:
+def friedman_from_ranks(ranks: ArrayLike, n: int, tie_correction: float = 1.0) -> Friedman:
     """Friedman chi-square and Iman-Davenport F from mean ranks (Demsar 2006, eq. 1-2)."""
     r = np.asarray(ranks, dtype=float)
     k = len(r)
@@ -214,7 +224,7 @@ def friedman_from_ranks(ranks, n, tie_correction=1.0) -> Friedman:
     return Friedman(chi2, p_chi2, float(f), p_f, r, int(n), k)
 
 
-def friedman(scores) -> Friedman:
+def friedman(scores: ArrayLike) -> Friedman:
     """Friedman test on an N-tasks x k-methods matrix, higher is better.
 
     Ties within a row share ranks and the statistic gets the usual tie
@@ -232,20 +242,20 @@ def friedman(scores) -> Friedman:
     return friedman_from_ranks(ranks.mean(axis=0), n, correction)
 
 
-def nemenyi_q(k, alpha=0.05) -> float:
+def nemenyi_q(k: int, alpha: float = 0.05) -> float:
     """Critical value q_alpha of the Nemenyi test: the studentized range
     quantile for k groups and infinite df, divided by sqrt(2)."""
     return float(sps.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2))
 
 
-def nemenyi_cd(k, n, alpha=0.05) -> float:
+def nemenyi_cd(k: int, n: int, alpha: float = 0.05) -> float:
     """Critical difference of mean ranks (Demsar 2006): q_alpha sqrt(k(k+1)/(6N))."""
     if k < 2 or n < 1:
         raise ValueError("nemenyi_cd needs k >= 2 methods and n >= 1 tasks")
     return nemenyi_q(k, alpha) * float(np.sqrt(k * (k + 1) / (6.0 * n)))
 
 
-def holm(pvalues) -> np.ndarray:
+def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error control)."""
     p = np.asarray(pvalues, dtype=float)
     m = len(p)
@@ -258,14 +268,14 @@ def holm(pvalues) -> np.ndarray:
     return adj
 
 
-def wilcoxon_holm(scores, names=None, alpha=0.05) -> list[dict]:
+def wilcoxon_holm(scores: ArrayLike, names: list[str] | None = None, alpha: float = 0.05) -> list[dict]:
     """Pairwise Wilcoxon signed-rank tests between the columns of an N x k
     matrix (higher is better), Holm-corrected. One dict per pair with
     ``a, b, mean_diff (a - b), statistic, pvalue, p_holm, significant``."""
     s = _matrix(scores)
     k = s.shape[1]
     names = list(names) if names is not None else [str(i) for i in range(k)]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, j in itertools.combinations(range(k), 2):
         d = s[:, i] - s[:, j]
         if np.all(d == 0):
@@ -282,7 +292,7 @@ def wilcoxon_holm(scores, names=None, alpha=0.05) -> list[dict]:
 
 
 # --- resampling ----------------------------------------------------------------------------
-def rank_stability(fold_scores, n_boot=1000, seed=0, top_k=5) -> tuple[float, float]:
+def rank_stability(fold_scores: ArrayLike, n_boot: int = 1000, seed: int = 0, top_k: int = 5) -> tuple[float, float]:
     """(probability that the best configuration stays best, mean Kendall tau of
     the top-k) over bootstrap resamples of the folds. The tau compares the
     original order of the top-k with their order in each resample."""
@@ -304,7 +314,8 @@ def rank_stability(fold_scores, n_boot=1000, seed=0, top_k=5) -> tuple[float, fl
     return stays, float(np.mean(taus)) if taus else float("nan")
 
 
-def bootstrap_ci(x, n_boot=2000, alpha=0.05, seed=0, stat=np.mean) -> tuple[float, float]:
+def bootstrap_ci(x: ArrayLike, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, stat: Callable[[np.ndarray],
+                 float] = np.mean) -> tuple[float, float]:
     """Percentile bootstrap interval of ``stat`` over a 1-D sample."""
     x = np.asarray(x, dtype=float)
     if len(x) == 0:
@@ -315,7 +326,8 @@ def bootstrap_ci(x, n_boot=2000, alpha=0.05, seed=0, stat=np.mean) -> tuple[floa
     return float(lo), float(hi)
 
 
-def bootstrap_band(matrix, n_boot=1000, alpha=0.05, seed=0):
+def bootstrap_band(matrix: ArrayLike, n_boot: int = 1000, alpha: float = 0.05,
+                   seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and percentile bootstrap band of the mean, column by column, of a
     runs x axis-points matrix (NaN = no value yet, ignored). Returns (mean, lo, hi)."""
     m = np.asarray(matrix, dtype=float)
@@ -339,7 +351,7 @@ def _quiet():
         yield
 
 
-def expected_max_normal(k) -> float:
+def expected_max_normal(k: int) -> float:
     """E[max of k independent standard normals] (1.539 for k=10, 2.249 for k=50):
     how many noise standard deviations the best of k tied configurations looks
     better than it is."""
@@ -347,5 +359,8 @@ def expected_max_normal(k) -> float:
 
     if k < 1:
         raise ValueError("k must be >= 1")
-    f = lambda x: x * k * sps.norm.pdf(x) * sps.norm.cdf(x) ** (k - 1)
+
+    def f(x):
+        return x * k * sps.norm.pdf(x) * sps.norm.cdf(x) ** (k - 1)
+
     return float(quad(f, -12, 12, limit=200)[0])

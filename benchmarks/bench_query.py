@@ -152,9 +152,9 @@ def segment_rows(seg_index, search_index, search_id, first_number, n, seed):
 
 def _write_segments(args):
     root, jobs, seed = args
-    from hptrack.api import search_id_for
     from hptrack._files.rows import to_table
     from hptrack._files.store import Store
+    from hptrack.api import search_id_for
 
     st = Store(root)
     n_events = 0
@@ -293,8 +293,7 @@ def _search_trials(root, search_id):
 
 
 def _distributions():
-    from optuna.distributions import (CategoricalDistribution, FloatDistribution, IntDistribution,
-                                      distribution_to_json)
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution, distribution_to_json
 
     return {"lr": distribution_to_json(FloatDistribution(1e-5, 0.1, log=True)),
             "n_layers": distribution_to_json(IntDistribution(1, 8)),
@@ -325,9 +324,7 @@ def build_optuna_sqlite(path, name, df, inter):
     dists = _distributions()
     db = sqlite3.connect(path)
     trials, params, values, inters = [], [], [], []
-    tid = 0
-    for row in df.iter_rows(named=True):
-        tid += 1
+    for tid, row in enumerate(df.iter_rows(named=True), start=1):
         fmt = "%Y-%m-%d %H:%M:%S.%f"
         trials.append((tid, row["trial_number"], study_id, _STATE[row["state"]],
                        row["started_at"].strftime(fmt), row["finished_at"].strftime(fmt)))

@@ -538,8 +538,8 @@ def main(argv=None) -> int:
     import duckdb
     import optuna
     import pyarrow
-    import pyarrow.compute  # noqa: F401  (imported up front like optuna: see first_seal_imports)
-    import pyarrow.parquet  # noqa: F401
+    import pyarrow.compute  # imported up front like optuna: see first_seal_imports
+    import pyarrow.parquet
 
     import hptrack
 

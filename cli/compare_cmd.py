@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, OBJECTIVE_OPT, emit, store_root
@@ -30,7 +31,9 @@ _PARTS = ("summary", "searches", "curves", "bands", "ranks")
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, objective, fmt, as_of):
+def compare_cmd(ctx: Context, searches: tuple[str, ...], by: str, target: float | None, reference: float | None,
+                alpha: float, force: bool, part: str | None, objective: int | None, fmt: str,
+                as_of: str | None) -> None:
     """Compare SEARCHES (names or ids) of the same task and metric.
 
     The task is the `task` recorded with each search (task=...), else the data
@@ -55,8 +58,8 @@ def compare_cmd(ctx, searches, by, target, reference, alpha, force, part, object
       hptrack compare $(hptrack query "SELECT name FROM searches" --format csv | tail -n +2) --by time
       hptrack compare a b --target 0.95 --show searches --format csv
     """
-    from hptrack.analysis.comparison import compare
     from hptrack._read.read import connect
+    from hptrack.analysis.comparison import compare
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     r = compare(list(searches), by=by, target=target, reference=reference, alpha=alpha, con=con,

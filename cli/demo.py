@@ -14,6 +14,13 @@ Then the report is printed and written as one HTML file.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
+
+from hptrack._files.store import StoreLike
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 GRID = {"n_estimators": [50, 100, 200], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
 QUICK_GRID = {"n_estimators": [20, 60], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
@@ -39,14 +46,17 @@ def check_installed() -> None:
         raise missing_extra(err, "hptrack demo", "demo") from err
 
 
-def run(store=None, quick=False, html="report.html", echo=print, seed=0):
+def run(store: StoreLike = None, quick: bool = False, html: str = "report.html", echo: Callable[..., Any] = print,
+        seed: int = 0) -> Any:
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
     check_installed()
     from hptrack.analysis.report import report
     from sklearn.datasets import load_breast_cancer
-    from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+    from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
     from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    from hptrack.analysis.report import report
 
     X, y = load_breast_cancer(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)
@@ -71,14 +81,15 @@ def run(store=None, quick=False, html="report.html", echo=print, seed=0):
     return report(list(names.values()), store=store, html=html)
 
 
-def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, budget, seed):
-    import hptrack.sklearn
+def _sklearn(strategy, name: str, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, budget, seed):
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import (
         GridSearchCV,
         HalvingRandomSearchCV,
         RandomizedSearchCV,
     )
+
+    import hptrack.sklearn
 
     rf = RandomForestClassifier(random_state=seed)
     search = {
@@ -97,16 +108,17 @@ def _sklearn(strategy, name, store, X_tr, y_tr, X_te, y_te, cv, grid, dists, bud
     return tracked.best_score_, test, len(tracked.cv_results_["params"])
 
 
-def _tpe(name, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
+def _tpe(name: str, store, X_tr, y_tr, X_te, y_te, cv, budget, top, seed):
     """Optuna TPE through @hptrack.track: each fold's F1 is a fold score (for the
     overfitting diagnostics) and the running mean a report (for the pruner)."""
-    import hptrack
     import numpy as np
     import optuna
-    from hptrack.optuna import hptrack_trial
     from sklearn.base import clone
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import f1_score
+
+    import hptrack
+    from hptrack.optuna import hptrack_trial
 
     splits = list(cv.split(X_tr, y_tr))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 
 @click.command("demo", short_help="Tune a random forest on breast_cancer with 4 strategies; report.")
@@ -12,7 +13,7 @@ import click
 @click.option("--store", "store", type=click.Path(file_okay=False), default=None,
               help="Store folder for the demo's searches (default: the group's --store, else ./.hptrack).")
 @click.pass_context
-def demo_cmd(ctx, quick, html, store):
+def demo_cmd(ctx: Context, quick: bool, html: str, store: str | None) -> None:
     """Grid, random, Optuna TPE and successive-halving search of a random
     forest on scikit-learn's breast_cancer (F1, held-out test split), at an
     equal budget, recorded live into the store (--store, default ./.hptrack);

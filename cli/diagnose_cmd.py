@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
@@ -23,7 +24,7 @@ _SHOWN = ("search", "metric", "direction", "n_trials", "n_configs", "n_folds", "
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
+def diagnose_cmd(ctx: Context, search: str, alpha: float, seed: int, fmt: str, as_of: str | None) -> None:
     """Hyperparameter-overfitting diagnostics of SEARCH (a name or id).
 
     From the fold scores (split='fold', written by hptrack.sklearn.track):
@@ -41,8 +42,8 @@ def diagnose_cmd(ctx, search, alpha, seed, fmt, as_of):
       hptrack diagnose rf-grid
       hptrack diagnose rf-grid --format json | jq .warnings
     """
-    from hptrack.analysis.overfitting import diagnose
     from hptrack._read.read import connect
+    from hptrack.analysis.overfitting import diagnose
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     d = diagnose(search, alpha=alpha, seed=seed, con=con)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from click import Context
 
 from hptrack.cli.options import AS_OF_OPT, store_root
 
@@ -18,7 +19,7 @@ from hptrack.cli.options import AS_OF_OPT, store_root
 @click.option("--events", is_flag=True, help="Export the raw event log instead of the trials table.")
 @AS_OF_OPT
 @click.pass_context
-def export_cmd(ctx, search, fmt, output, events, as_of):
+def export_cmd(ctx: Context, search: str, fmt: str, output: str | None, events: bool, as_of: str | None) -> None:
     """Export SEARCH (name or id): one row per trial with its params, or with
     --events every event of the search.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 
@@ -18,7 +19,7 @@ from hptrack.cli import output
 @click.option("--format", "fmt", type=click.Choice(("table", "json"), case_sensitive=False),
               default="table", show_default=True, help="table for people; json for programs.")
 @click.pass_context
-def import_ray_cmd(ctx, path, name, metric, mode, fmt):
+def import_ray_cmd(ctx: Context, path: str, name: str, metric: str | None, mode: str | None, fmt: str) -> None:
     """Write the Ray Tune experiment folder PATH (<storage_path>/<name>, as
     Tuner wrote it) into the store: a trial per Ray trial with its results,
     and for PopulationBasedTraining each exploit from pbt_global.txt /

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, OBJECTIVE_OPT, emit, store_root
 
@@ -28,7 +29,9 @@ _METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=Fa
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def importance_cmd(ctx, search, method, pairs, top_quantile, budget, seed, objective, max_trials, fmt, as_of):
+def importance_cmd(ctx: Context, search: str, method: str, pairs: bool, top_quantile: float | None,
+                   budget: str | int | None, seed: int, objective: int | None, max_trials: int,
+                   fmt: str, as_of: str | None) -> None:
     """Importance of each hyperparameter of SEARCH (name or id).
 
     'importance' is the method's own number (for fanova, the raw first-order

@@ -12,8 +12,10 @@ import os
 import sys
 import traceback
 import warnings
+from typing import TYPE_CHECKING
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.compare_cmd import compare_cmd
@@ -26,14 +28,17 @@ from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 from hptrack.cli.pareto_cmd import pareto_cmd
 from hptrack.cli.report_cmd import report_cmd
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
 # --- errors: one line, no traceback unless --debug -----------------------------
 def _one_line(exc: BaseException) -> str:
     import duckdb
 
-    from hptrack.errors import HptrackError
     from hptrack._read.sql import one_line
+    from hptrack.errors import HptrackError
 
     if isinstance(exc, duckdb.Error):
         # Raised while opening the store's files, not by the user's SQL (query()
@@ -51,7 +56,7 @@ class _Failed(click.ClickException):
 
 
 class HptrackGroup(click.Group):
-    def invoke(self, ctx):
+    def invoke(self, ctx: Context) -> Any:
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
@@ -68,7 +73,8 @@ class HptrackGroup(click.Group):
                 traceback.print_exc(file=sys.stderr)
             raise _Failed(_one_line(e)) from e
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:
@@ -104,7 +110,7 @@ class HptrackGroup(click.Group):
               help="Fail when a store file is damaged, instead of leaving it out with a warning.")
 @click.version_option(package_name="hptrack", prog_name="hptrack")
 @click.pass_context
-def cli(ctx, store, debug, strict):
+def cli(ctx: Context, store: str | None, debug: bool, strict: bool) -> None:
     """hptrack: every hyperparameter search as an immutable event log, queryable with SQL.
 
     The store holds the views events, searches, trials, params, reports and
@@ -140,7 +146,7 @@ def _trial_counts(row) -> str:
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def ls_cmd(ctx, fmt, as_of):
+def ls_cmd(ctx: Context, fmt: str, as_of: str | None) -> None:
     """List the searches in the store: strategy, objective, trials by state, best value.
 
     The best value is the best complete trial in the search's direction.
@@ -185,7 +191,7 @@ _SETTINGS_SKIP = {"n_trials", "n_complete", "n_failed", "n_pruned", "n_running",
 @click.option("--limit", type=click.IntRange(min=1), default=None,
               help="Show only the first N trials (the N best).")
 @click.pass_context
-def show_cmd(ctx, search, fmt, as_of, limit):
+def show_cmd(ctx: Context, search: str, fmt: str, as_of: str | None, limit: int | None) -> None:
     """Show a search's settings and its trials with their params, best first.
 
     SEARCH is a search name or id (see `hptrack ls`). Complete trials come
@@ -238,7 +244,7 @@ def show_cmd(ctx, search, fmt, as_of, limit):
 _SHOWN_TRAINING = 20     # trials listed one by one in show's training lines
 
 
-def _training(con, search):
+def _training(con, search: str):
     """EarlyStopping's stops and the reported learning rates, or None if there are none."""
     from hptrack._read.training import summary
 
@@ -303,7 +309,8 @@ def _objective_lines(settings, trials) -> list[str]:
               show_default="a quarter of this machine's RAM",
               help="Fail the query rather than use more memory than this (e.g. 500MB, 4GB).")
 @click.pass_context
-def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
+def query_cmd(ctx: Context, sql: str, fmt: str, as_of: str | None, timeout: float | None,
+              memory_limit: str | None) -> None:
     """Run one read-only SELECT over the store's views.
 
     Views: events, searches, trials, params, reports, scores (columns are
@@ -339,7 +346,7 @@ def query_cmd(ctx, sql, fmt, as_of, timeout, memory_limit):
 @click.option("--quarantine", is_flag=True,
               help="Move each file with an error to <store>/quarantine/ (nothing is deleted).")
 @click.pass_context
-def verify_cmd(ctx, fmt, quarantine):
+def verify_cmd(ctx: Context, fmt: str, quarantine: bool) -> None:
     """Check the store: every segment and log readable, no seq gap, no duplicate
     event, and report leftover temporary files. Exit code 1 if it is not ok.
 
@@ -381,7 +388,7 @@ def verify_cmd(ctx, fmt, quarantine):
               help="Delete the files earlier compactions replaced once this long has passed "
                    "(readers that listed them keep working meanwhile)  [default: 900]")
 @click.pass_context
-def compact_cmd(ctx, fmt, grace):
+def compact_cmd(ctx: Context, fmt: str, grace: float) -> None:
     """Merge small segments (and seal logs left by writers that are gone) into
     large ones, without losing or duplicating an event, then store each
     search's fold (trials and params) so queries need not fold the events.
@@ -424,7 +431,7 @@ for command in (diagnose_cmd, compare_cmd, importance_cmd, report_cmd, demo_cmd,
     cli.add_command(command)
 
 
-def main(argv=None):
+def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
     return cli.main(args=argv, prog_name="hptrack")
 

@@ -6,9 +6,15 @@ from another command's module, so every module of the CLI imports on its own.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
+from click import Context
 
 from hptrack.cli import output
+
+if TYPE_CHECKING:
+    import polars as pl
 
 FORMAT = click.Choice(output.FORMATS, case_sensitive=False)
 
@@ -28,10 +34,10 @@ OBJECTIVE_OPT = click.option(
          "lists them); such a search must name one.")
 
 
-def store_root(ctx) -> str:
+def store_root(ctx: Context) -> str:
     """The store folder, which must exist: reading a missing one is almost always a typo."""
-    from hptrack.errors import StoreError
     from hptrack._files.store import Store
+    from hptrack.errors import StoreError
 
     st = Store(ctx.obj["store"])
     if not st.found():
@@ -40,7 +46,7 @@ def store_root(ctx) -> str:
     return st.root
 
 
-def emit(df, fmt: str) -> None:
+def emit(df: pl.DataFrame, fmt: str) -> None:
     """A polars frame as a table for people, or as csv / json for programs."""
     if fmt == "csv":
         click.echo(output.frame_csv(df), nl=False)

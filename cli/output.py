@@ -13,11 +13,21 @@ import io
 import json
 import math
 import uuid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
+    from typing import IO, Any
+
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
 
 FORMATS = ("table", "csv", "json")
 
 
-def console(stream=None):
+def console(stream: IO[str] | None = None) -> Console:
     from rich.console import Console
 
     # highlight=False: rich would otherwise colour numbers and quotes inside cells.
@@ -25,7 +35,7 @@ def console(stream=None):
 
 
 # --- JSON ----------------------------------------------------------------
-def jsonable(value):
+def jsonable(value: Any) -> Any:
     """A value json.dumps accepts, losslessly where JSON allows (NaN/inf become null)."""
     if value is None or isinstance(value, (bool, int, str)):
         return value
@@ -50,11 +60,11 @@ def jsonable(value):
     return str(value)
 
 
-def dumps(obj) -> str:
+def dumps(obj: Any) -> str:
     return json.dumps(jsonable(obj), ensure_ascii=False, allow_nan=False)
 
 
-def rows_json(rows) -> str:
+def rows_json(rows: list) -> str:
     """A JSON array with one object per line: valid JSON that still greps well."""
     rows = list(rows)
     if not rows:
@@ -62,12 +72,12 @@ def rows_json(rows) -> str:
     return "[" + ",\n ".join(dumps(r) for r in rows) + "]\n"
 
 
-def frame_json(df) -> str:
+def frame_json(df: pl.DataFrame) -> str:
     return rows_json(df.to_dicts())
 
 
 # --- CSV -----------------------------------------------------------------
-def frame_csv(df) -> str:
+def frame_csv(df: pl.DataFrame) -> str:
     """CSV with a header row; lists and structs are written as JSON text."""
     import polars as pl
 
@@ -81,7 +91,7 @@ def frame_csv(df) -> str:
 
 
 # --- tables --------------------------------------------------------------
-def cell(value, *, digits=6, seconds=False) -> str:
+def cell(value: Any, *, digits: int = 6, seconds: bool = False) -> str:
     """How one value reads in a table: rounded floats, blank for null."""
     if value is None:
         return ""
@@ -100,7 +110,8 @@ def cell(value, *, digits=6, seconds=False) -> str:
     return str(value)
 
 
-def table(columns, rows, *, title=None, numeric=(), no_wrap=(), min_widths=None):
+def table(columns: list[str], rows: Iterable[Sequence[Any]], *, title: str | None = None, numeric: Collection[str] = (),
+          no_wrap: Collection[str] = (), min_widths: dict[str, int] | None = None) -> Table:
     """A rich Table; ``numeric`` columns are right-aligned, ``no_wrap`` ones never fold,
     ``min_widths`` maps a column to the width it never shrinks below."""
     from rich import box
@@ -120,18 +131,18 @@ def table(columns, rows, *, title=None, numeric=(), no_wrap=(), min_widths=None)
     return t
 
 
-def frame_table(df, *, title=None, digits=6):
+def frame_table(df: pl.DataFrame, *, title: str | None = None, digits: int = 6) -> Table:
     numeric = {name for name, dtype in df.schema.items() if dtype.is_numeric()}
     rows = ([cell(v, digits=digits) for v in row] for row in df.iter_rows())
     return table(df.columns, rows, title=title, numeric=numeric)
 
 
-def print_table(t) -> None:
+def print_table(t: Table) -> None:
     """Print ``t`` to stdout at the console's width (80 columns when piped)."""
     console().print(t)
 
 
-def print_frame(df, *, digits=6) -> None:
+def print_frame(df: pl.DataFrame, *, digits: int = 6) -> None:
     """Print a frame as a table. One too wide for the screen is printed at its
     natural width when piped (nothing folded, so it greps and cuts cleanly) and
     as one block per row on a terminal, like psql's expanded display."""
@@ -151,7 +162,7 @@ def print_frame(df, *, digits=6) -> None:
         click.echo(expanded(df, digits=digits))
 
 
-def expanded(df, *, digits=6) -> str:
+def expanded(df: pl.DataFrame, *, digits: int = 6) -> str:
     """Rows as blocks of ``column  value`` lines."""
     width = max((len(c) for c in df.columns), default=0)
     blocks = []
@@ -162,7 +173,7 @@ def expanded(df, *, digits=6) -> str:
     return "\n".join(blocks)
 
 
-def render(renderable) -> str:
+def render(renderable: Any) -> str:
     """Text of a rich renderable as the console would print it (for tests and pipes)."""
     buf = io.StringIO()
     console(buf).print(renderable)

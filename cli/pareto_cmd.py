@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli import output
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 
 
-def _point(ctx, param, text):
+def _point(ctx: Context, param, text):
     if text is None:
         return None
     try:
@@ -28,7 +29,8 @@ def _point(ctx, param, text):
 @FORMAT_OPT
 @AS_OF_OPT
 @click.pass_context
-def pareto_cmd(ctx, search, reference_point, part, fmt, as_of):
+def pareto_cmd(ctx: Context, search: str, reference_point: list[float] | None, part: str | None, fmt: str,
+               as_of: str | None) -> None:
     """The Pareto front of SEARCH (name or id): the complete trials no other
     trial beats in every objective (Optuna's study.best_trials), with their
     objectives (value_0, value_1, ...) and params; or the hypervolume they
@@ -39,8 +41,8 @@ def pareto_cmd(ctx, search, reference_point, part, fmt, as_of):
       hptrack pareto mlp-digits
       hptrack pareto mlp-digits --show hypervolume --reference-point 1e6,0 --format csv
     """
-    from hptrack.analysis.multiobjective import pareto
     from hptrack._read.read import connect
+    from hptrack.analysis.multiobjective import pareto
 
     con = connect(store_root(ctx), as_of, strict=ctx.obj["strict"])
     p = pareto(search, con=con, reference_point=reference_point)

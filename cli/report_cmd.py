@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from click import Context
 
 from hptrack.cli.options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 
@@ -14,7 +15,7 @@ from hptrack.cli.options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 @MAX_TRIALS_OPT
 @AS_OF_OPT
 @click.pass_context
-def report_cmd(ctx, searches, html, max_trials, as_of):
+def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_trials: int, as_of: str | None) -> None:
     """Report on SEARCHES (names or ids; default: every search in the store),
     grouped by task, metric and direction. The task is the `task=` recorded
     with a search, else the data hptrack.sklearn fitted on, else its `dataset`

@@ -17,13 +17,14 @@ Afterwards, the learning rate per step of the best trial::
 import argparse
 import math
 
-import hptrack
 import numpy as np
 import optuna
 from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
+
+import hptrack
 
 EPOCHS = 30
 
@@ -53,13 +54,16 @@ def make_objective(name, store):
         if schedule == "step":
             step_size = trial.suggest_int("step_size", 2, 10)
             gamma = trial.suggest_float("step_gamma", 0.1, 0.9)
-            lr_at = lambda e: step_lr(lr0, e, step_size, gamma)
+            def lr_at(e):
+                return step_lr(lr0, e, step_size, gamma)
         elif schedule == "exponential":
             gamma = trial.suggest_float("exp_gamma", 0.7, 0.99)
-            lr_at = lambda e: exponential_lr(lr0, e, gamma)
+            def lr_at(e):
+                return exponential_lr(lr0, e, gamma)
         else:
             lr_min = trial.suggest_float("lr_min", 1e-5, 1e-2, log=True)
-            lr_at = lambda e: cosine_lr(lr0, e, lr_min)
+            def lr_at(e):
+                return cosine_lr(lr0, e, lr_min)
 
         clf = SGDClassifier(loss="log_loss", alpha=alpha, learning_rate="constant", eta0=lr0,
                             random_state=0)

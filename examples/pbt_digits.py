@@ -15,13 +15,14 @@ import math
 import random
 import time
 
-import hptrack
 import numpy as np
-from hptrack.analysis import lineage, schedule
-from hptrack.pbt import PBT, SklearnPartialFit
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+
+import hptrack
+from hptrack.analysis import lineage, schedule
+from hptrack.pbt import PBT, SklearnPartialFit
 
 SPACE = {"learning_rate_init": ("log", 1e-4, 3e-1), "alpha": ("log", 1e-6, 1e-1)}
 

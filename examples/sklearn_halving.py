@@ -8,7 +8,7 @@ import sys
 from scipy.stats import randint
 from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
 from sklearn.model_selection import HalvingRandomSearchCV, train_test_split
 
 import hptrack

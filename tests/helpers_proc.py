@@ -131,7 +131,7 @@ def fork_scenario(root, name, n_children, n_trials):
 
     w = _tune_writer(root, None, 3600.0)  # no background flush: rows stay buffered
     s = hptrack.search(name, strategy="random", store=root, durability="batch")
-    parent = [run_trial(s, k)[0] for k in range(0, 5)]
+    parent = [run_trial(s, k)[0] for k in range(5)]
     w.flush()                              # a live, locked log exists when we fork
     parent += [run_trial(s, k)[0] for k in range(5, 10)]
     buffered = len(w._pending)             # how many rows a child could wrongly re-write
@@ -179,8 +179,8 @@ def raw_connection(root):
     """A DuckDB connection with ``raw``: every physical row, duplicates included,
     and ``ev``: the ``events`` view of hptrack.connect."""
     import hptrack
-    from hptrack._read.views import wal_table
     from hptrack._files.store import Store
+    from hptrack._read.views import wal_table
 
     st = Store(root)
     con = hptrack.connect(root)

@@ -14,30 +14,38 @@ Read::
     df = hptrack.trials("rf-grid")   # polars, one row per trial, one column per param
 """
 
-from hptrack.api import Search, Trial, score_trial, search, track
-from hptrack.loops import EarlyStopping
-from hptrack.errors import (AppendingToSearch, HptrackError, InvalidEvent, Pruned, QueryRefused, SearchNotFound,
-                     SearchSettingsConflict, StoreError)
+from hptrack._files.store import Store
 from hptrack._maintain.compaction import compact
 from hptrack._maintain.verification import verify
 from hptrack._read.overview import ls, show
-from hptrack._read.sql import query
 from hptrack._read.read import connect, trials
-from hptrack.schema import SCHEMA_VERSION
-from hptrack._files.store import Store
+from hptrack._read.sql import query
 from hptrack._write.writer import Writer
+from hptrack.api import Search, Trial, score_trial, search, track
+from hptrack.errors import (
+    AppendingToSearch,
+    HptrackError,
+    InvalidEvent,
+    Pruned,
+    QueryRefused,
+    SearchNotFound,
+    SearchSettingsConflict,
+    StoreError,
+)
+from hptrack.loops import EarlyStopping
+from hptrack.schema import SCHEMA_VERSION
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AppendingToSearch", "EarlyStopping", "HptrackError", "InvalidEvent", "Pruned", "QueryRefused", "SCHEMA_VERSION",
-    "Search",
-    "SearchNotFound", "SearchSettingsConflict", "Store", "StoreError", "Trial", "Writer", "compact", "connect", "ls", "query",
+    "Search", "SearchNotFound", "SearchSettingsConflict", "Store", "StoreError", "Trial", "Writer",
+    "compact", "connect", "ls", "query",
     "score_trial", "search", "show", "track", "trials", "verify",
 ]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> object:
     # integrations with heavy optional dependencies (Optuna, process pools) load on first use
     import importlib
     if name in ("optuna", "pbt", "ray", "sklearn", "loops", "training"):

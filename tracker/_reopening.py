@@ -18,9 +18,9 @@ import threading
 import warnings
 from dataclasses import dataclass
 
+from hptrack._files.store import Store
 from hptrack.errors import AppendingToSearch, SearchSettingsConflict
 from hptrack.schema import ROW_FIELDS
-from hptrack._files.store import Store
 
 # The settings that make two searches one experiment, in the order the error names them.
 COMPARED = ("directions", "metric", "strategy", "task")
@@ -117,8 +117,8 @@ def _shown(key: str, value):
 
 
 def conflict_error(name: str, root: str, found: list) -> SearchSettingsConflict:
-    olds = ", ".join("%s=%r" % _shown(k, o) for k, o, _ in found)
-    news = ", ".join("%s=%r" % _shown(k, n) for k, _, n in found)
+    olds = ", ".join("{}={!r}".format(*_shown(k, o)) for k, o, _ in found)
+    news = ", ".join("{}={!r}".format(*_shown(k, n)) for k, _, n in found)
     new = _shown(found[0][0], found[0][2])[1]
     example = f"{name}-{new if isinstance(new, str) else '-'.join(new)}"
     return SearchSettingsConflict(

@@ -25,14 +25,18 @@ import socket
 import sys
 import threading
 import traceback
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from types import TracebackType
+from typing import Any, Literal
 
 from hptrack import _reopening as reopening
 from hptrack import schema
-from hptrack.errors import Pruned
-from hptrack.schema import INT64
+from hptrack._files.store import StoreLike
 from hptrack._write import writer as _writer
 from hptrack._write.writer import Writer, now_us
+from hptrack.errors import Pruned
+from hptrack.schema import INT64
 
 STRATEGIES = ("grid", "random", "tpe", "bayes", "halving", "hyperband", "pbt", "custom")
 DIRECTIONS = ("maximize", "minimize")
@@ -50,8 +54,8 @@ def search_id_for(name: str) -> str:
 def _code_version() -> str | None:
     """The git commit of the calling program's folder, if it is in a repository."""
     main = sys.modules.get("__main__")
-    folder = os.path.dirname(os.path.abspath(getattr(main, "__file__", "") or "."))
-    head = None
+    folder: str | None = os.path.dirname(os.path.abspath(getattr(main, "__file__", "") or "."))
+    head: str | None = None
     while folder and head is None:
         candidate = os.path.join(folder, ".git", "HEAD")
         if os.path.exists(candidate):
@@ -61,10 +65,14 @@ def _code_version() -> str | None:
     if head is None:
         return None
     try:
-        ref = open(head).read().strip()
+        with open(head) as f:
+            ref = f.read().strip()
         if ref.startswith("ref: "):
             ref_path = os.path.join(os.path.dirname(head), ref[5:])
-            return open(ref_path).read().strip() if os.path.exists(ref_path) else None
+            if not os.path.exists(ref_path):
+                return None
+            with open(ref_path) as f:
+                return f.read().strip()
         return ref
     except OSError:
         return None
@@ -73,9 +81,10 @@ def _code_version() -> str | None:
 class Search:
     """A named search in a store. Use :func:`search` to open one."""
 
-    def __init__(self, name, *, strategy=None, direction=None, metric=None,
-                 space=None, seed=None, store=None, durability="trial", ts=None, quiet=False,
-                 **attrs):
+    def __init__(self, name: str, *, strategy: str | None = None, direction: str | None = None,
+                 metric: str | None = None, space: Any = None, seed: Any = None, store: StoreLike = None,
+                 durability: str = "trial", ts: datetime | int | None = None, quiet: bool = False,
+                 **attrs: Any) -> None:
         if not isinstance(name, str) or not name.strip():
             raise ValueError(f"search name must be a non-empty string, got {name!r}")
         schema.check_text(f"search name {name!r}", name, ValueError)
@@ -112,12 +121,13 @@ class Search:
             "user": _user(), "pid": os.getpid(), "python": platform.python_version(),
         }
         info.update(attrs)
-        started = {"type": "search_started", "search_id": self.search_id, "payload": info}
+        started: dict[str, Any] = {"type": "search_started", "search_id": self.search_id, "payload": info}
         if ts is not None:  # importers (hptrack.optuna.import_study) keep the original time
             started["ts"] = ts
         self.writer.write(started)
 
-    def trial(self, params=None, *, trial_number=None, ts=None, trial_id=None) -> "Trial":
+    def trial(self, params: Mapping[str, Any] | None = None, *, trial_number: int | None = None,
+              ts: datetime | int | None = None, trial_id: str | None = None) -> Trial:
         """Start a trial with ``params`` (a dict of name -> int/float/bool/str/None).
 
         ``trial_id`` is for importers that derive ids from the source, so that
@@ -129,8 +139,9 @@ class Search:
         self._number = max(self._number, trial_number + 1)
         return trial
 
-    def fork(self, parent, params=None, *, step=None, reason="pbt_exploit", trial_number=None,
-             ts=None, trial_id=None, **info) -> "Trial":
+    def fork(self, parent: Trial | str, params: Mapping[str, Any] | None = None, *, step: int | None = None,
+             reason: str = "pbt_exploit", trial_number: int | None = None, ts: datetime | int | None = None,
+             trial_id: str | None = None, **info: Any) -> Trial:
         """Start a trial that continues ``parent`` (a :class:`Trial` or its id) after
         ``step``, with ``params``: a PBT exploit, a warm restart from a checkpoint.
 
@@ -155,14 +166,14 @@ class Search:
         self.writer.write(event)
         return child
 
-    def annotate(self, text=None, **attrs) -> None:
+    def annotate(self, text: str | None = None, **attrs: Any) -> None:
         """Attach a note (and any JSON attributes) to the search."""
         self.writer.write({"type": "annotation", "search_id": self.search_id,
                            "payload": {"text": text, **attrs}})
 
-    def finish(self, status="ok", *, ts=None, **attrs) -> None:
+    def finish(self, status: str = "ok", *, ts: datetime | int | None = None, **attrs: Any) -> None:
         """Write ``search_finished``. Opening the name again later reopens it."""
-        event = {"type": "search_finished", "search_id": self.search_id,
+        event: dict[str, Any] = {"type": "search_finished", "search_id": self.search_id,
                  "payload": {"status": status, **attrs}}
         if ts is not None:
             event["ts"] = ts
@@ -172,20 +183,22 @@ class Search:
             self._open = False
             reopening.closed(self.writer.store, self.search_id)
 
-    def __enter__(self):
+    def __enter__(self) -> Search:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
-        self.finish("ok" if exc_type is None else "error",
-                    **({} if exc is None else {"error": f"{exc_type.__name__}: {exc}"}))
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
+        error: dict[str, Any] = {} if exc is None else {"error": f"{type(exc).__name__}: {exc}"}
+        self.finish("ok" if exc_type is None else "error", **error)
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Search {self.name!r} id={self.search_id} store={self.writer.store.root!r}>"
 
 
-def search(name, *, strategy=None, direction=None, metric=None, space=None,
-           seed=None, store=None, durability="trial", ts=None, quiet=False, **attrs) -> Search:
+def search(name: str, *, strategy: str | None = None, direction: str | None = None, metric: str | None = None,
+           space: Any = None, seed: Any = None, store: StoreLike = None, durability: str = "trial",
+           ts: datetime | int | None = None, quiet: bool = False, **attrs: Any) -> Search:
     """Open the search ``name`` in ``store`` (default ./.hptrack or $HPTRACK_STORE).
 
     Opening a name that exists appends to that search, if its strategy,
@@ -208,8 +221,9 @@ def search(name, *, strategy=None, direction=None, metric=None, space=None,
                   seed=seed, store=store, durability=durability, ts=ts, quiet=quiet, **attrs)
 
 
-def score_trial(search_id, trial_id, value, *, split="test", fold=None, metric=None, store=None,
-                ts=None, **attrs) -> None:
+def score_trial(search_id: str, trial_id: str, value: float, *, split: str = "test", fold: int | None = None,
+                metric: str | None = None, store: StoreLike = None, ts: datetime | int | None = None,
+                **attrs: Any) -> None:
     """Record a score of any trial, also one that has ended: typically the refit
     winner on held-out test data. Durable when it returns.
 
@@ -256,13 +270,13 @@ def score_fold(search_id: str, trial_id: str, fold: int, scores: dict, *, trial_
         writer.flush(upto=seq)
 
 
-def event_time(ts) -> int:
+def event_time(ts: datetime | int | None) -> int:
     """An event's time in microseconds: now, or ``ts`` (a datetime or microseconds)
     for events recorded after the fact (imports, backdated scores)."""
     return now_us() if ts is None else schema.to_micros(ts)
 
 
-def _user():
+def _user() -> str | None:
     try:
         return getpass.getuser()
     except Exception:
@@ -281,7 +295,8 @@ class Trial:
 
     __slots__ = ("search", "trial_id", "number", "params", "state", "_append", "_sid")
 
-    def __init__(self, search: Search, params, number: int, ts=None, trial_id=None):
+    def __init__(self, search: Search, params: Mapping[str, Any] | None, number: int,
+                 ts: datetime | int | None = None, trial_id: str | None = None) -> None:
         if trial_id is None:
             trial_id = search.writer.new_id()
         elif not isinstance(trial_id, str) or not trial_id:
@@ -299,7 +314,7 @@ class Trial:
         if _ending:
             _writer.wait_if_terminating()
 
-    def _bind(self, search: Search, trial_id: str, number: int, params) -> None:
+    def _bind(self, search: Search, trial_id: str, number: int, params: Mapping[str, Any] | None) -> None:
         self.search = search
         self.trial_id = trial_id
         self.number = number
@@ -309,7 +324,8 @@ class Trial:
         self._sid = search.search_id
 
     @classmethod
-    def attach(cls, search: Search, trial_id: str, trial_number: int, params=None) -> "Trial":
+    def attach(cls, search: Search, trial_id: str, trial_number: int,
+               params: Mapping[str, Any] | None = None) -> Trial:
         """A handle on a trial already started (by an importer, or another
         process), to report to it and end it; writes nothing by itself."""
         schema.check_id("trial_id", trial_id, ValueError)  # its events carry it unchecked
@@ -320,12 +336,13 @@ class Trial:
                 _open[t] = None
         return t
 
-    def _check_running(self, what):
+    def _check_running(self, what: str) -> None:
         if self.state != "running":
             raise RuntimeError(f"trial {self.number} of {self.search.name!r} is already {self.state}; "
                                f"cannot {what} it again - start a new trial with search.trial()")
 
-    def report(self, step, value, *, resource=None, ts=None, **metrics) -> None:
+    def report(self, step: int, value: float, *, resource: float | None = None,
+               ts: datetime | int | None = None, **metrics: float) -> None:
         """An intermediate value at ``step`` (epoch, iteration, rung), with extra metrics
         such as the learning rate or train loss: ``t.report(3, 0.91, lr=0.01)``."""
         if self.state != "running":
@@ -339,7 +356,7 @@ class Trial:
                       self.trial_id, self.number, step, _opt_float("resource", resource),
                       _float("value", value), None, None, None, None, payload))
 
-    def set_params(self, params, *, ts=None, **attrs) -> None:
+    def set_params(self, params: Mapping[str, Any], *, ts: datetime | int | None = None, **attrs: Any) -> None:
         """Add or change params of a running trial, for spaces defined while the
         trial runs (Optuna's ``suggest_*``, PBT). Written as an ``annotation``
         event of this trial carrying ``params`` (the ``params`` view keeps the
@@ -353,7 +370,8 @@ class Trial:
                       encoded or None, payload))
         self.params.update(params)
 
-    def score(self, value, *, split="validation", fold=None, metric=None, ts=None, **attrs) -> None:
+    def score(self, value: float, *, split: str = "validation", fold: int | None = None, metric: str | None = None,
+              ts: datetime | int | None = None, **attrs: Any) -> None:
         """An extra evaluation: a fold score, a test score, a train score."""
         self._check_running("score")
         if not isinstance(split, str) or not split:
@@ -370,7 +388,8 @@ class Trial:
                       fold, None,
                       schema.encode_payload(attrs) if attrs else None))
 
-    def complete(self, value=None, *, values=None, ts=None, **metrics) -> None:
+    def complete(self, value: float | None = None, *, values: Sequence[float] | None = None,
+                 ts: datetime | int | None = None, **metrics: float) -> None:
         """End the trial with its objective ``value``, or with ``values`` (one per
         objective of a multi-objective search, in the order of its ``directions``).
         A NaN, inf or None value (or one that is not a number) ends it as failed with
@@ -396,12 +415,12 @@ class Trial:
         self._end((event_time(ts), "trial_completed", self._sid,
                    self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
 
-    def _complete_many(self, values, ts, metrics) -> None:
+    def _complete_many(self, values: Sequence[float], ts: datetime | int | None, metrics: dict) -> None:
         bad = [v for v in values if not schema.is_finite_number(v)]
         if bad:
             self.fail(f"objective values contain {bad[0]!r}", ts=ts)
             return
-        info = {"values": [float(v) for v in values]}
+        info: dict[str, Any] = {"values": [float(v) for v in values]}
         if metrics:
             info["metrics"] = metrics
         self.state = "complete"
@@ -409,12 +428,12 @@ class Trial:
                    self.trial_id, self.number, None, None, info["values"][0], None, None, None, None,
                    schema.encode_payload(info)))
 
-    def fail(self, error=None, *, ts=None) -> None:
+    def fail(self, error: BaseException | str | None = None, *, ts: datetime | int | None = None) -> None:
         """End the trial as failed; ``error`` is an exception or a reason."""
         self._check_running("fail")
         self.state = "failed"
         if isinstance(error, BaseException):
-            info = {"error_type": type(error).__name__, "error": str(error),
+            info: dict[str, str | None] = {"error_type": type(error).__name__, "error": str(error),
                     "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__))}
         else:
             info = {"error_type": None, "error": None if error is None else str(error), "traceback": None}
@@ -422,7 +441,7 @@ class Trial:
                    self.trial_id, self.number, None, None, None, None, None, None, None,
                    schema.encode_payload(info)))
 
-    def prune(self, step=None, *, ts=None) -> None:
+    def prune(self, step: int | None = None, *, ts: datetime | int | None = None) -> None:
         """End the trial as pruned (stopped early by a pruner), at ``step``."""
         self._check_running("prune")
         if step is not None:
@@ -432,7 +451,7 @@ class Trial:
                    self.trial_id, self.number, step, None, None,
                    None, None, None, None, None))
 
-    def _end(self, row):
+    def _end(self, row: tuple) -> None:
         with _open_lock:
             # SIGTERM's thread may have ended this trial a moment ago (fail_open_trials)
             ended = _ending and self not in _open
@@ -444,11 +463,12 @@ class Trial:
         if self.search._sync:
             self.search.writer.flush(upto=seq)
 
-    def __enter__(self):
+    def __enter__(self) -> Trial:
         return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if exc_type is None or exc is None:
             if self.state == "running":
                 self.fail("trial context exited without complete(), fail() or prune()")
             return False
@@ -460,18 +480,18 @@ class Trial:
         self.fail(exc)
         return False
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Trial {self.number} of {self.search.name!r} {self.state}>"
 
 
 # The trials of this process that have started and not ended, for SIGTERM's
 # thread to end as failed (a plain dict: weak keys cost 4 us a trial).
-_open: "dict[Trial, None]" = {}
+_open: dict[Trial, None] = {}
 _open_lock = threading.Lock()
 _ending = False
 
 
-def _forget_open_trials():
+def _forget_open_trials() -> None:
     # a forked child's SIGTERM must not fail its parent's trials
     global _open_lock
     _open_lock = threading.Lock()
@@ -500,7 +520,7 @@ def fail_open_trials(reason: str) -> int:
 _writer.on_terminate(fail_open_trials)
 
 
-def _is_optuna_trial(obj) -> bool:
+def _is_optuna_trial(obj: object) -> bool:
     # never import optuna here: only a program that already did can pass its Trial
     mod = sys.modules.get("optuna.trial")
     return mod is not None and isinstance(obj, mod.Trial)
@@ -512,25 +532,25 @@ def _is_optuna_trial(obj) -> bool:
 TRIAL_ADAPTERS = {"optuna": "hptrack.optuna"}
 
 
-def _adapter(library: str):
+def _adapter(library: str) -> Any:
     import importlib
 
     return importlib.import_module(TRIAL_ADAPTERS[library])
 
 
-def _is_pruned(exc) -> bool:
+def _is_pruned(exc: BaseException) -> bool:
     if isinstance(exc, Pruned):
         return True
     cls = type(exc)
     return cls.__name__ == "TrialPruned" and cls.__module__.startswith("optuna")
 
 
-def _last_step(exc):
+def _last_step(exc: BaseException) -> int | None:
     step = getattr(exc, "step", None)
-    return step if isinstance(step, numbers.Integral) else None
+    return int(step) if isinstance(step, numbers.Integral) else None
 
 
-def _float(field, v) -> float:
+def _float(field: str, v: object) -> float:
     if type(v) is float:
         return v
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -541,12 +561,13 @@ def _float(field, v) -> float:
         raise ValueError(f"{field} {v!r:.40} is too large for a float64") from None
 
 
-def _opt_float(field, v):
+def _opt_float(field: str, v: object) -> float | None:
     return None if v is None else _float(field, v)
 
 
-def track(name, *, strategy=None, direction=None, metric=None, space=None,
-          seed=None, store=None, durability="trial", **attrs):
+def track(name: str, *, strategy: str | None = None, direction: str | None = None, metric: str | None = None,
+          space: Any = None, seed: Any = None, store: StoreLike = None, durability: str = "trial",
+          **attrs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: every call of the function is one trial of the search ``name``.
 
     The function's arguments (with defaults applied) are the trial's params. It
@@ -567,12 +588,12 @@ def track(name, *, strategy=None, direction=None, metric=None, space=None,
     is written at once, and the study's direction, sampler and pruner go into
     the search (see :mod:`hptrack.optuna`).
     """
-    def decorate(fn):
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn)
         opener = Opener()
 
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             if args and _is_optuna_trial(args[0]):
                 return _adapter("optuna").run_objective(opener, fn, args, kwargs, name=name, strategy=strategy,
                                      metric=metric, space=space, seed=seed, store=store,
@@ -608,8 +629,9 @@ def track(name, *, strategy=None, direction=None, metric=None, space=None,
                 t.complete(result)
             return result
 
-        wrapper.search = lambda: opener.search
-        wrapper.finish = opener.finish
+        # the decorated function's handles on its search (attributes of a function object)
+        wrapper.search = lambda: opener.search  # type: ignore[attr-defined]
+        wrapper.finish = opener.finish  # type: ignore[attr-defined]
         return wrapper
 
     return decorate
@@ -620,14 +642,14 @@ class Opener:
     study's direction is known), finished by :meth:`finish` or, failing that, when
     the process exits, and opened again by the next trial after a finish."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.search: Search | None = None   # the last one opened, also once finished
         self._lock = threading.Lock()        # n_jobs>1 threads open it once
-        self._pid = None
+        self._pid: int | None = None
         # (naive local time, as Optuna's): trials started before it are not this opener's
         self.created = datetime.now()
 
-    def get(self, open_search) -> Search:
+    def get(self, open_search: Callable[..., Search]) -> Search:
         """The open search, opened with ``open_search(quiet=...)`` if there is none;
         quiet when this opener had it open before (``optimize`` called again)."""
         s = self.search
@@ -641,7 +663,7 @@ class Opener:
                 _at_exit(self)
             return s
 
-    def finish(self, status: str = "ok", **attrs) -> bool:
+    def finish(self, status: str = "ok", **attrs: Any) -> bool:
         """Write ``search_finished`` if the search is open; whether it was."""
         with self._lock:
             s = self.search
@@ -651,7 +673,7 @@ class Opener:
         return True
 
 
-_openers: "dict[int, Opener]" = {}
+_openers: dict[int, Opener] = {}
 _exit_hook = False
 
 
@@ -664,7 +686,7 @@ def _at_exit(opener: Opener) -> None:
     if not _exit_hook:
         _exit_hook = True
         try:
-            threading._register_atexit(_finish_all_at_exit)
+            threading._register_atexit(_finish_all_at_exit)  # type: ignore[attr-defined]  # private, see above
         except (AttributeError, RuntimeError):
             import atexit
             atexit.register(_finish_all_at_exit)

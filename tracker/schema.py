@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import numbers
+import re
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 
 from hptrack.errors import InvalidEvent
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SCHEMA_VERSION = 2
 # v2 changed only the text form of event_id (see _files/rows.py); readers accept
@@ -74,7 +79,7 @@ _MIN_US = -62_135_596_800_000_000
 _MAX_US = 253_402_300_799_999_999
 
 
-def arrow_schema():
+def arrow_schema() -> pa.Schema:
     """The Arrow schema of a stored event file (pyarrow is imported lazily)."""
     import pyarrow as pa
 
@@ -105,7 +110,7 @@ def arrow_schema():
 
 # --- params -----------------------------------------------------------------
 
-def encode_param(name, value):
+def encode_param(name: str, value: Any) -> list:
     """One typed parameter as ``[name, kind, num, str]``.
 
     Ints keep their exact decimal text in ``str`` when a float64 cannot hold
@@ -151,7 +156,7 @@ def encode_param(name, value):
     )
 
 
-def _numpy_scalar(name, value):
+def _numpy_scalar(name: str, value: Any) -> Any:
     """The Python value of a numpy scalar, refusing what Python numbers cannot hold exactly."""
     if isinstance(value, (np.datetime64, np.timedelta64)):
         raise TypeError(f"param {name!r}: cannot store a numpy {value.dtype} ({value}); "
@@ -165,7 +170,7 @@ def _numpy_scalar(name, value):
     return value.item()
 
 
-def encode_params(params):
+def encode_params(params: dict[str, object] | None) -> list[list] | None:
     if params is None:
         return None
     if not isinstance(params, dict):
@@ -173,7 +178,7 @@ def encode_params(params):
     return [encode_param(k, v) for k, v in params.items()]
 
 
-def decode_param(kind, num, text):
+def decode_param(kind: str, num: Any, text: str | None) -> object:
     """The Python value of a stored param (inverse of :func:`encode_param`)."""
     if kind == "null":
         return None
@@ -188,7 +193,7 @@ def decode_param(kind, num, text):
 
 # --- validation -------------------------------------------------------------
 
-def _bad(field, expected, got):
+def _bad(field: str, expected: str, got: object) -> InvalidEvent:
     return InvalidEvent(f"event field {field!r}: expected {expected}, got {type(got).__name__} {got!r:.80}")
 
 
@@ -208,7 +213,7 @@ ID_RULE = (f"an id is 1 to {ID_MAX_BYTES} bytes of valid Unicode (UTF-8) without
            "(NUL, newlines, ...), '/', '\\', '..', or the glob characters * ? [ ] { }")
 
 
-def id_problem(v, reading: bool = False) -> str | None:
+def id_problem(v: object, reading: bool = False) -> str | None:
     """Why ``v`` cannot be a search_id or trial_id, or None if it can
     (``reading``: why a reader leaves a logged row with it out, see ID_UNSAFE_RE2)."""
     if not isinstance(v, str):
@@ -224,7 +229,7 @@ def id_problem(v, reading: bool = False) -> str | None:
     return None
 
 
-def check_id(field: str, v, error=InvalidEvent, reading: bool = False) -> str:
+def check_id(field: str, v: Any, error: type[Exception] = InvalidEvent, reading: bool = False) -> str:
     """``v`` if it is a safe id (see ``ID_RULE``), else ``error`` naming it and the rule."""
     if type(v) is str and 0 < len(v) <= 32 and v.isalnum() and v.isascii():
         return v  # the ids hptrack makes itself (hex, slugs without dots) take this path
@@ -248,7 +253,7 @@ def storable(v: str) -> str:
         return v.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_text(what, v: str, error=InvalidEvent) -> str:
+def check_text(what: str, v: str, error: type[Exception] = InvalidEvent) -> str:
     """``v`` unless it cannot be stored as UTF-8 (lone surrogates)."""
     if not v.isascii():
         try:
@@ -259,7 +264,7 @@ def check_text(what, v: str, error=InvalidEvent) -> str:
     return v
 
 
-def check_int(field, v, bound, error=InvalidEvent) -> int:
+def check_int(field: str, v: object, bound: int, error: type[Exception] = InvalidEvent) -> int:
     """``v`` as an int if it is one and fits in a signed integer of ``bound``."""
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise _bad(field, "an integer", v) if error is InvalidEvent else error(
@@ -271,7 +276,7 @@ def check_int(field, v, bound, error=InvalidEvent) -> int:
     return v
 
 
-def _opt_str(ev, field):
+def _opt_str(ev: dict, field: str) -> str | None:
     v = ev.get(field)
     if v is not None:
         if not isinstance(v, str):
@@ -280,12 +285,12 @@ def _opt_str(ev, field):
     return v
 
 
-def _opt_int(ev, field, bound):
+def _opt_int(ev: dict, field: str, bound: int) -> int | None:
     v = ev.get(field)
     return None if v is None else check_int(field, v, bound)
 
 
-def _opt_float(ev, field):
+def _opt_float(ev: dict, field: str) -> float | None:
     v = ev.get(field)
     if v is None:
         return None
@@ -294,7 +299,7 @@ def _opt_float(ev, field):
     return float(v)
 
 
-def to_micros(ts) -> int:
+def to_micros(ts: object) -> int:
     """Microseconds since the epoch (UTC) from a datetime, or an int already in us."""
     if isinstance(ts, datetime):
         if ts.tzinfo is None:
@@ -302,13 +307,14 @@ def to_micros(ts) -> int:
         delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(ts, numbers.Integral) and not isinstance(ts, bool):
-        if not _MIN_US <= ts <= _MAX_US:
+        us = int(ts)
+        if not _MIN_US <= us <= _MAX_US:
             raise InvalidEvent(f"event field 'ts': {ts} microseconds is outside years 1 to 9999")
-        return int(ts)
+        return us
     raise _bad("ts", "a timezone-aware datetime or microseconds since the epoch", ts)
 
 
-def encode_payload(payload):
+def encode_payload(payload: object) -> str | None:
     """Payload JSON text. Any str in it is stored as :func:`storable` makes it:
     a lone surrogate (an exception message naming an undecodable file) becomes
     its ``\\udXXX`` text, since DuckDB's JSON functions refuse a lone ``\\udXXX``
@@ -328,11 +334,14 @@ def encode_payload(payload):
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"event field 'payload': cannot be stored as JSON ({exc})") from None
     if "\\ud" in text:  # an astral character (a valid pair), or maybe a lone surrogate
-        text = _dumps(_storable_json(json.loads(text)))
+        # parsed back from raw text, not from the escapes: two lone surrogates side by side
+        # would read as the one astral character their escapes spell
+        raw = json.dumps(payload, default=_json_default, allow_nan=True, ensure_ascii=False)
+        text = _dumps(_storable_json(json.loads(raw)))
     return text
 
 
-def _dumps(value, default=None) -> str:
+def _dumps(value: object, default: Callable[[Any], Any] | None = None) -> str:
     return json.dumps(value, default=default, allow_nan=True, separators=(",", ":"))
 
 
@@ -344,7 +353,7 @@ def _may_hold_surrogates(text: str) -> bool:
     return ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None) or storable(text) is not text
 
 
-def _storable_json(v):
+def _storable_json(v: Any) -> Any:
     """A parsed JSON value with every string (keys too) made :func:`storable`."""
     if isinstance(v, str):
         return storable(v)
@@ -355,7 +364,7 @@ def _storable_json(v):
     return v
 
 
-def _json_default(obj):
+def _json_default(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -417,7 +426,7 @@ def validate(event: dict, now_us: int) -> tuple:
     )
 
 
-def is_finite_number(v) -> bool:
+def is_finite_number(v: object) -> TypeGuard[numbers.Real]:
     """A real number (not a bool) that is finite as a float64."""
     if type(v) is float:
         return math.isfinite(v)

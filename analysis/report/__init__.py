@@ -18,17 +18,28 @@ sorted event ids it read, so ``hptrack report --as-of <time>`` rebuilds it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
 from hptrack.analysis.report.builder import build
 from hptrack.analysis.report.model import Group, Report, SearchReport
 from hptrack.analysis.report.terminal import render_terminal
 from hptrack.analysis.sensitivity import MAX_TRIALS
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
+
+    from rich.console import Console
+
 __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "report"]
 
 
 # --- library entry point --------------------------------------------------------------
-def report(searches=None, store=None, html=None, as_of=None, *, console=None, progress=None,
-           quiet=False, max_trials=MAX_TRIALS) -> Report:
+def report(searches: Sequence[str] | None = None, store: StoreLike = None, html: str | None = None,
+           as_of: AsOf = None, *, console: Console | None = None, progress: Any = None,
+           quiet: bool = False, max_trials: int | None = MAX_TRIALS) -> Report:
     """Build the report of ``searches`` (names or ids; default every search in the
     store), print it to the terminal unless ``quiet``, and write it as one
     self-contained HTML file when ``html`` is a path. Returns the Report."""

@@ -5,26 +5,40 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from hptrack._files.checks import load_json
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
+from hptrack.analysis.report.model import (
+    MAX_DRAWN,
+    MIN_TRIALS_IMPORTANCE,
+    N_MARGINALS,
+    TOP_CONFIGS,
+    Group,
+    Report,
+    SearchReport,
+)
 from hptrack.analysis.sensitivity import MAX_TRIALS
 from hptrack.analysis.source import is_trial_column
-from hptrack.analysis.report.model import (MAX_DRAWN, MIN_TRIALS_IMPORTANCE, N_MARGINALS, TOP_CONFIGS, Group, Report,
-                                           SearchReport)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 
-def build(searches=None, store=None, as_of=None, *, progress=None, seed=0,
-          max_trials=MAX_TRIALS) -> Report:
+def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of: AsOf = None, *, progress: Any = None,
+          seed: int = 0,
+          max_trials: int | None = MAX_TRIALS) -> Report:
     """Read the store once (as of ``as_of``, default now) and run every analysis.
 
     Importance and marginals of a search with more than ``max_trials`` complete
     trials are fitted on a seeded random sample of that many (the report says so);
     ``max_trials=None`` fits every trial."""
+    from hptrack._files.store import resolve
     from hptrack._read.read import connect, resolve_search
     from hptrack._read.views import parse_time
-    from hptrack._files.store import resolve
 
     as_of = parse_time(as_of) if as_of is not None else datetime.now(timezone.utc)
     con = connect(store, as_of)
@@ -56,6 +70,7 @@ def _snapshot_hash(con, ids):
 
 def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     import polars as pl
+
     from hptrack._read.read import trials as trials_frame
 
     (name, strategy, direction, metric, started, finished, seed_, payload, space, task, pruner,
@@ -68,7 +83,7 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
     direction = direction or "maximize"
     df = trials_frame(sid, con=con)
     params = [c for c in df.columns if not is_trial_column(c)]
-    states = {s: 0 for s in ("complete", "pruned", "failed", "running")}
+    states = dict.fromkeys(("complete", "pruned", "failed", "running"), 0)
     for s, n in df.group_by("state").len().iter_rows():
         states[s] = n
     sr = SearchReport(name=name, search_id=sid, strategy=strategy, direction=direction,
@@ -111,7 +126,7 @@ def _wall(df, as_of):
     return (end - start).total_seconds() if start is not None and end is not None else None
 
 
-def _tables(con, sr, done, seed):
+def _tables(con, sr, done, seed) -> None:
     """The raw series the plots need, read from the same snapshot."""
     import polars as pl
 
@@ -155,7 +170,7 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, con, done, space, seed, max_trials):
+def _importance(sr, con, done, space, seed, max_trials) -> None:
     from hptrack.analysis.sensitivity import analyse
     from hptrack.analysis.source import search_space
 
@@ -173,20 +188,19 @@ def _importance(sr, con, done, space, seed, max_trials):
         # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
         s = analyse(sr.trials, space=search_space(con, sr.search_id, space), direction=sr.direction,
                     params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
-    except Exception as e:  # noqa: BLE001  (an analysis that cannot run is reported, not fatal)
+    except Exception as e:  # an analysis that cannot run is reported, not fatal
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"
         return
     sr.importance, sr.marginals = s.importance, s.marginals
     sr.importance_sample = (s.n_fitted, s.n_usable)
-    sr.importance_stability = s.stability.note
+    sr.importance_stability = s.stability.note if s.stability is not None else None
     if s.sampled:
         sr.importance_note = s.note
 
 
-def _pareto(sr, con):
+def _pareto(sr, con) -> None:
     """The Pareto front and hypervolume of a multi-objective search (none for one objective)."""
     from hptrack._read.read import objectives
-
     from hptrack.analysis.multiobjective import front_of
 
     directions = objectives(con, sr.search_id)
@@ -194,20 +208,20 @@ def _pareto(sr, con):
         return
     try:
         sr.pareto = front_of(sr.trials, directions, search=sr.name, search_id=sr.search_id)
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+    except Exception as e:  # reported in the report, not fatal
         sr.pareto_note = f"not computed: {type(e).__name__}: {e}"
 
 
-def _diagnose(sr, con, seed):
+def _diagnose(sr, con, seed) -> None:
     from hptrack.analysis.overfitting import diagnose
 
     try:
         sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed)  # the defaults of diagnose and its CLI
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+    except Exception as e:  # reported in the report, not fatal
         sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
 
 
-def _training(sr, con):
+def _training(sr, con) -> None:
     """EarlyStopping's stops and the learning rate per step (of the drawn trials)."""
     from hptrack._read.training import summary
 
@@ -216,14 +230,14 @@ def _training(sr, con):
     sr.training = None if t.empty else t
 
 
-def _pbt(sr, con):
+def _pbt(sr, con) -> None:
     from hptrack.analysis.population import lineage, schedule
 
     try:
         sr.lineage = lineage(sr.search_id, con=con)
         if sr.best is not None:
             sr.schedule = schedule(sr.search_id, sr.best["trial_id"], con=con)
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+    except Exception as e:  # reported in the report, not fatal
         sr.diagnosis_note = (sr.diagnosis_note or "") + f" PBT lineage not read: {e}"
 
 
@@ -254,7 +268,7 @@ def _groups(con, reports, bar, seed):
     return groups
 
 
-def _compare_group(con, g, members, seed):
+def _compare_group(con, g, members, seed) -> None:
     from hptrack.analysis.comparison import compare
 
     usable = [m for m in members if m.best is not None]
@@ -265,8 +279,9 @@ def _compare_group(con, g, members, seed):
         import warnings
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed)  # its defaults: the numbers `hptrack compare` prints
-    except Exception as e:  # noqa: BLE001  (reported in the report, not fatal)
+            # its defaults: the numbers `hptrack compare` prints
+            g.comparison = compare([m.search_id for m in usable], con=con, seed=seed)
+    except Exception as e:  # reported in the report, not fatal
         g.note = f"no comparison: {type(e).__name__}: {e}"
         return
     g.best_strategy, g.best_reason = g.comparison.best, g.comparison.verdict
@@ -275,9 +290,11 @@ def _compare_group(con, g, members, seed):
 class _Bar:
     """A transient rich progress bar on stderr while the analyses run (only on a terminal)."""
 
-    def __init__(self, enabled, total):
+    def __init__(self, enabled, total) -> None:
         self.enabled = _tty() if enabled is None else enabled
-        self.total, self.progress, self.task = total, None, None
+        self.total = total
+        self.progress: Any = None  # a rich Progress once started
+        self.task: Any = None
 
     def __enter__(self):
         if self.enabled:
@@ -289,11 +306,11 @@ class _Bar:
             self.task = self.progress.add_task("report", total=self.total)
         return self
 
-    def advance(self, label):
+    def advance(self, label) -> None:
         if self.progress is not None:
             self.progress.update(self.task, advance=1, description=label[:40])
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self.progress is not None:
             self.progress.stop()
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def num(v, digits=4):
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def num(v: Any, digits: int = 4) -> str:
     if v is None:
         return "None"
     if isinstance(v, float):
@@ -11,7 +16,7 @@ def num(v, digits=4):
     return str(v)
 
 
-def duration(s):
+def duration(s: Any) -> str:
     if s is None:
         return "-"
     if s < 120:
@@ -19,13 +24,13 @@ def duration(s):
     return f"{s / 60:.1f}min" if s < 7200 else f"{s / 3600:.1f}h"
 
 
-def status(s):
+def status(s: Any) -> str:
     if s.running:
         return f"running ({len(s.running)} trial(s) not finished)"
     return "finished" if s.finished_at is not None else "open (never marked finished; no trial running)"
 
 
-def training_facts(s) -> list[str]:
+def training_facts(s: Any) -> list[str]:
     """How many trials EarlyStopping stopped and where; the best trial's learning rate."""
     t = s.training
     if t is None:
@@ -47,6 +52,6 @@ def training_facts(s) -> list[str]:
     return facts
 
 
-def tie_ratio(d) -> str:
+def tie_ratio(d: Any) -> str:
     """The tie test's n_test/n_train and where it came from (recorded or assumed)."""
     return f"n_test/n_train {num(d.test_train_ratio)}, {d.ratio_source}"

@@ -30,7 +30,7 @@ figure{margin:0;border:1px solid #eee;padding:4px}.tick{font-size:10px;fill:#444
 """
 
 
-def write(rep: Report, path) -> str:
+def write(rep: Report, path: str) -> str:
     """Write ``rep`` to ``path`` (atomically: temp file, then rename). Returns the path."""
     text = render(rep)
     path = os.fspath(path)
@@ -137,7 +137,7 @@ def _gap(g, members):
     return ("validation vs test", ch, "no winner has a test score (hptrack.sklearn.log_test_score)")
 
 
-def _short(name, n=18):
+def _short(name: str, n: int = 18):
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
@@ -289,7 +289,8 @@ def _intermediate(s):
         return ("intermediate values", None, "no trial reported intermediate values")
     title = "intermediate values (x = pruned here)"
     if s.drawn is not None:
-        title = f"intermediate values, random {r['trial_number'].n_unique():,} of {s.trials.height:,} trials (x = pruned)"
+        title = (f"intermediate values, random {r['trial_number'].n_unique():,} of {s.trials.height:,} trials"
+                 " (x = pruned)")
     ch = svg.Chart(title, "step", "value", width=460, height=280)
     by = r.partition_by("trial_number", maintain_order=True, as_dict=False)
     for part in by:
@@ -307,7 +308,7 @@ def _intermediate(s):
 STOP_COLOR = "#ff7f0e"
 
 
-def _mark_stops(ch, s):
+def _mark_stops(ch, s) -> None:
     """A dot where EarlyStopping stopped each drawn trial (its value at the stop step)."""
     t = s.training
     if t is None or not t.n_stopped:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
 
 MIN_TRIALS_IMPORTANCE = 8     # fANOVA on fewer complete trials is noise
 TOP_CONFIGS = 5               # configurations whose fold scores are shown
@@ -30,26 +31,26 @@ class SearchReport:
     failed: list = field(default_factory=list)     # (trial_number, error)
     pruned: list = field(default_factory=list)     # (trial_number, last_step)
     running: list = field(default_factory=list)    # (trial_number, started_at)
-    importance: object = None          # polars (param, importance, std, ..., share)
+    importance: Any = None          # polars (param, importance, std, ..., share)
     importance_note: str | None = None   # why not computed, or the sample it was fitted on
     importance_sample: tuple | None = None  # (trials fitted, usable trials)
     importance_stability: str | None = None  # Stability.note: does the top param stay top
     marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
-    diagnosis: object = None           # hptrack.analysis.overfitting.Diagnosis
+    diagnosis: Any = None           # hptrack.analysis.overfitting.Diagnosis
     diagnosis_note: str | None = None
-    trials: object = None              # hptrack.trials() frame
+    trials: Any = None              # hptrack.trials() frame
     params: list = field(default_factory=list)
-    reports: object = None             # polars: trial_number, state, step, value (drawn trials)
-    drawn: object = None               # trial ids drawn in per-trial plots, None = every trial
-    folds: object = None               # polars: trial_number, fold, value (top configs)
-    tests: object = None               # polars: trial_number, value (validation), test
-    lineage: object = None             # PBT forks, polars
-    schedule: object = None            # PBT winner's schedule, polars
+    reports: Any = None             # polars: trial_number, state, step, value (drawn trials)
+    drawn: Any = None               # trial ids drawn in per-trial plots, None = every trial
+    folds: Any = None               # polars: trial_number, fold, value (top configs)
+    tests: Any = None               # polars: trial_number, value (validation), test
+    lineage: Any = None             # PBT forks, polars
+    schedule: Any = None            # PBT winner's schedule, polars
     pruner: str | None = None          # short pruner name (median, hyperband, sha), None: none
     kind: str | None = None            # "nested_cv" for a nested-CV outer run
-    pareto: object = None              # multi-objective: hptrack.analysis.multiobjective.Pareto
+    pareto: Any = None              # multi-objective: hptrack.analysis.multiobjective.Pareto
     pareto_note: str | None = None     # why it was not computed
-    training: object = None            # hptrack.training.TrainingSummary, None if nothing to show
+    training: Any = None            # hptrack.training.TrainingSummary, None if nothing to show
 
 
 @dataclass
@@ -58,7 +59,7 @@ class Group:
     metric: str
     direction: str
     searches: list                     # names
-    comparison: object = None          # hptrack.analysis.comparison.Comparison
+    comparison: Any = None          # hptrack.analysis.comparison.Comparison
     note: str | None = None
     best_strategy: str | None = None   # only when the tests name one (Comparison.best)
     best_reason: str | None = None     # Comparison.verdict: why a winner, or why none

@@ -11,6 +11,11 @@ from __future__ import annotations
 import itertools
 import math
 from html import escape
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf"]
@@ -51,38 +56,46 @@ def _fmt(v: float) -> str:
 class Chart:
     """x/y chart. ``xcats``: category labels for an x axis of 0..k-1."""
 
-    def __init__(self, title="", xlabel="", ylabel="", width=600, height=300, xcats=None):
+    def __init__(self, title: str = "", xlabel: str = "", ylabel: str = "", width: int = 600, height: int = 300,
+                 xcats: list[str] | None = None) -> None:
         self.title, self.xlabel, self.ylabel = title, xlabel, ylabel
         self.w, self.h, self.xcats = width, height, xcats
-        self.items, self.legend = [], []
+        self.items: list[tuple] = []
+        self.legend: list[tuple] = []
         self.m = {"l": 62, "r": 12, "t": 28, "b": 44}
 
     # --- series ------------------------------------------------------------------
-    def line(self, xs, ys, col, label=None, width=1.8, opacity=1.0, dash=None, step=False):
+    def line(self, xs: Sequence[float], ys: Sequence[float], col: str, label: str | None = None, width: float = 1.8,
+             opacity: float = 1.0, dash: str | None = None,
+             step: bool = False) -> None:
         pts = [(x, y) for x, y in zip(xs, ys) if _finite(x) and _finite(y)]
         if step and pts:
             stepped = [pts[0]]
-            for (x0, y0), (x1, y1) in itertools.pairwise(pts):
+            for (_, y0), (x1, y1) in itertools.pairwise(pts):
                 stepped += [(x1, y0), (x1, y1)]
             pts = stepped
         self.items.append(("line", pts, {"col": col, "width": width, "opacity": opacity, "dash": dash}))
         self._label(label, col)
 
-    def band(self, xs, lo, hi, col, opacity=0.18):
+    def band(self, xs: Sequence[float], lo: Sequence[float], hi: Sequence[float], col: str,
+             opacity: float = 0.18) -> None:
         pts = [(x, a, b) for x, a, b in zip(xs, lo, hi) if _finite(x) and _finite(a) and _finite(b)]
         self.items.append(("band", pts, {"col": col, "opacity": opacity}))
 
-    def points(self, xs, ys, col, label=None, marker="o", size=3.5, opacity=0.9, titles=None):
+    def points(self, xs: Sequence[float], ys: Sequence[float], col: str, label: str | None = None, marker: str = "o",
+               size: float = 3.5, opacity: float = 0.9,
+               titles: Sequence[str | None] | None = None) -> None:
         pts = [(x, y, t) for x, y, t in zip(xs, ys, titles or [None] * len(xs)) if _finite(x) and _finite(y)]
         self.items.append(("points", pts, {"col": col, "marker": marker, "size": size, "opacity": opacity}))
         self._label(label, col, marker)
 
-    def segment(self, x0, y0, x1, y1, col, width=1.0, opacity=0.6):
+    def segment(self, x0: float, y0: float, x1: float, y1: float, col: str, width: float = 1.0,
+                opacity: float = 0.6) -> None:
         if all(_finite(v) for v in (x0, y0, x1, y1)):
             self.items.append(("line", [(x0, y0), (x1, y1)], {"col": col, "width": width,
                                                                    "opacity": opacity, "dash": None}))
 
-    def _label(self, label, col, marker=None):
+    def _label(self, label, col, marker=None) -> None:
         if label is not None and label not in [lab for lab, _, _ in self.legend]:
             self.legend.append((label, col, marker))
 
@@ -92,7 +105,8 @@ class Chart:
 
     # --- rendering -----------------------------------------------------------------
     def _ranges(self):
-        xs, ys = [], []
+        xs: list[float] = []
+        ys: list[float] = []
         for kind, pts, _ in self.items:
             for p in pts:
                 xs.append(p[0])
@@ -110,8 +124,13 @@ class Chart:
         x0, x1, y0, y1 = self._ranges()
         m, w, h = self.m, self.w, self.h
         pw, ph = w - m["l"] - m["r"], h - m["t"] - m["b"]
-        sx = lambda x: m["l"] + (x - x0) / (x1 - x0) * pw
-        sy = lambda y: m["t"] + ph - (y - y0) / (y1 - y0) * ph
+
+        def sx(x):
+            return m["l"] + (x - x0) / (x1 - x0) * pw
+
+        def sy(y):
+            return m["t"] + ph - (y - y0) / (y1 - y0) * ph
+
         out = [(f'<svg class="chart" width="{w}" height="{h}" '
                f'viewBox="0 0 {w} {h}" role="img"><title>{escape(self.title)}</title>'),
                f'<rect x="{m["l"]}" y="{m["t"]}" width="{pw}" height="{ph}" fill="#fff" stroke="#ccc"/>']
@@ -153,7 +172,7 @@ def _pts(pts) -> str:
     return " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
 
 
-def _marker(x, y, o, title):
+def _marker(x, y, o, title) -> str:
     tip = f"<title>{escape(str(title))}</title>" if title else ""
     c, s = o["col"], o["size"]
     if o["marker"] == "x":
@@ -175,7 +194,8 @@ def _legend(entries, right, top):
     return out
 
 
-def hbars(labels, values, errors=None, title="", xlabel="", width=600, col=PALETTE[0]) -> str:
+def hbars(labels: list[str], values: Any, errors: Sequence[float] | None = None, title: str = "", xlabel: str = "",
+          width: int = 600, col: str = PALETTE[0]) -> str:
     """Horizontal bars, first label on top (importance)."""
     row, left, top = 22, 150, 28
     h = top + row * len(labels) + 34
@@ -200,7 +220,8 @@ def hbars(labels, values, errors=None, title="", xlabel="", width=600, col=PALET
     return "".join(out)
 
 
-def parallel(columns, rows, values, title="", width=720, height=320, higher_is_better=True) -> str:
+def parallel(columns: list[str], rows: list, values: Any, title: str = "", width: int = 720, height: int = 320,
+             higher_is_better: bool = True) -> str:
     """Parallel coordinates: one vertical axis per column (numbers scaled to
     their range; categories spread evenly), one polyline per row, coloured by
     ``values`` (best dark, worst light)."""

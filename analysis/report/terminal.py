@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING
 from hptrack.analysis.report.format import duration, num, status, tie_ratio, training_facts
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
+    from hptrack.analysis.multiobjective import Pareto
     from hptrack.analysis.report.model import Group, Report, SearchReport
 
 __all__ = ["render_terminal"]
 
 
-def render_terminal(rep: Report, console=None) -> None:
+def render_terminal(rep: Report, console: Console | None = None) -> None:
     """Print ``rep`` with rich: at most 80 columns wide when not on a terminal
     (and then without colour codes), one block per group of comparable searches."""
     from rich.console import Console
@@ -46,7 +49,7 @@ def render_terminal(rep: Report, console=None) -> None:
         _print_group(console, g)
 
 
-def _say(console, markup, indent=2, hang=2):
+def _say(console, markup, indent: int = 2, hang: int = 2) -> None:
     """One paragraph, wrapped to the console with continuation lines indented."""
     from rich.padding import Padding
     from rich.text import Text
@@ -58,7 +61,7 @@ def _say(console, markup, indent=2, hang=2):
 class _Hanging:
     """Rich renderable: first line at ``indent``, the rest at ``indent + hang``."""
 
-    def __init__(self, text, indent, hang):
+    def __init__(self, text, indent, hang) -> None:
         self.text, self.indent, self.hang = text, indent, hang
 
     def __rich_console__(self, console, options):
@@ -72,7 +75,7 @@ class _Hanging:
             yield Segment.line()
 
 
-def _print_search(console, s: SearchReport):
+def _print_search(console, s: SearchReport) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -114,14 +117,14 @@ def _print_search(console, s: SearchReport):
                       f"{num(row['ci_low'], 3)} - {num(row['ci_high'], 3)}")
         _say(console, "importance:" + (f" {s.importance_note}" if s.importance_note else ""))
         console.print(t)
-        _say(console, f"  {escape(s.importance_stability)}")
+        _say(console, f"  {escape(s.importance_stability or '')}")
     else:
         _say(console, f"importance: {s.importance_note}")
     _print_diagnosis(console, s)
     _print_training(console, s)
 
 
-def _print_training(console, s):
+def _print_training(console, s) -> None:
     facts = training_facts(s)
     if facts:
         _say(console, "; ".join(facts))
@@ -130,7 +133,7 @@ def _print_training(console, s):
 PARETO_SHOWN = 8   # front members listed one per line
 
 
-def _print_pareto(console, s):
+def _print_pareto(console, s) -> None:
     """A multi-objective search has no single best trial: its Pareto front instead."""
     from rich.markup import escape
 
@@ -153,7 +156,7 @@ def _print_pareto(console, s):
         _say(console, f"hypervolume reached 90% of its final value at trial {first}")
 
 
-def pareto_rows(p, limit) -> list[str]:
+def pareto_rows(p: Pareto, limit: int) -> list[str]:
     """'trial 3: 0.12, 0.97 - alpha=0.01, ...' for the first ``limit`` front members
     (by objective 0, best first)."""
     front = p.front.sort(p.objectives[0], descending=p.directions[0] == "maximize").head(limit)
@@ -163,7 +166,7 @@ def pareto_rows(p, limit) -> list[str]:
             for r in front.iter_rows(named=True)]
 
 
-def _first_reaching(p, share=0.9):
+def _first_reaching(p, share: float = 0.9):
     """The trial number after which the hypervolume first reached ``share`` of its final value."""
     final = p.final_hypervolume
     if final <= 0:
@@ -172,7 +175,7 @@ def _first_reaching(p, share=0.9):
     return hit["trial_number"][0] if hit.height else None
 
 
-def _print_diagnosis(console, s):
+def _print_diagnosis(console, s) -> None:
     from rich.markup import escape
 
     d = s.diagnosis
@@ -197,7 +200,7 @@ def _print_diagnosis(console, s):
             _say(console, f"not computed: {escape(what)}: {escape(str(why))}")
 
 
-def _print_group(console, g: Group):
+def _print_group(console, g: Group) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -212,7 +215,7 @@ def _print_group(console, g: Group):
               header_style="bold", title_justify="left")
     for col, j in (("strategy", "left"), ("searches", "right"), (f"best {g.metric}", "right"),
                    ("at budget", "right"), ("AUC", "right"), ("mean rank", "right"), ("spent", "right")):
-        t.add_column(col, justify=j)
+        t.add_column(col, justify="left" if j == "left" else "right")
     for r in c.summary.iter_rows(named=True):
         t.add_row(str(r["strategy"]), str(r["n_searches"]), num(r["final_best_mean"]),
                   num(r["best_at_horizon_mean"]), num(r["auc_mean"], 3), f"{r['mean_rank']:.2f}",
@@ -221,6 +224,6 @@ def _print_group(console, g: Group):
     _say(console, f"axis: {escape(c.why)}")
     # the verdict carries the numbers: mean ranks, Friedman p and n, or why no test ran
     if g.best_strategy is not None:
-        _say(console, f"best strategy: [bold]{escape(g.best_strategy)}[/bold] - {escape(g.best_reason)}")
+        _say(console, f"best strategy: [bold]{escape(g.best_strategy)}[/bold] - {escape(g.best_reason or '')}")
     else:
         _say(console, escape(g.best_reason or "no clear winner"))

@@ -21,13 +21,14 @@ import math
 import os
 import time
 import warnings
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timezone
-from typing import Callable
 from zoneinfo import ZoneInfo
 
 import optuna
+from objectives import sgd_partial_fit
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine
@@ -43,7 +44,6 @@ from sklearn.tree import DecisionTreeClassifier
 
 import hptrack
 import hptrack.optuna
-from objectives import sgd_partial_fit
 
 PATHS = ("decorator", "callback", "import")
 SQLITE = ("median-sgd-digits", "nsga2-wine", "enqueue-iris", "failures-cancer")

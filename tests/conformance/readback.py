@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 
 import hptrack
 from hptrack._read.read import resolve_search
@@ -46,7 +46,7 @@ def _json(text):
     return None if text is None else json.loads(text)
 
 
-@lru_cache(maxsize=None)
+@cache
 def connection(store: str):
     """One ``hptrack.connect(store)`` per store for the whole session: the material
     is built before any test reads it and does not change after, and a connection
@@ -59,7 +59,7 @@ def read_search(store: str, name: str) -> Search:
     return read_store(store)[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_store(store: str) -> dict:
     """name -> :class:`Search` for every search of ``store``: each view read once
     (a query folds the events; one per search and view cost 0.1 s each)."""
@@ -101,13 +101,13 @@ def read_store(store: str) -> dict:
             for sid, ts in by_search.items()}
 
 
-@lru_cache(maxsize=None)
+@cache
 def trials_frame(store: str, name: str):
     """``hptrack.trials(name, store=store)``, the polars table users read."""
     return hptrack.trials(name, con=connection(store))
 
 
-@lru_cache(maxsize=None)
+@cache
 def scored(store: str, name: str) -> dict:
     """(trial_id, split, metric, fold, step) -> value of every fold score (test and
     train) of the search."""

@@ -8,7 +8,6 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 from scipy.stats import loguniform, randint
 from sklearn.base import clone
@@ -18,8 +17,14 @@ from sklearn.decomposition import PCA
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
 from sklearn.feature_selection import SelectKBest, chi2
 from sklearn.linear_model import RidgeClassifier
-from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV,
-                                     RandomizedSearchCV, RepeatedStratifiedKFold, StratifiedKFold)
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    RandomizedSearchCV,
+    RepeatedStratifiedKFold,
+    StratifiedKFold,
+)
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler

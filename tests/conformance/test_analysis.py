@@ -18,7 +18,6 @@ import hptrack.analysis
 
 from .analysis_material import COMPARE_TRIALS, IMPORTANCE, SAMPLERS, SEEDS
 
-
 # --- importance ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", list(IMPORTANCE))
@@ -156,5 +155,5 @@ def test_compare_friedman_equals_scipy_on_the_same_blocks(analysis_material):
     ranks = sps.rankdata(blocks, axis=1).mean(axis=0)   # minimize: the lowest value ranks 1
     assert list(r.tests["friedman"]["mean_ranks"].values()) == pytest.approx(ranks.tolist())
     per = {row["search"]: row["final_best"] for row in r.per_search.iter_rows(named=True)}
-    for (s, seed), name in names.items():
+    for name in names.values():
         assert per[name] == analysis_material.studies[name].best_value

@@ -50,7 +50,7 @@ def test_exception_records_failed_and_reraises(tmp_path):
     s = hptrack.search("fails", store=tmp_path)
     with pytest.raises(ZeroDivisionError):
         with s.trial({"a": 1}):
-            1 / 0
+            1 / 0  # noqa: B018  (the expression raises ZeroDivisionError: the failure under test)
     (state, error), = q(tmp_path, "SELECT state, error FROM trials")
     assert state == "failed" and error == "division by zero"
     (payload,), = q(tmp_path, "SELECT payload FROM events WHERE type = 'trial_failed'")

@@ -28,11 +28,11 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 import hptrack
-from hptrack.cli.main import cli
+from hptrack._files.store import Store
 from hptrack._read.overview import ls, show
 from hptrack._read.sql import query
-from hptrack._files.store import Store
 from hptrack._write.writer import Writer
+from hptrack.cli.main import cli
 
 HPTRACK = os.path.join(os.path.dirname(sys.executable), "hptrack")
 ANSI = re.compile(r"\x1b\[")

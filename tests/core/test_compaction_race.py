@@ -11,17 +11,16 @@ after a grace period (``compact(grace=...)``).
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
 
+import helpers_proc as hp
 import pytest
 
-import helpers_proc as hp
 import hptrack
-from hptrack._maintain.compaction import compact
 from hptrack._files.store import Store
+from hptrack._maintain.compaction import compact
 from hptrack._write.writer import Writer
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers_proc.py")
@@ -43,7 +42,8 @@ while not os.path.exists(stop):
     except Exception as exc:  # counted, so the store is still checked for losses
         errors += 1
         import traceback
-        where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)]
+        where = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
+                 for f in traceback.extract_tb(exc.__traceback__)]
         print("ERROR", repr(exc)[:300], " <- ".join(reversed(where))[:600], file=sys.stderr, flush=True)
     runs += 1
 print("RUNS", runs, errors, flush=True)
@@ -273,7 +273,7 @@ def queries_during_compactions(tmp_path, n_queries, grace, run=None):
         for _ in range(n_queries):
             try:
                 (n, distinct, complete, n_trials), = (run or (lambda: query(QUERY, root).rows()))()
-            except Exception as exc:  # noqa: BLE001 - any failure is what we count
+            except Exception as exc:  # any failure is what we count
                 failures.append(repr(exc)[:300])
                 continue
             assert n == distinct, (n, distinct)         # nothing doubled

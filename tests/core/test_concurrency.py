@@ -18,11 +18,12 @@ import threading
 import time
 
 import helpers_proc as hp
+
 import hptrack
-from hptrack.api import search_id_for
-from hptrack._maintain.verification import verify
 from hptrack._files.store import Store
+from hptrack._maintain.verification import verify
 from hptrack._write.writer import Writer
+from hptrack.api import search_id_for
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers_proc.py")
 

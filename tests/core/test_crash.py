@@ -19,13 +19,13 @@ import subprocess
 import sys
 import time
 
+import helpers_proc as hp
 import pytest
 
-import helpers_proc as hp
 import hptrack
-from hptrack._maintain.verification import verify
 from hptrack._files.store import Store
 from hptrack._files.wal import read_log
+from hptrack._maintain.verification import verify
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers_proc.py")
 # on SIGTERM hptrack's own thread seals and exits with 128 + 15
@@ -244,7 +244,8 @@ def test_batch_durability_normal_exit_writes_everything(tmp_path, seal_events, f
 
 
 # Ctrl-C's KeyboardInterrupt raised in the main thread while it is inside Writer.flush
-# (and SIGTERM landing at the same point, now handled by the writer's own thread), after taking the pending rows and before logging them.
+# (and SIGTERM landing at the same point, now handled by the writer's own thread), after taking the
+# pending rows and before logging them.
 # A profile hook puts a real signal at that exact point: the first call of
 # fsync_dir, made by LogFile while the main thread holds the log lock with every
 # pending row taken. Meanwhile thread B completes its own trial and waits on the

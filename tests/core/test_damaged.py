@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import hptrack
-from hptrack.errors import StoreError
 from hptrack._maintain.verification import verify
+from hptrack.errors import StoreError
 
 
 @pytest.fixture()

@@ -138,7 +138,7 @@ def stores(draw):
     for i, name in enumerate(search_names):
         trials = [draw(trial(f"t{i}x{k}")) for k in range(draw(st.integers(0, 5 if n_search < 10 else 3)))]
         # the trials are shared out among the processes, and some go after compaction
-        for k, t in enumerate(trials):
+        for t in trials:
             stage = after if draw(st.integers(0, 3)) == 0 else before
             stage[draw(process(len(stage) - 1))].append((name, t))
         late_ends = [(t["id"], k, draw(endings)) for k, t in enumerate(trials)
@@ -190,8 +190,8 @@ def raw_events(root: str) -> list[dict]:
     write-ahead logs' rows."""
     import pyarrow.parquet as pq
 
-    from hptrack._read.views import wal_table
     from hptrack._files.store import Store
+    from hptrack._read.views import wal_table
 
     rows = []
     for folder, _, files in os.walk(os.path.join(root, "events")):
@@ -276,9 +276,16 @@ def reference_params(events) -> list[dict]:
     rows = []
     for (sid, tid, name), p in latest.items():
         kind, num, text = p["kind"], p["num"], p["str"]
-        value = {"int": lambda: text if text is not None else str(int(num)),
-                 "bool": lambda: "true" if num == 1 else "false",
-                 "float": lambda: float_text(num), "null": lambda: "null"}.get(kind, lambda: text)()
+        if kind == "int":
+            value = text if text is not None else str(int(num))
+        elif kind == "bool":
+            value = "true" if num == 1 else "false"
+        elif kind == "float":
+            value = float_text(num)
+        elif kind == "null":
+            value = "null"
+        else:
+            value = text
         rows.append({"search_id": sid, "trial_id": tid, "name": name, "kind": kind,
                      "value_num": num, "value_str": text, "value": value})
     return rows
@@ -423,7 +430,8 @@ def _check(plan, pool, store, root):
     events = raw_events(store)
     now = {name: answers(read(store, None)) for name, read in READ_PATHS.items()}
     con = hptrack.connect(store)
-    event(f"searches read from stored folds: {len(con.sql('SELECT DISTINCT search_id FROM _trials_projected').fetchall())}")
+    projected = con.sql("SELECT DISTINCT search_id FROM _trials_projected").fetchall()
+    event(f"searches read from stored folds: {len(projected)}")
     times = sorted({e["ts"] for e in events})
     cut = times[int(plan["cut"] * (len(times) - 1))] if times else BASE
     if plan["cut"] < 0.05:
@@ -448,7 +456,7 @@ def _check(plan, pool, store, root):
         check_reference(past[name], [e for e in events if e["ts"] <= cut], f"{name} as_of {cut}")
 
 
-HARNESS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+HARNESS = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 
 def _job(name, trials=(), ends=(), search_params=(), finish=False):

@@ -16,20 +16,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 import uuid
 import warnings
 
+import helpers_proc as hp
 import pytest
 
-import helpers_proc as hp
 import hptrack
-from hptrack._write import writer as writer_mod
 from hptrack._maintain.compaction import compact
 from hptrack._maintain.verification import verify
+from hptrack._write import writer as writer_mod
 
 HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers_proc.py")
 # the crash-loop child, optionally with a cap on the size of any file it writes

@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 import hptrack
 from hptrack._files.rows import to_table
-from hptrack.schema import ID_MAX_BYTES, storable
 from hptrack._files.wal import LogFile, encode_rows
 from hptrack._write.writer import Writer
+from hptrack.schema import ID_MAX_BYTES, storable
 
 BAD_IDS = {
     "surrogate": "a\ud800",
@@ -350,13 +350,13 @@ def test_any_string_round_trips_as_free_text(text_store, text, key):
         warnings.simplefilter("error")  # no hptrack warning: nothing left out
         s = hptrack.search(name, store=text_store, note=text)
         with s.trial({"p": text}) as t:
-            t.report(1, 0.5, **{"m": text})
+            t.report(1, 0.5, m=text)
             t.score(0.6, split="test", extra={key: text})
             t.complete(1.0, said=text)
         with pytest.raises(RuntimeError):
             with s.trial({"p": "x"}):
                 raise RuntimeError(text)
-        s.annotate(text, **{"x": {key: [text]}})
+        s.annotate(text, x={key: [text]})
         s.writer.flush()
         for where in ("log", "parquet"):
             con = hptrack.connect(text_store)
@@ -390,3 +390,15 @@ def test_the_escape_is_backslashreplace_and_leaves_valid_text_alone():
     assert storable("\udcff") == "\\udcff"
     for ok in ["", "plain", "\x00", "é\U0001f389", "\u2028", "\\ud800"]:
         assert storable(ok) is ok
+
+
+def test_two_lone_surrogates_in_a_payload_stay_two_escapes():
+    """A Python str holding a lone high and a lone low surrogate side by side is two
+    unstorable characters, not the astral character their JSON escapes would spell:
+    each is stored as its ``\\udXXX`` text (found by the round-trip test above)."""
+    from hptrack.schema import encode_payload
+
+    two = "\ud800\udc00"
+    assert json.loads(encode_payload({"note": two, two: 1})) == {"note": storable(two), storable(two): 1}
+    # a real astral character is stored as before, as its JSON escape pair
+    assert encode_payload({"note": "\U00010000"}) == '{"note":"\\ud800\\udc00"}'

@@ -17,8 +17,6 @@ import pathlib
 
 import pytest
 
-import hptrack
-
 # (layer, the module prefixes it holds); a module belongs to the longest prefix that matches
 LAYERS = {
     "foundation": ("hptrack.errors", "hptrack.schema"),

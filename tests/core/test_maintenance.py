@@ -21,17 +21,17 @@ import time
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
+import pyarrow.compute  # makes pa.compute available
 import pyarrow.parquet as pq
 import pytest
 
 import hptrack
 from hptrack import schema
-from hptrack._maintain.compaction import compact
-from hptrack._maintain.verification import verify
 from hptrack._files.rows import to_table
 from hptrack._files.store import Store
 from hptrack._files.wal import LogFile, encode_rows, read_log
+from hptrack._maintain.compaction import compact
+from hptrack._maintain.verification import verify
 from hptrack._write.writer import Writer, now_us
 
 SEED = int(os.environ.get("HPTRACK_COMPACT_SEED", random.randrange(2**32)))

@@ -253,7 +253,7 @@ def test_reports_with_decreasing_and_repeated_steps_are_kept_as_given(tmp_path):
         for i, step in enumerate(steps):
             t.report(step, i / 10)
         t.complete(0.9)
-    for phase in ("log", "parquet"):
+    for _phase in ("log", "parquet"):  # read from the live log, then (after seal) from Parquet
         con = hptrack.connect(tmp_path)
         got = con.sql("SELECT step, value FROM reports ORDER BY ts, value").fetchall()
         assert got == [(step, i / 10) for i, step in enumerate(steps)]

@@ -14,9 +14,9 @@ import sys
 import time
 import uuid
 
+import helpers_proc as hp
 import pytest
 
-import helpers_proc as hp
 import hptrack
 from hptrack._files.store import Store, local_dir
 from hptrack._write.writer import Writer

@@ -38,8 +38,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import hptrack
-from hptrack.schema import decode_param, storable
 from hptrack._write.writer import Writer
+from hptrack.schema import decode_param, storable
 
 _names = itertools.count()
 SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,

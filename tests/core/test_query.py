@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 import hptrack
-from hptrack.errors import QueryRefused
 from hptrack._read.sql import InvalidQuery, query, read_only_connection
 from hptrack.cli.main import cli
+from hptrack.errors import QueryRefused
 
 
 # --- fixtures ----------------------------------------------------------------------

@@ -21,11 +21,11 @@ import pytest
 from click.testing import CliRunner
 
 import hptrack
+from hptrack._maintain.verification import verify
+from hptrack._read.sql import QueryStopped, query, read_only_connection
+from hptrack._write.writer import Writer
 from hptrack.cli.main import cli
 from hptrack.errors import QueryRefused
-from hptrack._read.sql import InvalidQuery, QueryStopped, query, read_only_connection
-from hptrack._maintain.verification import verify
-from hptrack._write.writer import Writer
 
 HPTRACK = os.path.join(os.path.dirname(sys.executable), "hptrack")
 
@@ -104,7 +104,7 @@ def hostile(w):
         (f"-- a comment\nWITH x AS (\n  COPY (SELECT 1 AS a)\n  TO '{s}/nl.csv'\n) SELECT * FROM x", [copy]),
         (f"WITH x AS (COPY (SELECT 1 AS a) TO '{x}/out.csv') SELECT * FROM x", [copy]),
         (f"WITH x AS (COPY (SELECT 1 AS a) TO '{o}/events/x.parquet') SELECT * FROM x", [copy]),
-        (f"WITH x AS (COPY (SELECT 1 AS a) TO 'rel.csv') SELECT * FROM x", [copy]),
+        ("WITH x AS (COPY (SELECT 1 AS a) TO 'rel.csv') SELECT * FROM x", [copy]),
         # data-changing CTEs
         ("WITH x AS (INSERT INTO events SELECT * FROM events RETURNING *) SELECT * FROM x",
          ["INSERT is not allowed", "append-only"]),
@@ -115,7 +115,7 @@ def hostile(w):
         ("SELECT * FROM query_table('events')", ["query_table()"]),
         ("SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
          ["json_execute_serialized_sql()"]),
-        (f"SELECT * FROM range(2) r, LATERAL query('SELECT ' || r.range)", ["query()"]),
+        ("SELECT * FROM range(2) r, LATERAL query('SELECT ' || r.range)", ["query()"]),
         (f"SELECT * FROM glob('{s}/*')", ["glob()", "lists folders"]),
         ("SELECT * FROM sniff_csv('/etc/passwd')", ["sniff_csv()"]),
         (f"SELECT * FROM read_duckdb('{s}/x.duckdb')", ["read_duckdb()"]),

@@ -8,15 +8,16 @@ import shutil
 import subprocess
 import sys
 
-import hptrack
 import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from rich.console import Console
+
+import hptrack
+from hptrack._write.writer import Writer
 from hptrack.analysis.report import build, render_terminal
 from hptrack.cli.main import cli
-from hptrack._write.writer import Writer
-from rich.console import Console
 
 
 def _quadratic(store, name, strategy, seed, n=12, dataset="toy", folds=3):
@@ -232,9 +233,10 @@ def _browser(exe, tmp_path, *args):
 
 @pytest.fixture(scope="module")
 def pbt_store(compared):
-    from hptrack.pbt import PBT, SklearnPartialFit
     from sklearn.datasets import load_digits
     from sklearn.linear_model import SGDClassifier
+
+    from hptrack.pbt import PBT, SklearnPartialFit
 
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
@@ -256,7 +258,7 @@ def test_html_report_renders_in_headless_chromium(pbt_store, tmp_path):
 
     dom = _browser(exe, tmp_path, "--dump-dom", html.as_uri())
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert "CONSOLE" not in dom.stderr, [l for l in dom.stderr.splitlines() if "CONSOLE" in l]
+    assert "CONSOLE" not in dom.stderr, [line for line in dom.stderr.splitlines() if "CONSOLE" in line]
     assert "net::ERR" not in dom.stderr
     figures = re.findall(r"<figure data-plot=\"([^\"]+)\">(.*?)</figure>", dom.stdout, re.DOTALL)
     kinds = {k.split(" ")[0] for k, _ in figures}

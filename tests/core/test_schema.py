@@ -24,9 +24,9 @@ from jsonschema import Draft202012Validator
 
 import hptrack
 from hptrack import schema as hs
-from hptrack.errors import InvalidEvent
 from hptrack._files.rows import event_ids
 from hptrack._write.writer import Writer
+from hptrack.errors import InvalidEvent
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 SCHEMA = json.loads((SCHEMAS / "event.v2.schema.json").read_text())

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+
 from hptrack.analysis.sensitivity import importance, interactions, marginals
 from hptrack.analysis.source import design
 from hptrack.api import search
@@ -63,6 +64,7 @@ def test_ishigami_interaction_carries_the_rest(ishigami_store):
 
 def test_cli_importance(ishigami_store):
     from click.testing import CliRunner
+
     from hptrack.cli.main import cli
 
     r = CliRunner().invoke(cli, ["--store", ishigami_store, "importance", "ishigami",

@@ -17,9 +17,9 @@ import subprocess
 import sys
 import time
 
+import helpers_proc as hp
 import pytest
 
-import helpers_proc as hp
 import hptrack
 from hptrack._files.store import Store
 from hptrack._maintain.verification import verify

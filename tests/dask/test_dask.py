@@ -17,15 +17,15 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed is not
                                   "(pip install 'dask[distributed]' or hptrack[dask])")
 optuna = pytest.importorskip("optuna")
 
-import cloudpickle  # noqa: E402  (comes with distributed)
-import joblib  # noqa: E402
-from sklearn.datasets import load_breast_cancer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.model_selection import GridSearchCV, StratifiedKFold  # noqa: E402
+import cloudpickle  # comes with distributed
+import joblib
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-import hptrack  # noqa: E402
-import hptrack.sklearn as hs  # noqa: E402
-from hptrack._files.wal import read_log  # noqa: E402
+import hptrack
+import hptrack.sklearn as hs
+from hptrack._files.wal import read_log
 
 # the workers are fresh processes that cannot import this test module by name
 cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -25,9 +25,9 @@ import sys
 from datetime import datetime, timezone
 
 from hptrack import schema
-from hptrack.api import search_id_for
 from hptrack._files.wal import LogFile, encode_rows
 from hptrack._write.writer import Writer
+from hptrack.api import search_id_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 

@@ -2,12 +2,13 @@
 
 import json
 
-import hptrack
 import numpy as np
 import optuna
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import SGDClassifier
+
+import hptrack
 
 X, Y = load_digits(return_X_y=True)
 X = X / 16.0

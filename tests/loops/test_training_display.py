@@ -129,7 +129,9 @@ def test_report_shows_the_stops_and_the_learning_rate(trained, tmp_path):
     rep = build(["sgd-digits"], store=store, progress=False)
     stopped = sorted(n for n, (es, _) in truth.items() if es.stopped)
     from io import StringIO
+
     from rich.console import Console
+
     from hptrack.analysis.report import render_terminal
     buf = StringIO()
     render_terminal(rep, Console(file=buf, width=80, force_terminal=False, color_system=None))

@@ -7,23 +7,23 @@ dataset each search was fitted on, the pruner Optuna ran, scipy's Friedman test.
 
 import json
 
-import hptrack
-import hptrack.sklearn
 import numpy as np
 import optuna
 import pytest
 import scipy.stats as sps
 from click.testing import CliRunner
-from hptrack.analysis.comparison import IncomparableSearches, compare
-from hptrack.analysis.report import build
-from hptrack.cli.main import cli
-from hptrack.optuna import Callback
-from hptrack._write.writer import Writer
+from objectives import sgd_partial_fit
 from sklearn.datasets import load_digits, load_iris
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
-from objectives import sgd_partial_fit
+import hptrack
+import hptrack.sklearn
+from hptrack._write.writer import Writer
+from hptrack.analysis.comparison import IncomparableSearches, compare
+from hptrack.analysis.report import build
+from hptrack.cli.main import cli
+from hptrack.optuna import Callback
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 TREE_GRID = {"max_depth": [1, 2, 3, None], "min_samples_leaf": [1, 10]}

@@ -25,9 +25,9 @@ from sklearn.svm import SVC
 
 import hptrack
 import hptrack.sklearn as hs
-from hptrack.optuna import Callback
 from hptrack.analysis import importance
 from hptrack.analysis.source import design
+from hptrack.optuna import Callback
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 IRIS = load_iris(return_X_y=True)
@@ -310,6 +310,7 @@ def test_stability_is_stated_and_low_on_few_trials(wine_study, iris_table):
 
 def test_cli_importance_shows_interval_and_stability(wine_study):
     from click.testing import CliRunner
+
     from hptrack.cli.main import cli
 
     store, _ = wine_study

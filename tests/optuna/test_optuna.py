@@ -8,14 +8,14 @@ import sys
 import textwrap
 from datetime import timezone
 
-import hptrack
 import optuna
 import pytest
-from hptrack.optuna import Callback, import_study
-from hptrack._read.read import resolve_search
+from objectives import sgd_partial_fit
 from sklearn.datasets import load_digits
 
-from objectives import sgd_partial_fit
+import hptrack
+from hptrack._read.read import resolve_search
+from hptrack.optuna import Callback, import_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

@@ -7,15 +7,11 @@ hypervolume history against a brute-force 2-D union and Optuna's own hypervolume
 import itertools
 import json
 
-import hptrack
 import numpy as np
 import optuna
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from hptrack.analysis import analyse, importance
-from hptrack.cli.main import cli
-from hptrack.optuna import Callback
 from optuna._hypervolume import compute_hypervolume
 from optuna.distributions import distribution_to_json
 from sklearn.datasets import load_breast_cancer
@@ -23,6 +19,11 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+import hptrack
+from hptrack.analysis import analyse, importance
+from hptrack.cli.main import cli
+from hptrack.optuna import Callback
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 # the SGD objective stops at max_iter on purpose (a cheap model is one of the trade-offs)
@@ -311,6 +312,7 @@ def test_report_shows_front_and_hypervolume(mo, tmp_path):
     from io import StringIO
 
     from rich.console import Console
+
     from hptrack.analysis.report.terminal import render_terminal
 
     buf = StringIO()

@@ -5,13 +5,14 @@ import json
 import os
 import random
 
-import hptrack
 import numpy as np
 import pytest
-from hptrack.analysis.population import lineage, schedule
-from hptrack.pbt import PBT, SklearnPartialFit, _explore
 from sklearn.datasets import load_digits
 from sklearn.neural_network import MLPClassifier
+
+import hptrack
+from hptrack.analysis.population import lineage, schedule
+from hptrack.pbt import PBT, SklearnPartialFit, _explore
 
 X, Y = load_digits(return_X_y=True)
 X = X / 16.0

@@ -5,9 +5,10 @@ leaves out what it cannot read, and says so)."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from hptrack.schema import COLUMNS, SCHEMA_VERSION, arrow_schema
 from hptrack._files.store import Store
+from hptrack.schema import COLUMNS, SCHEMA_VERSION, arrow_schema
 
 ERROR, WARNING = "error", "warning"
 REQUIRED_COLUMNS = COLUMNS          # every v1 column; later versions only add columns
@@ -112,8 +113,8 @@ class Footer:
     replaces: tuple = ()    # names of the files this merged file replaces (REPLACES_KEY)
 
     @classmethod
-    def of(cls, meta, columns) -> "Footer":
-        index = {}
+    def of(cls, meta: Any, columns: tuple) -> Footer:
+        index: dict[str, int] = {}
         for i in range(meta.num_columns):
             index.setdefault(meta.schema.column(i).path, i)
         groups = [meta.row_group(g) for g in range(meta.num_row_groups)]
@@ -169,19 +170,19 @@ def _max_of(groups, col):
     return best
 
 
-def short(exc) -> str:
+def short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
 
 
-def newer(rel: str, version) -> str:
+def newer(rel: str, version: object) -> str:
     return (f"{rel}: written by a newer hptrack (schema v{version}; this hptrack reads up to "
             f"v{SCHEMA_VERSION}): upgrade hptrack to read it; compact leaves it alone")
 
 
 
 
-def load_json(text, default=None):
+def load_json(text: str | None, default: Any = None) -> Any:
     """A payload's JSON as Python, never raising: ``default`` for text that is
     not JSON, and lone surrogates (``\\udcff``, valid in JSON text but not in
     UTF-8, so unprintable and unstorable) replaced by U+FFFD."""

@@ -19,6 +19,7 @@ time-ordered as text. Its form follows the rows' schema version:
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,8 +28,11 @@ from hptrack.schema import COLUMNS, ID_MAX_BYTES, ID_UNSAFE_RE2, SCHEMA_VERSION,
 _SCHEMA = None
 WRITER_ID = re.compile(r"[0-9a-f]{16}")
 
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-def schema():
+
+def schema() -> pa.Schema:
     global _SCHEMA
     if _SCHEMA is None:
         _SCHEMA = arrow_schema()
@@ -56,7 +60,7 @@ def _hex_digits(words):
     return digits
 
 
-def event_ids(ts_us, writer_id: str, seqs, version: int = SCHEMA_VERSION):
+def event_ids(ts_us: Any, writer_id: str, seqs: Any, version: int = SCHEMA_VERSION) -> pa.Array:
     """Event ids (a pyarrow string array) for rows of one writer, vectorised."""
     import pyarrow as pa
 
@@ -83,7 +87,8 @@ def event_ids(ts_us, writer_id: str, seqs, version: int = SCHEMA_VERSION):
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
 
 
-def to_table(rows, writer_id: str, version: int = SCHEMA_VERSION, first_seq: int | None = None):
+def to_table(rows: list[tuple], writer_id: str, version: int = SCHEMA_VERSION,
+             first_seq: int | None = None) -> pa.Table:
     """An Arrow table in the stored schema from rows of one writer.
 
     Each row starts with its seq, or, given ``first_seq``, rows have no seq and
@@ -93,7 +98,7 @@ def to_table(rows, writer_id: str, version: int = SCHEMA_VERSION, first_seq: int
     sch = schema()
     if not rows:
         return sch.empty_table()
-    cols = list(zip(*rows))
+    cols: list = list(zip(*rows))
     if first_seq is None:
         seqs = np.asarray(cols[0], dtype=np.int64)
     else:
@@ -151,7 +156,7 @@ def _params_array(column, list_type):
 
 # --- rows read back from a log ---------------------------------------------------
 
-def log_rows_table(rows, writer_id: str, version: int):
+def log_rows_table(rows: list[tuple], writer_id: str, version: int) -> tuple[pa.Table, list[tuple[int, str]]]:
     """A log's rows as a table in the stored schema, leaving out each row that
     breaks the event rules (a log of an old or hostile writer: an unsafe id, text
     that is not valid Unicode, a value of the wrong type), so that one bad row
@@ -213,7 +218,7 @@ def _drop_bad_ids(table):
     return table.filter(pc.invert(bad)), reasons
 
 
-def describe_bad_rows(bad, kept: int, shown: int = 3) -> str:
+def describe_bad_rows(bad: list[tuple[int, str]], kept: int, shown: int = 3) -> str:
     """What a reader says of a log's rows that :func:`log_rows_table` left out."""
     listed = "; ".join(f"seq {seq}: {why}" for seq, why in bad[:shown])
     more = f" and {len(bad) - shown} more" if len(bad) > shown else ""

@@ -24,11 +24,17 @@ import hashlib
 import os
 import re
 import uuid
+from typing import IO, TYPE_CHECKING, TypeAlias
 
-from hptrack.errors import StoreError
-from hptrack.schema import check_id
 from hptrack._files.wal import SUFFIX as WAL_SUFFIX
 from hptrack._files.wal import file_kind, fsync_dir
+from hptrack.errors import StoreError
+from hptrack.schema import check_id
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 DEFAULT_STORE = ".hptrack"
 _DICTIONARY_COLUMNS = ["type", "search_id", "writer_id", "trial_id", "metric", "split"]
@@ -41,7 +47,7 @@ def is_url(root: str) -> bool:
     return "://" in root and not root.startswith("file://")
 
 
-def resolve(store=None) -> str:
+def resolve(store: StoreLike = None) -> str:
     """A store's root: an absolute local path, or a URL without a trailing ``/``.
 
     ``store``, else $HPTRACK_STORE, else ./.hptrack."""
@@ -64,12 +70,17 @@ def local_dir(root: str) -> str:
     return os.path.join(base, f"{slug}-{hashlib.sha256(root.encode()).hexdigest()[:12]}")
 
 
+# what a ``store=`` argument accepts: a folder, an fsspec URL, a Store, or None
+# for the default ($HPTRACK_STORE, else ./.hptrack)
+StoreLike: TypeAlias = "str | os.PathLike[str] | Store | None"
+
+
 class Store:
     """A store's files, local or remote. Paths it hands out are local paths or
     full URLs (``s3://bucket/prefix/events/...``), usable by DuckDB once
     :meth:`register` has been called on the connection."""
 
-    def __init__(self, store=None):
+    def __init__(self, store: StoreLike = None) -> None:
         self.root = resolve(store)
         self.remote = is_url(self.root)
         self.events_dir = f"{self.root}/events" if self.remote else os.path.join(self.root, "events")
@@ -89,7 +100,7 @@ class Store:
             self.fs, self.local_dir = None, self.root
         self.wal_dir = os.path.join(self.local_dir, "wal")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Store({self.root!r})"
 
     # --- remote paths --------------------------------------------------------
@@ -100,7 +111,7 @@ class Store:
     def _url(self, key: str) -> str:
         return self.root + key[len(self._root_key):]
 
-    def register(self, con) -> None:
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
         """Let the DuckDB connection ``con`` read this store's URLs."""
         if self.remote:
             con.register_filesystem(self.fs)
@@ -202,19 +213,19 @@ class Store:
             return self.fs.modified(self._key(path)).timestamp()
         return os.stat(path).st_mtime
 
-    def open(self, path: str):
+    def open(self, path: str) -> IO[bytes]:
         """A binary file object for reading ``path``."""
         if self.is_remote_path(path):
             return self.fs.open(self._key(path), "rb")
         return open(path, "rb")
 
-    def parquet_file(self, path: str):
+    def parquet_file(self, path: str) -> pq.ParquetFile:
         """``path`` opened as a pyarrow ParquetFile (footer read, data on demand)."""
         import pyarrow.parquet as pq
 
         return pq.ParquetFile(self.open(path) if self.is_remote_path(path) else path)
 
-    def read_metadata(self, path: str):
+    def read_metadata(self, path: str) -> pq.FileMetaData:
         """The Parquet footer of ``path`` (pyarrow FileMetaData)."""
         return self.parquet_file(path).metadata
 
@@ -243,7 +254,7 @@ class Store:
             fsync_dir(directory)
 
     # --- writing ---------------------------------------------------------
-    def write_segments(self, table, name: str) -> list[str]:
+    def write_segments(self, table: pa.Table, name: str) -> list[str]:
         """Write ``table`` as one file per search partition, each atomically."""
         search_ids = set(table.column("search_id").to_pylist())
         if len(search_ids) == 1:  # the common case, without importing pyarrow.compute (~40 ms)
@@ -256,7 +267,7 @@ class Store:
             paths.append(self.write_file(part, self.partition_dir(search_id), name))
         return paths
 
-    def write_file(self, table, directory: str, name: str, row_group_size: int | None = None) -> str:
+    def write_file(self, table: pa.Table, directory: str, name: str, row_group_size: int | None = None) -> str:
         if self.is_remote_path(directory):
             return self._put_file(table, directory, name, row_group_size)
         os.makedirs(directory, exist_ok=True)

@@ -53,7 +53,7 @@ def _frame(payload: bytes) -> bytes:
 ENCODING = "pickle5"
 
 
-def encode_rows(first_seq: int, rows) -> bytes:
+def encode_rows(first_seq: int, rows: list[tuple]) -> bytes:
     """Records of ``rows`` (without seq) numbered from ``first_seq``: one, or
     several if one would be larger than MAX_RECORD_BYTES."""
     payload = pickle.dumps((first_seq, rows), protocol=5)
@@ -88,7 +88,7 @@ def check_event_size(row: tuple) -> None:
 
 
 class _PlainUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
+    def find_class(self, module, name: str):
         raise pickle.UnpicklingError(f"log records hold plain values only, not {module}.{name}")
 
     def persistent_load(self, pid):
@@ -136,7 +136,7 @@ def _parse_header(payload: bytes) -> dict:
 class LogFile:
     """An open log being appended to by its one writer."""
 
-    def __init__(self, path: str, header: dict):
+    def __init__(self, path: str, header: dict) -> None:
         self.path = path
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
         self.size = 0

@@ -25,12 +25,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 
 from hptrack._files.checks import IDENTITY_COLUMNS, REPLACES_KEY, REQUIRED_COLUMNS
+from hptrack._files.store import Store, StoreLike
+from hptrack._files.wal import fsync_dir, read_log
 from hptrack._maintain.logs import Log, inspect_log, log_table, writer_alive
 from hptrack._read.projections import refresh as refresh_projections
 from hptrack._read.views import map_files, segment_state
 from hptrack.schema import COLUMNS, SCHEMA_VERSION
-from hptrack._files.store import Store
-from hptrack._files.wal import fsync_dir, read_log
 
 # Rows per row group of a compacted file: small enough that DuckDB has several
 # to read in parallel and that as_of (time-sorted files) skips whole groups,
@@ -90,7 +90,7 @@ def _alone(fd) -> bool:
         return False
 
 
-def compact(store=None, *, grace: float = DEFAULT_GRACE) -> CompactResult:
+def compact(store: StoreLike = None, *, grace: float = DEFAULT_GRACE) -> CompactResult:
     """Seal logs of dead writers into Parquet, merge each search's segments into
 one file, then store each search's fold (_read/projections.py) for readers.
 
@@ -164,6 +164,7 @@ def _seal_log(st: Store, lg: Log) -> bool:
 
     if not lg.rows:
         return True
+    assert lg.header is not None  # a log with rows has a header
     writer_id = lg.header["writer_id"]
     table = log_table(lg)
     if table is None:
@@ -294,8 +295,8 @@ def _delete_replaced(st: Store, result: CompactResult, grace: float) -> None:
     wanted = sorted(set(ripe) | {m for by in ripe.values() for m in by})
     for path, ids in zip(wanted, map_files(st, _event_ids, [(st, p) for p in wanted])):
         held[path] = ids
-    doomed = [path for path, by in ripe.items() if held[path] is not None
-              and any(held[m] is not None and held[path] <= held[m] for m in by)]
+    doomed = [path for path, by in ripe.items() if (ids := held[path]) is not None
+              and any((other := held[m]) is not None and ids <= other for m in by)]
     deleted = map_files(st, lambda p: _unlink(st, p), doomed)
     result.deleted_files += sum(deleted)
     for directory in {os.path.dirname(p) for p, gone in zip(doomed, deleted) if gone}:

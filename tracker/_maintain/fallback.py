@@ -17,14 +17,16 @@ import zlib
 from hptrack._files.checks import ERROR, WARNING, Problem
 from hptrack._files.store import Store
 from hptrack._files.wal import MAGIC, SUFFIX, read_log
+from hptrack._read.views import Connection
 
 _HEAD = struct.Struct("<II")
 _MAX_HEADER = 1 << 16
 
 
 def fallback_dir() -> str:
-    from hptrack._write.writer import FALLBACK_ENV
     import tempfile
+
+    from hptrack._write.writer import FALLBACK_ENV
 
     return os.environ.get(FALLBACK_ENV) or os.path.join(tempfile.gettempdir(), "hptrack-fallback")
 
@@ -63,7 +65,7 @@ def fallback_logs(st: Store) -> list[str]:
     return paths
 
 
-def fallback_problems(st: Store, con) -> list[Problem]:
+def fallback_problems(st: Store, con: Connection) -> list[Problem]:
     """One problem per fallback log of ``st``: an error while it holds events
     the store lacks (``ev``, the identity table verify built on ``con``)."""
     import pyarrow as pa

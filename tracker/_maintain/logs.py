@@ -7,13 +7,14 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from hptrack._files.checks import ERROR, WARNING, Problem, newer, rel_path, short
 from hptrack._files.rows import describe_bad_rows, log_rows_table
-from hptrack.schema import SCHEMA_VERSION
 from hptrack._files.store import Store
 from hptrack._files.wal import read_log
 from hptrack._write.writer import log_is_live
+from hptrack.schema import SCHEMA_VERSION
 
 # An empty log younger than this may be one a writer is creating right now
 # (the file exists a moment before its header and lock do).
@@ -68,7 +69,7 @@ class Log:
     problems: list[Problem]
     sealable: bool      # holds events compact may seal (when not live)
     disposable: bool    # holds no events at all: compact may delete it (when not live)
-    table: object = None  # its readable rows in the stored schema (pyarrow), see log_table
+    table: Any = None  # its readable rows in the stored schema (pyarrow), see log_table
     bad_rows: list = field(default_factory=list)  # (seq, reason) of rows left out of table
 
 
@@ -96,6 +97,7 @@ def inspect_log(st: Store, path: str) -> Log | None:
                                     f"{rel}: not a readable hptrack write-ahead log ({lc.problem}); "
                                     "move it out of wal/ (compact leaves it alone)"))
         return log
+    assert lc.header is not None  # read_log sets problem when a log has no header
     version = lc.header.get("schema_version", 1)
     if isinstance(version, int) and version > SCHEMA_VERSION:
         log.problems.append(Problem(path, "newer_schema", ERROR, newer(rel, version)))
@@ -142,6 +144,7 @@ def _read_rows(lg: Log, version) -> None:
     break the event rules."""
     if not lg.rows:
         return
+    assert lg.header is not None  # a log with rows has a header
     try:
         lg.table, lg.bad_rows = log_rows_table(lg.rows, lg.header["writer_id"], version)
     except Exception as exc:  # no row can be read: log_table says so
@@ -157,9 +160,10 @@ def _read_rows(lg: Log, version) -> None:
                                    "seq_gap of its writer)"))
 
 
-def log_table(lg: Log):
+def log_table(lg: Log) -> Any:
     """A log's readable rows in the stored schema; None (and a problem noted) if none fit it."""
     if lg.table is None and lg.rows:
+        assert lg.header is not None  # a log with rows has a header
         _read_rows(lg, lg.header.get("schema_version", 1))
     if isinstance(lg.table, Exception):  # checksummed, so written this way: a forged or foreign log
         lg.sealable = False

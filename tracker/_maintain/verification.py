@@ -24,11 +24,11 @@ import uuid
 from dataclasses import dataclass, field
 
 from hptrack._files.checks import ERROR, WARNING, Problem, newer, rel_path, segment_problems, short
+from hptrack._files.store import Store, StoreLike
 from hptrack._maintain.fallback import fallback_problems
 from hptrack._maintain.logs import inspect_log, log_table
-from hptrack.schema import SCHEMA_VERSION
-from hptrack._files.store import Store
 from hptrack._read.views import replaced_files, sql_list
+from hptrack.schema import SCHEMA_VERSION
 
 _MAX_GAPS_LISTED = 5
 
@@ -65,7 +65,7 @@ class VerifyReport:
 
 # --- verify ----------------------------------------------------------------
 
-def verify(store=None, quarantine=False) -> VerifyReport:
+def verify(store: StoreLike = None, quarantine: bool = False) -> VerifyReport:
     """Check every file of a store; return what is wrong, in plain words.
 
     Errors mean data that cannot be read or is missing (damaged segments, logs
@@ -182,7 +182,8 @@ def _scan_events(st: Store, report: VerifyReport, logs) -> None:
     bad: dict[str, list[Problem]] = {}
     for _attempt in range(5):
         segments = st.segment_files()
-        good, footers = [], {}
+        good: list[str] = []
+        footers: dict = {}
         for path in segments:
             if path in bad:
                 continue
@@ -267,7 +268,8 @@ def _check_rows(st: Store, report: VerifyReport, con) -> None:
         files = [r[0] for r in q(
             "SELECT DISTINCT filename FROM ev WHERE event_id IN "
             "(SELECT event_id FROM ev GROUP BY 1 HAVING count(*) > 1) ORDER BY 1")]
-        named = ", ".join(rel_path(st, f) for f in files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
+        named = ", ".join(rel_path(st, f) for f in files[:5])
+        named += f" and {len(files) - 5} more" if len(files) > 5 else ""
         report.problems.append(Problem(
             st.root, "duplicates", WARNING,
             f"{total - distinct} events are stored twice (in {named}); expected after an interrupted "

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import os
 
+from hptrack._files.store import StoreLike
+from hptrack._read.views import AsOf
+
 FORMATS = ("parquet", "csv", "json")
 WHATS = ("trials", "events")
 
 
-def export(search, format="parquet", path=None, store=None, as_of=None, what="trials"):
+def export(search: str, format: str = "parquet", path: str | os.PathLike[str] | None = None,
+           store: StoreLike = None, as_of: AsOf = None, what: str = "trials") -> bytes | str:
     """Write ``search`` (name or id) as ``format`` to ``path``; with no path,
     return the bytes instead (csv/json text as UTF-8)."""
     import io

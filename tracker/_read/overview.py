@@ -7,10 +7,17 @@
 
 from __future__ import annotations
 
-from hptrack._files.checks import load_json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from hptrack._read.read import connect, resolve_search, trials as trials_of
+from hptrack._files.checks import load_json
+from hptrack._files.store import StoreLike
+from hptrack._read.read import connect, resolve_search
+from hptrack._read.read import trials as trials_of
+from hptrack._read.views import AsOf, Connection
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # The best value follows the search's direction; only complete trials count,
 # a failed or pruned trial's last value is not a result.
@@ -34,7 +41,8 @@ ORDER BY s.started_at, s.name
 STATE_ORDER = {"complete": 0, "running": 1, "pruned": 2, "failed": 3}
 
 
-def ls(store=None, as_of=None, con=None, *, strict=False):
+def ls(store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+       strict: bool = False) -> pl.DataFrame:
     """One row per search in ``store`` (polars): name, strategy (and ``strategy_label``,
     with its pruner: ``tpe+median``), metric, direction,
     trial counts by state, best value (by the search's direction) and when it started."""
@@ -47,13 +55,14 @@ class SearchView:
     """A search's settings (dict) and its trials (polars, best first)."""
 
     settings: dict = field(default_factory=dict)
-    trials: object = None
+    trials: Any = None  # a polars DataFrame
 
     def to_dict(self) -> dict:
         return {"search": self.settings, "trials": self.trials.to_dicts()}
 
 
-def show(search: str, store=None, as_of=None, con=None, *, strict=False) -> SearchView:
+def show(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+         strict: bool = False) -> SearchView:
     """The settings of ``search`` (name or id) and its trials, best first.
 
     Complete trials come first, ordered by value in the search's direction,

@@ -29,9 +29,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
+from typing import Any
 
-from hptrack._read.views import VIEW_SQL_DIGEST, define_views, map_files, open_connection, readable_segments, split_overlapping, sql_list
 from hptrack._files.store import Store
+from hptrack._read.views import (
+    VIEW_SQL_DIGEST,
+    define_views,
+    map_files,
+    open_connection,
+    readable_segments,
+    split_overlapping,
+    sql_list,
+)
 
 _SUFFIXES = (".trials.parquet", ".params.parquet")
 # compact folds the searches it projects in passes of at most this many events
@@ -44,7 +54,8 @@ def _paths(st: Store, partition: str, segments) -> tuple[str, str]:
     names = sorted(os.path.basename(p) for p in segments)
     key = hashlib.sha256("\0".join([VIEW_SQL_DIGEST, *names]).encode()).hexdigest()[:24]
     folder = os.path.join(st.views_dir, os.path.basename(partition))
-    return tuple(os.path.join(folder, key + suffix) for suffix in _SUFFIXES)
+    trials_file, params_file = (os.path.join(folder, key + suffix) for suffix in _SUFFIXES)
+    return trials_file, params_file
 
 
 def _by_partition(paths) -> dict[str, list[str]]:
@@ -63,7 +74,7 @@ def _blocked(st: Store, overlapping, wal, left_out) -> set[str]:
 
 
 def _readable(st: Store, paths) -> list[bool]:
-    def ok(path):
+    def ok(path) -> bool:
         try:
             st.read_metadata(path)
             return True
@@ -73,7 +84,8 @@ def _readable(st: Store, paths) -> list[bool]:
     return map_files(st, ok, paths)
 
 
-def usable(st: Store, distinct, overlapping, wal, left_out=()) -> dict:
+def usable(st: Store, distinct: list[str], overlapping: list[str], wal: Any,
+           left_out: Iterable[str] = ()) -> dict:
     """partition folder -> (its segments, trials projection, params projection)
     of every search a reader may take from its projection (see the module doc)."""
     existing = set(st.view_files())
@@ -101,7 +113,9 @@ def refresh(st: Store, grace: float = 0.0) -> int:
     distinct, overlapping = split_overlapping(segments, footers, None)
     blocked = _blocked(st, overlapping, None, [p for p, _ in left_out])
     existing = set(st.view_files())
-    keep, todo, targets_of = set(), {}, {}
+    keep: set[str] = set()
+    todo: dict = {}
+    targets_of: dict = {}
     for partition, paths in _by_partition(distinct).items():
         if partition in blocked:
             continue
@@ -212,7 +226,8 @@ def _tail(path: str) -> str:
 
 def _passes(todo, footers):
     """``todo`` in batches of at most EVENTS_PER_PASS events (a bigger search alone)."""
-    batch, n = {}, 0
+    batch: dict = {}
+    n = 0
     for sid, (paths, targets) in sorted(todo.items()):
         rows = sum(footers[p].rows for p in paths)
         if batch and n + rows > EVENTS_PER_PASS:
@@ -260,7 +275,7 @@ def _write(st: Store, footers, todo) -> None:
             st.write_file(own_rows(part, sid), os.path.dirname(path), os.path.basename(path))
 
 
-def runs(table, key: str) -> dict:
+def runs(table: Any, key: str) -> dict:
     """key value -> the rows of ``table`` holding it, for a table sorted on
     ``key``: cut where the key column's value changes, so each piece holds one
     value by construction, whatever order a library returns groups in."""
@@ -283,7 +298,7 @@ def runs(table, key: str) -> dict:
     return out
 
 
-def own_rows(part, search_id: str):
+def own_rows(part: Any, search_id: str) -> Any:
     """``part``, checked to hold only ``search_id``'s rows before it is stored."""
     import pyarrow.compute as pc
 

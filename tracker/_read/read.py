@@ -6,24 +6,31 @@ and ``trials(search)`` is one search's trials as a polars frame.
 
 from __future__ import annotations
 
-import hashlib
 import numbers
 import os
 import re
-import warnings
-from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
 
-from hptrack._files.checks import rel_path, segment_problems, short
-from hptrack.errors import SearchNotFound, StoreError
-from hptrack._files.rows import describe_bad_rows, log_rows_table, schema
-from hptrack.schema import SCHEMA_VERSION
-from hptrack._files.store import Store
-from hptrack._files.wal import read_log
+from hptrack._files.store import Store, StoreLike
+from hptrack._read.views import (
+    _CONNECT_ATTEMPTS,
+    AsOf,
+    Connection,
+    _report_left_out,
+    define_views,
+    open_connection,
+    readable_segments,
+    split_overlapping,
+    wal_table,
+)
+from hptrack.errors import SearchNotFound
 
-from hptrack._read.views import _CONNECT_ATTEMPTS, _report_left_out, define_views, open_connection, readable_segments, split_overlapping, wal_table
+if TYPE_CHECKING:
+    import polars as pl
 
 
-def connect(store=None, as_of=None, *, strict=False, projections=True):
+def connect(store: StoreLike = None, as_of: AsOf = None, *, strict: bool = False,
+            projections: bool = True) -> Connection:
     """A DuckDB connection with the views ``events, searches, trials, params,
     reports, scores`` over ``store``, folded as of ``as_of`` (default: now).
 
@@ -67,7 +74,7 @@ def connect(store=None, as_of=None, *, strict=False, projections=True):
     return con
 
 
-def resolve_search(con, search: str) -> tuple[str, str]:
+def resolve_search(con: Connection, search: str) -> tuple[str, str]:
     """(search_id, name) of a search given by name or id."""
     return _resolve(con, search)[:2]
 
@@ -110,7 +117,7 @@ def is_trial_column(name: str) -> bool:
     return name in TRIAL_COLUMNS or _OBJECTIVE_COLUMN.match(name) is not None
 
 
-def objectives(con, search_id: str) -> list:
+def objectives(con: Connection, search_id: str) -> list:
     """The directions of the search's objectives, in order: one for a
     single-objective search (None if it recorded none), one per objective
     for a multi-objective one (``payload.directions`` of search_started)."""
@@ -131,7 +138,7 @@ def _directions(payload_text) -> list:
     return [payload.get("direction")]
 
 
-def pick_objective(directions: list, objective, search: str) -> int:
+def pick_objective(directions: list, objective: int | None, search: str) -> int:
     """The index of the objective an analysis uses: ``objective`` checked
     against ``directions`` (see :func:`objectives`), 0 when a single-objective
     search leaves it out. A multi-objective search must name one: using the
@@ -154,7 +161,8 @@ def pick_objective(directions: list, objective, search: str) -> int:
     return int(objective)
 
 
-def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objective=None):
+def trials(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+           strict: bool = False, objective: int | None = None) -> pl.DataFrame:
     """One row per trial of ``search`` (name or id), one column per param.
 
     Param columns keep the param's name; a name that clashes with a trial
@@ -189,7 +197,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objec
         "WHERE p.search_id = ? ORDER BY p.name",
         params=[search_id],
     ).pl()
-    by_name: dict[str, object] = {}   # name -> a polars column (fast path) or {trial_id: value}
+    by_name: dict[str, Any] = {}   # name -> a polars column (fast path) or {trial_id: value}
     kinds: dict[str, set] = {}
     for (name,), part in rows.partition_by("name", as_dict=True, maintain_order=True).items():
         kinds[name] = set(part["kind"].unique().to_list())
@@ -199,7 +207,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objec
             part.select("trial_id", "kind", "value_num", "value_str").iter_rows()}
     ids = base["trial_id"].to_list()
     columns = []
-    assigned = set()
+    assigned: set[str] = set()
     for name, values in by_name.items():
         ks = kinds[name] - {"null"}
         dtype = {frozenset({"int"}): pl.Int64, frozenset({"float"}): pl.Float64,
@@ -219,7 +227,7 @@ def trials(search: str, store=None, as_of=None, con=None, *, strict=False, objec
     return base.with_columns(columns) if columns else base
 
 
-def _named(series, name, assigned, by_name):
+def _named(series, name: str, assigned, by_name):
     col_name = name
     # never two columns of one name; a param's own name beats a prefixed one
     while is_trial_column(col_name) or col_name in assigned or (col_name != name and col_name in by_name):

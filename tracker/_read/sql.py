@@ -51,11 +51,16 @@ import signal
 import stat
 import threading
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from hptrack.errors import HptrackError, QueryRefused
+from hptrack._files.store import Store, StoreLike
 from hptrack._read.read import connect
-from hptrack._read.views import VIEWS
-from hptrack._files.store import Store
+from hptrack._read.views import VIEWS, AsOf, Connection
+from hptrack.errors import HptrackError, QueryRefused
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class InvalidQuery(HptrackError, ValueError):
@@ -142,7 +147,7 @@ _CHANGES = {"INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "TRUNCATE",
 _SETTINGS = {"SET", "RESET", "PRAGMA", "CALL", "CHECKPOINT", "VACUUM", "ANALYZE"}
 
 
-def statement_label(statement) -> str:
+def statement_label(statement: Any) -> str:
     """A readable name for a parsed statement: its opening keyword(s) when they
     say what it does (``INSTALL``, ``RESET``), else DuckDB's statement type."""
     words = [w.upper() for w in re.findall(r"[A-Za-z_]+", _LEADING_NOISE.sub("", statement.query))[:2]]
@@ -173,7 +178,7 @@ def _refusal(label: str, where: str = "") -> str:
     return f"hptrack query runs read-only SELECT statements; {label} is not allowed{where} - {why}"
 
 
-def one_line(message: str) -> str:
+def one_line(message: object) -> str:
     """DuckDB's multi-line error (message, LINE n, caret) as a single line."""
     lines = [ln.strip() for ln in str(message).splitlines() if ln.strip()]
     head = lines[0] if lines else str(message)
@@ -206,10 +211,9 @@ def _check_tree(node) -> None:
                 raise QueryRefused(_refusal(verb, ", not even inside a WITH clause or subquery"))
         elif kind == "TABLE_FUNCTION":  # by its type alone, whatever other keys it has
             _check_table_function(x.get("function") or {})
-        elif kind is not None and "alias" in x and "sample" in x:  # a table reference
-            if kind not in _TABLE_REFS:
-                raise QueryRefused(f"hptrack query runs read-only SELECT statements; a {kind} table "
-                                   "reference is not allowed - read the views or the store's files")
+        elif kind is not None and "alias" in x and "sample" in x and kind not in _TABLE_REFS:  # a table reference
+            raise QueryRefused(f"hptrack query runs read-only SELECT statements; a {kind} table "
+                               "reference is not allowed - read the views or the store's files")
         stack.extend(x.values())
 
 
@@ -224,7 +228,7 @@ def _check_table_function(call: dict) -> None:
                        f"is not allowed - {why}")
 
 
-def check_sql(sql: str, con=None):
+def check_sql(sql: str, con: Connection | None = None) -> Any:
     """The single SELECT statement in ``sql``, or :class:`QueryRefused` naming why not.
 
     Parses without running anything (see fence 1 in the module doc). A syntax
@@ -272,7 +276,7 @@ def _refuse_write(*_a, **_k):
     raise PermissionError("hptrack query is read-only: this filesystem refuses every write")
 
 
-def read_only_filesystem(fs, root_key: str):
+def read_only_filesystem(fs: Any, root_key: str) -> Any:
     """An fsspec filesystem that reads ``fs`` under ``root_key`` only and writes nothing.
 
     Used in place of an object store's filesystem on a query connection: a
@@ -294,7 +298,7 @@ def read_only_filesystem(fs, root_key: str):
                 raise PermissionError(f'Cannot access file "{path}" outside the store')
             return path
 
-        def _open(self, path, mode="rb", **kw):
+        def _open(self, path, mode: str = "rb", **kw):
             if set(mode) - {"r", "b"}:
                 _refuse_write()
             return fs._open(self._inside(path), mode, **kw)
@@ -302,7 +306,7 @@ def read_only_filesystem(fs, root_key: str):
         def info(self, path, **kw):
             return fs.info(self._inside(path), **kw)
 
-        def ls(self, path, detail=True, **kw):
+        def ls(self, path, detail: bool = True, **kw):
             return fs.ls(self._inside(path), detail=detail, **kw)
 
         def glob(self, path, **kw):
@@ -327,7 +331,7 @@ def _store_files(root: str) -> list[str]:
     """The regular files under a local store, not following links out of it."""
     real = os.path.realpath(root)
     found = []
-    for dirpath, dirnames, files in os.walk(root):
+    for dirpath, _dirnames, files in os.walk(root):
         for f in files:
             p = os.path.join(dirpath, f)
             try:
@@ -357,12 +361,14 @@ def _memory_setting(memory_limit) -> str:
         return f"{default_memory_limit()}B"
     if isinstance(memory_limit, (int, float)) and not isinstance(memory_limit, bool) and memory_limit > 0:
         return f"{int(memory_limit)}B"
-    if isinstance(memory_limit, str) and _SIZE.match(memory_limit) and float(_SIZE.match(memory_limit)[1]) > 0:
+    size = _SIZE.match(memory_limit) if isinstance(memory_limit, str) else None
+    if size and float(size[1]) > 0:
         return memory_limit.strip()
     raise ValueError(f"cannot read memory limit {memory_limit!r}; use a size such as 500MB, 4GB or 2GiB")
 
 
-def read_only_connection(store=None, as_of=None, *, strict=False, memory_limit=None):
+def read_only_connection(store: StoreLike = None, as_of: AsOf = None, *, strict: bool = False,
+                         memory_limit: int | float | str | None = None) -> Connection:
     """A connection over ``store`` that can read only the store's files and write none.
 
     See fence 2 in the module doc. ``memory_limit`` (bytes, or a size such as
@@ -429,12 +435,12 @@ class _CtrlC:
     KeyboardInterrupt raised inside a DuckDB call turns into whatever error that
     call was making: "Query interrupted", a failed registration, ...)"""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.pressed = False
         self.con = None
-        self._previous = None
+        self._previous: Callable[..., Any] | None = None
 
-    def _handler(self, signum, frame):
+    def _handler(self, signum, frame) -> None:
         self.pressed = True
         if self.con is not None:
             self.con.interrupt()
@@ -447,7 +453,7 @@ class _CtrlC:
                 signal.signal(signal.SIGINT, self._handler)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
@@ -464,7 +470,7 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
     # the thread marked as finished while it still runs (CPython 3.11).
     done = threading.Event()
 
-    def work():
+    def work() -> None:
         try:
             out["df"] = con.sql(sql, params=params).pl()
         except BaseException as e:  # handed to the caller's thread
@@ -472,7 +478,7 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
         finally:
             done.set()
 
-    def stop():
+    def stop() -> None:
         # interrupt() stops only a query that is already running in DuckDB:
         # repeat it until the worker, perhaps still binding, has seen it.
         for _ in range(100):
@@ -503,8 +509,9 @@ def _run(con, sql, params, timeout, ctrl_c: _CtrlC):
     return out["df"]
 
 
-def query(sql: str, store=None, as_of=None, params=None, *, strict=False, timeout: float | None = None,
-          memory_limit=None):
+def query(sql: str, store: StoreLike = None, as_of: AsOf = None, params: list | dict | None = None, *,
+          strict: bool = False, timeout: float | None = None,
+          memory_limit: int | float | str | None = None) -> pl.DataFrame:
     """Run one read-only SELECT over ``store`` and return a polars DataFrame.
 
     ``as_of`` (datetime or ISO-8601 string) folds only the events up to then.

@@ -15,9 +15,16 @@ the search's reported metrics (``t.report(step, value, lr=...)``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
+from hptrack._files.store import StoreLike
 from hptrack._read.read import connect, resolve_search
+from hptrack._read.views import AsOf, Connection
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["LR_KEYS", "TrainingSummary", "summary"]
 
@@ -61,8 +68,8 @@ class TrainingSummary:
     search: str
     search_id: str
     lr_key: str | None        # the metric read as the learning rate, None if no report has one
-    trials: object            # polars, one row per trial (see the module docstring)
-    lr: object                # polars: trial_number, step, value, lr
+    trials: pl.DataFrame      # one row per trial (see the module docstring)
+    lr: pl.DataFrame          # trial_number, step, value, lr
 
     @property
     def n_stopped(self) -> int:
@@ -78,8 +85,8 @@ class TrainingSummary:
                 "trials": self.trials.to_dicts()}
 
 
-def summary(search: str, store=None, as_of=None, con=None, *, trial_ids=None,
-            strict: bool = False) -> TrainingSummary:
+def summary(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connection | None = None, *,
+            trial_ids: Iterable[str] | None = None, strict: bool = False) -> TrainingSummary:
     """Early stops and learning rates of ``search`` (name or id).
 
     ``trial_ids`` limits the per-step ``lr`` frame to those trials (the report
@@ -88,7 +95,8 @@ def summary(search: str, store=None, as_of=None, con=None, *, trial_ids=None,
     sid, name = resolve_search(con, search)
     key = _lr_key(con, sid)
     trials = con.sql(_TRIALS_SQL, params={"sid": sid, "lr": key or LR_KEYS[0]}).pl()
-    keep, params = "", {"sid": sid, "lr": key or LR_KEYS[0]}
+    keep = ""
+    params: dict[str, Any] = {"sid": sid, "lr": key or LR_KEYS[0]}
     if trial_ids is not None:
         keep, params["ids"] = "AND r.trial_id IN (SELECT unnest($ids::VARCHAR[]))", list(trial_ids)
     lr = con.sql(_LR_SQL.format(keep=keep), params=params).pl()

@@ -11,18 +11,27 @@ out (see ``segment_state``).
 from __future__ import annotations
 
 import hashlib
-import numbers
 import os
 import re
 import warnings
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from hptrack._files.checks import rel_path, segment_problems, short
-from hptrack.errors import SearchNotFound, StoreError
 from hptrack._files.rows import describe_bad_rows, log_rows_table, schema
-from hptrack.schema import SCHEMA_VERSION
 from hptrack._files.store import Store
 from hptrack._files.wal import read_log
+from hptrack.errors import StoreError
+from hptrack.schema import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import duckdb
+
+# what an ``as_of=`` argument accepts: a datetime or an ISO-8601 string; None is now
+AsOf: TypeAlias = "datetime | str | None"
+# a DuckDB connection (duckdb is imported where it is used)
+Connection: TypeAlias = "duckdb.DuckDBPyConnection"
 
 VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
 
@@ -204,7 +213,7 @@ FROM events WHERE type = 'trial_scored';
 VIEW_SQL_DIGEST = hashlib.sha256(_VIEW_SQL.encode()).hexdigest()
 
 
-def parse_time(value) -> datetime:
+def parse_time(value: datetime | str) -> datetime:
     """A timezone-aware datetime from a datetime or an ISO-8601 string (UTC if naive)."""
     if isinstance(value, str):
         try:
@@ -216,7 +225,7 @@ def parse_time(value) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def wal_table(store: Store, keep=None):
+def wal_table(store: Store, keep: Callable[[tuple], bool] | None = None) -> tuple[Any, list[tuple[str, str]]]:
     """All events held in write-ahead logs (live writers and crashed ones), and
     ``(path, reason)`` of each log left out because it cannot be read. ``keep``,
     a test of a logged row (a tuple in ``schema.ROW_FIELDS`` order), reads only
@@ -233,6 +242,7 @@ def wal_table(store: Store, keep=None):
             if not log.cut_at_creation:  # an empty log of a crashed writer is normal
                 left_out.append((path, log.problem))
             continue
+        assert log.header is not None  # read_log sets problem when a log has no header
         version = log.header.get("schema_version", 1)
         if not isinstance(version, int) or version > SCHEMA_VERSION:
             left_out.append((path, f"written by a newer hptrack (schema v{version})"))
@@ -255,7 +265,7 @@ def wal_table(store: Store, keep=None):
 REMOTE_READERS = 16  # footers read at once from an object store
 
 
-def map_files(store: Store, fn, paths) -> list:
+def map_files(store: Store, fn: Callable[..., Any], paths: list) -> list:
     """``[fn(p) for p in paths]``; for a remote store several at once, since
     each file read (a footer) is a round trip to the object store."""
     if store.remote and len(paths) > 1:
@@ -266,7 +276,7 @@ def map_files(store: Store, fn, paths) -> list:
     return [fn(p) for p in paths]
 
 
-def readable_segments(store: Store, footers: dict | None = None):
+def readable_segments(store: Store, footers: dict | None = None) -> tuple[list[str], list[tuple[str, str]]]:
     """The store's segments that readers use (they pass the footer checks and no
     readable merged file replaces them), and ``(path, reason)`` of the damaged
     others (see _files/checks.py). ``footers`` receives each good one's footer."""
@@ -274,7 +284,7 @@ def readable_segments(store: Store, footers: dict | None = None):
     return live, left_out
 
 
-def segment_state(store: Store, footers: dict | None = None):
+def segment_state(store: Store, footers: dict | None = None) -> tuple[list[str], list, dict]:
     """``(live, left_out, replaced)`` of the store's segments: the ones readers use,
     ``(path, reason)`` of the damaged ones, and ``path -> [merged files]`` of
     those that merged files replace.
@@ -294,7 +304,7 @@ def segment_state(store: Store, footers: dict | None = None):
     return live, left_out, replaced
 
 
-def replaced_files(paths, footers) -> dict[str, list[str]]:
+def replaced_files(paths: Iterable[str], footers: dict) -> dict[str, list[str]]:
     """``path -> [merged files replacing it]`` for those of ``paths`` that a
     merged file among them (with its footer in ``footers``) replaces."""
     listed = set(paths)
@@ -308,7 +318,7 @@ def replaced_files(paths, footers) -> dict[str, list[str]]:
     return out
 
 
-def split_overlapping(segments, footers, wal):
+def split_overlapping(segments: list[str], footers: dict, wal: Any) -> tuple[list[str], list[str]]:
     """(distinct, overlapping): segments that cannot share an event with any other
     file, and those that may.
 
@@ -344,10 +354,10 @@ def split_overlapping(segments, footers, wal):
             continue
         # sweep over writer ranges; within each writer-overlapping pair compare seq ranges
         items.sort(key=lambda it: it[0][0])
-        active = []
+        active: list[tuple] = []
         for w, q, path in items:
             active = [a for a in active if a[0][1] >= w[0]]
-            for aw, aq, apath in active:
+            for _aw, aq, apath in active:
                 if aq[0] <= q[1] and q[0] <= aq[1]:
                     overlapping.add(path)
                     overlapping.add(apath)
@@ -358,14 +368,14 @@ def split_overlapping(segments, footers, wal):
 
 def _wal_ranges(wal) -> dict:
     """(search_id, writer_id) -> (min seq, max seq) of the logs' rows."""
-    import pyarrow.compute as pc  # noqa: F401  (group_by lives on the table)
+    import pyarrow.compute  # noqa: F401  (loaded for Table.group_by().aggregate, which runs on it)
 
     g = wal.group_by(["search_id", "writer_id"]).aggregate([("seq", "min"), ("seq", "max")])
     return {(sid, w): (lo, hi) for sid, w, lo, hi in zip(
         g["search_id"].to_pylist(), g["writer_id"].to_pylist(), g["seq_min"].to_pylist(), g["seq_max"].to_pylist())}
 
 
-def _partition_dir_of(segments, search_id):
+def _partition_dir_of(segments, search_id: str):
     """The folder of ``search_id``'s partition, in the same spelling as the segments' paths."""
     if not segments:
         return None
@@ -385,12 +395,12 @@ def literal_path(path: str) -> str:
     return _GLOB_CHARS.sub(lambda m: f"[{m.group()}]", path) if _GLOB_CHARS.search(path) else path
 
 
-def sql_list(paths) -> str:
+def sql_list(paths: Iterable[str]) -> str:
     """A DuckDB list literal of file paths, each matched literally (see literal_path)."""
     return "[" + ", ".join("'" + literal_path(p).replace("'", "''") + "'" for p in paths) + "]"
 
 
-def scan_sql(paths, footers) -> str:
+def scan_sql(paths: list[str], footers: dict) -> str:
     """SQL reading the segments ``paths``: one ``read_parquet`` per column list,
     joined by name. union_by_name would do it in one scan, but it reads every
     file's footer each time a query (or a view over it) is bound, which before
@@ -406,7 +416,7 @@ def scan_sql(paths, footers) -> str:
 _CONNECT_ATTEMPTS = 5
 
 
-def open_connection(st: Store):
+def open_connection(st: Store) -> Connection:
     """An empty DuckDB connection set up to read ``st``."""
     import duckdb
 
@@ -420,7 +430,8 @@ def open_connection(st: Store):
     return con
 
 
-def define_views(con, footers, folded, overlapping, wal=None, as_of=None, projected=None) -> None:
+def define_views(con: Connection, footers: dict, folded: list[str], overlapping: list[str], wal: Any = None,
+                 as_of: AsOf = None, projected: dict | None = None) -> None:
     """The views over segments ``folded`` (which share no event), segments that
     may (``overlapping``) and the logs' rows ``wal``. ``projected``: partition
     folder -> (segments, trials projection, params projection) of searches whose
@@ -432,7 +443,7 @@ def define_views(con, footers, folded, overlapping, wal=None, as_of=None, projec
     def files(paths):
         return scan_sql(paths, footers) if paths else "SELECT * FROM _no_events"
 
-    def stored(paths, view):
+    def stored(paths, view) -> str:
         if not paths:
             return f"SELECT * FROM {view} WHERE false"  # typed and empty
         return f"SELECT * FROM read_parquet({sql_list(paths)}, hive_partitioning = false)"

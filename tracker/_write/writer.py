@@ -33,7 +33,7 @@ records the process's running trials as failed, seals, and exits with 143.
 from __future__ import annotations
 
 import atexit
-import concurrent.futures.thread  # noqa: F401  (see below)
+import concurrent.futures.thread  # noqa: F401  (imported up front: see the comment after the imports)
 import os
 import random
 import signal
@@ -43,12 +43,11 @@ import tempfile
 import threading
 import time
 import warnings
-
 from collections.abc import Callable
 
 from hptrack import schema
 from hptrack._files.rows import to_table
-from hptrack._files.store import Store, resolve
+from hptrack._files.store import Store, StoreLike, resolve
 from hptrack._files.wal import ROTATE_LOG_BYTES, LogFile, check_event_size, encode_rows
 
 # pyarrow imports pandas lazily, at the first conversion - possibly our seal at
@@ -62,7 +61,7 @@ LOSS_WARN_S = 10.0        # the "not durable" warning repeats at least this ofte
 SEAL_EVENTS = 50_000
 BATCH_EVENTS = 10_000
 
-_writers: dict[str, "Writer"] = {}
+_writers: dict[str, Writer] = {}
 _registry_lock = threading.Lock()
 
 
@@ -77,8 +76,8 @@ def now_us() -> int:
 class Writer:
     """Appends events to one store. Thread-safe; use :meth:`for_store`."""
 
-    def __init__(self, store=None, *, flush_interval=FLUSH_INTERVAL_S,
-                 seal_events=SEAL_EVENTS, batch_events=BATCH_EVENTS):
+    def __init__(self, store: StoreLike = None, *, flush_interval: float = FLUSH_INTERVAL_S,
+                 seal_events: int = SEAL_EVENTS, batch_events: int = BATCH_EVENTS) -> None:
         self.store = store if isinstance(store, Store) else Store(store)
         self.flush_interval = flush_interval
         self.seal_events = seal_events
@@ -86,7 +85,7 @@ class Writer:
         self._reset()
 
     @classmethod
-    def for_store(cls, store=None) -> "Writer":
+    def for_store(cls, store: StoreLike = None) -> Writer:
         root = resolve(store)
         w = _writers.get(root)
         if w is None:
@@ -97,7 +96,7 @@ class Writer:
                     _install_exit_hooks(remote=w.store.remote)
         return w
 
-    def _reset(self):
+    def _reset(self) -> None:
         """Fresh identity and empty buffers (at creation and in a forked child)."""
         self.writer_id = new_writer_id()
         self._pid = os.getpid()            # a forked child resets the writer at its first use
@@ -166,7 +165,7 @@ class Writer:
         finally:
             _leave_critical()
 
-    def _flush(self, upto):
+    def _flush(self, upto) -> None:
         with self._io_lock:
             if upto is not None and self._durable_seq >= upto:
                 return  # another thread's fsync already covered it
@@ -194,7 +193,7 @@ class Writer:
                     self._base = first
                 self._warn_loss()
 
-    def _append_to_store(self, first, rows):
+    def _append_to_store(self, first, rows) -> None:
         data = encode_rows(first, rows)  # before the log is opened: it may refuse (oversize)
         if self._log is not None and self._log.size >= ROTATE_LOG_BYTES:
             self._rotate_log()  # readers refuse a log over wal.MAX_LOG_BYTES
@@ -206,7 +205,7 @@ class Writer:
         self._logged.extend(rows)
         self._durable_seq = first + len(rows) - 1
 
-    def _store_failed(self, exc):
+    def _store_failed(self, exc) -> None:
         # The torn log is abandoned, so a partial record is only ever at the end of a file.
         if self._log is not None:
             if self._logged:
@@ -251,7 +250,7 @@ class Writer:
                           f"{self._fb.path} until the store takes writes again", RuntimeWarning,
                           stacklevel=2)
 
-    def _warn_loss(self):
+    def _warn_loss(self) -> None:
         n = len(self._pending)
         now = time.monotonic()
         # at the first failure, whenever the count has doubled, and every LOSS_WARN_S
@@ -272,11 +271,12 @@ class Writer:
         return {"writer_id": self.writer_id, "schema_version": schema.SCHEMA_VERSION,
                 "pid": os.getpid(), "host": socket.gethostname()}
 
-    def _rotate_log(self):
+    def _rotate_log(self) -> None:
         """Stop appending to the current log; queue it and its rows for sealing.
 
         The log stays open, and so locked, until sealed: compact must not take
         it for a dead writer's log in between."""
+        assert self._log is not None  # only an open log is rotated
         self._unsealed.append((self._log, self._log_first, self._logged))
         self._log, self._logged = None, []
 
@@ -306,7 +306,7 @@ class Writer:
         if self._fb_rows:
             self._seal_fallback()
 
-    def _seal_fallback(self):
+    def _seal_fallback(self) -> None:
         """Move what the fallback log holds into the store, once the store takes writes."""
         with self._io_lock:
             while self._fb_rows:
@@ -350,7 +350,7 @@ class Writer:
                   "they are lost", file=sys.stderr)
 
     # --- background ----------------------------------------------------
-    def _start_thread(self):
+    def _start_thread(self) -> None:
         _sigterm_pipe_in_child()
         with _registry_lock:
             if self._thread is None and not _terminating.is_set():
@@ -358,7 +358,7 @@ class Writer:
                 self._thread = t
                 t.start()
 
-    def _run(self):
+    def _run(self) -> None:
         _critical.exempt = True
         while not self._closed:
             self._wake.wait(self.flush_interval)
@@ -373,7 +373,7 @@ class Writer:
             except Exception as exc:  # never take the user's run down
                 self._warn_once(exc)
 
-    def _warn_once(self, exc):
+    def _warn_once(self, exc) -> None:
         self._last_error = exc
         if not self._warned:
             self._warned = True
@@ -388,7 +388,7 @@ class Writer:
                 if self._pid != os.getpid():
                     self._after_fork()
 
-    def _after_fork(self):
+    def _after_fork(self) -> None:
         # the parent keeps its own descriptors and locks on these logs
         for log in [self._log] + self._fallback_logs() + [log for log, _, _ in self._unsealed]:
             if log is not None:
@@ -399,7 +399,7 @@ class Writer:
 class _Critical(threading.local):
     depth = 0          # > 0 while this thread is inside the writer's bookkeeping
     exempt = False     # a thread of ours, which may flush while SIGTERM ends the run
-    deferred = None    # an exception a signal handler postponed until it leaves
+    deferred: BaseException | None = None  # an exception a signal handler postponed until it leaves
 
 
 _critical = _Critical()
@@ -454,7 +454,7 @@ def close_all() -> None:
             print(f"hptrack: could not save events to {w.store.root}: {exc}", file=sys.stderr)
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     # As little as possible here: subprocess runs this hook in the child it
     # forks to exec (with preexec_fn), and allocating there, in a copy of a
     # threaded process, crashed such children (Ray's raylet, `hptrack` run by a
@@ -470,7 +470,7 @@ def _after_fork_in_child():
         mp_util.register_after_fork(next(iter(_writers.values())), _register_mp_finalizer)
 
 
-def _register_mp_finalizer(_=None):
+def _register_mp_finalizer(_=None) -> None:
     from multiprocessing import util
 
     util.Finalize(None, close_all, exitpriority=100)
@@ -480,7 +480,7 @@ _hooks_installed = False
 _early_hook_installed = False
 
 
-def _install_exit_hooks(remote=False):
+def _install_exit_hooks(remote: bool = False) -> None:
     global _hooks_installed, _early_hook_installed
     if remote and not _early_hook_installed:
         # s3fs, gcsfs and friends do their I/O on asyncio, whose executors refuse
@@ -488,7 +488,7 @@ def _install_exit_hooks(remote=False):
         # remote stores earlier, with the hooks threading runs first (latest
         # registered first, so before concurrent.futures shuts its pools down).
         try:
-            threading._register_atexit(close_all)
+            threading._register_atexit(close_all)  # type: ignore[attr-defined]  # private: see above
             _early_hook_installed = True
         except (AttributeError, RuntimeError):  # no such hook, or shutdown already started
             pass
@@ -529,7 +529,7 @@ _pipe_after_fork = False                       # a forked child still to get its
 _terminating = threading.Event()
 
 
-def _install_sigterm():
+def _install_sigterm() -> None:
     global _term_pipe, _owns_wakeup
     r, w = os.pipe()
     os.set_blocking(w, False)
@@ -546,7 +546,7 @@ def _install_sigterm():
     threading.Thread(target=_watch_sigterm, args=(r,), name="hptrack-sigterm", daemon=True).start()
 
 
-def _reinstall_sigterm_after_fork():
+def _reinstall_sigterm_after_fork() -> None:
     # The child shares the parent's pipe, and has no watching thread: its own
     # SIGTERM would end the parent. It drops the pipe here and gets its own at
     # its first write (_start_thread): starting a thread inside an at-fork hook
@@ -569,7 +569,7 @@ def _reinstall_sigterm_after_fork():
     _pipe_after_fork = signal.getsignal(signal.SIGTERM) is _on_sigterm
 
 
-def _sigterm_pipe_in_child():
+def _sigterm_pipe_in_child() -> None:
     """A forked child's own pipe and thread, at its first write (main thread only)."""
     global _pipe_after_fork
     if _pipe_after_fork and threading.current_thread() is threading.main_thread():
@@ -580,13 +580,13 @@ def _sigterm_pipe_in_child():
             pass
 
 
-def _on_sigterm(signum, frame):
+def _on_sigterm(signum, frame) -> None:
     if _term_pipe is None:  # a forked child that has not written yet: no thread to wake
         terminate()
     _wake_terminator()
 
 
-def _wake_terminator():
+def _wake_terminator() -> None:
     if _term_pipe is not None:
         try:
             os.write(_term_pipe[1], bytes([signal.SIGTERM]))
@@ -594,7 +594,7 @@ def _wake_terminator():
             pass  # the pipe is full: the thread is already woken
 
 
-def _watch_sigterm(r: int):
+def _watch_sigterm(r: int) -> None:
     while True:
         try:
             data = os.read(r, 512)
@@ -608,10 +608,10 @@ def _watch_sigterm(r: int):
 
 # What must end before the logs are sealed on SIGTERM: the write API registers
 # its "fail the running trials" here (the writer knows nothing of trials).
-_on_terminate: "list[Callable[[str], object]]" = []
+_on_terminate: list[Callable[[str], object]] = []
 
 
-def on_terminate(fn: "Callable[[str], object]") -> None:
+def on_terminate(fn: Callable[[str], object]) -> None:
     """Call ``fn(reason)`` when SIGTERM (or :func:`terminate`) ends the process, before sealing."""
     _on_terminate.append(fn)
 
@@ -654,5 +654,5 @@ def _raise_outside_writer(exc: BaseException):
     raise exc
 
 
-def _on_sigint(signum, frame):
+def _on_sigint(signum, frame) -> None:
     _raise_outside_writer(KeyboardInterrupt())

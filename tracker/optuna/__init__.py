@@ -26,9 +26,8 @@ import functools
 import json
 from datetime import datetime, timezone
 
-from hptrack import schema
-from hptrack.api import Opener, Trial, _is_pruned, event_time, search, search_id_for
 from hptrack._importing import derived_trial_id, known_trials
+from hptrack.api import Opener, Trial, _is_pruned, search, search_id_for
 from hptrack.errors import missing_extra
 
 try:

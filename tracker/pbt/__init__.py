@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import copy
-import json
 import math
 import multiprocessing
 import os
