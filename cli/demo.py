@@ -51,12 +51,12 @@ def run(store: StoreLike = None, quick: bool = False, html: str = "report.html",
     """Run the four searches into ``store``, print the report, write ``html``
     (None: no file). Returns the Report."""
     check_installed()
-    from hptrack.analysis.report import report
     from sklearn.datasets import load_breast_cancer
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401  (makes Halving* importable)
     from sklearn.model_selection import StratifiedKFold, train_test_split
 
     from hptrack.analysis.report import report
+
 
     X, y = load_breast_cancer(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y, random_state=seed)

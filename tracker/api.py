@@ -243,8 +243,8 @@ def score_trial(search_id: str, trial_id: str, value: float, *, split: str = "te
 
 
 def score_fold(search_id: str, trial_id: str, fold: int, scores: dict, *, trial_number: int | None = None,
-               step: int | None = None, resource: float | None = None, store=None, ts=None,
-               durable: bool = True, **attrs) -> None:
+               step: int | None = None, resource: float | None = None, store: StoreLike = None,
+               ts: datetime | int | None = None, durable: bool = True, **attrs: Any) -> None:
     """Record one cross-validation fold of a trial, from any process (a parallel
     worker writes with its own writer): ``scores`` maps ``(split, metric)`` to a
     value, e.g. ``{("fold", "f1"): 0.91, ("fold_train", "f1"): 0.97}``.

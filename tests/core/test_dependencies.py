@@ -81,7 +81,7 @@ def third_party_imports() -> dict[str, dict[str, set[str]]]:
     return found
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def installed_distributions() -> dict[str, list[str]]:
     return importlib.metadata.packages_distributions()
 

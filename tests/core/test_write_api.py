@@ -53,9 +53,9 @@ def test_fork_of_an_id_with_an_importers_id_and_time(tmp_path):
     forks = lineage("imported-pbt", store=tmp_path)
     assert forks["trial_id"].to_list() == ["ray-7-1"]
     assert forks["ts"][0] == when
-    t = hptrack.trials("imported-pbt", store=tmp_path).filter(trial_id="ray-7-1")
     con = hptrack.connect(tmp_path)
-    assert con.sql("SELECT recorded_number, started_at FROM trials WHERE trial_id = 'ray-7-1'").fetchall() == [(7, when)]
+    row = con.sql("SELECT recorded_number, started_at FROM trials WHERE trial_id = 'ray-7-1'").fetchall()
+    assert row == [(7, when)]
 
 
 def test_fork_refuses_what_is_not_a_parent(tmp_path):

@@ -14,10 +14,11 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'ray[
 tune = pytest.importorskip("ray.tune", reason="ray is installed without tune "
                            "(pip install 'ray[tune]')")
 
+from ray.tune.schedulers import PopulationBasedTraining  # noqa: E402
+
 import hptrack  # noqa: E402
 import hptrack.ray as hray  # noqa: E402
 from hptrack.analysis.population import lineage, schedule  # noqa: E402
-from ray.tune.schedulers import PopulationBasedTraining  # noqa: E402
 
 # Ray's workers cannot import this test module by name: ship its functions by value
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])

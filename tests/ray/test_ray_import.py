@@ -14,15 +14,16 @@ import pytest
 pytest.importorskip("ray.tune", reason="ray[tune] is not installed (pip install 'ray[tune]' or "
                     "hptrack[ray]); the test runs Ray Tune to make its result folders")
 
-import hptrack  # noqa: E402
-import hptrack.ray as hray  # noqa: E402
-from click.testing import CliRunner  # noqa: E402
-from hptrack.cli.main import cli  # noqa: E402
-from hptrack.analysis.population import lineage, schedule  # noqa: E402
-from hptrack.ray._import import flat_params  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import PopulationBasedTraining  # noqa: E402
-from test_ray import local_ray, pbt_trainable, quadratic  # noqa: E402,F401
+from click.testing import CliRunner
+from ray import tune
+from ray.tune.schedulers import PopulationBasedTraining
+from test_ray import local_ray, pbt_trainable, quadratic  # noqa: F401
+
+import hptrack
+import hptrack.ray as hray
+from hptrack.analysis.population import lineage, schedule
+from hptrack.cli.main import cli
+from hptrack.ray._import import flat_params
 
 
 def q(store, sql, params=None):

@@ -17,18 +17,19 @@ import pytest
 pytest.importorskip("ray.tune", reason="ray[tune] is not installed (pip install 'ray[tune]' or "
                     "hptrack[ray])")
 
-import hptrack  # noqa: E402
-import hptrack.ray as hray  # noqa: E402
-from hptrack.analysis.population import lineage  # noqa: E402
-from hptrack.ray._import import flat_params  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import PopulationBasedTraining  # noqa: E402
-from test_ray import lines, local_ray, pbt_trainable  # noqa: E402,F401
+from ray import tune
+from ray.tune.schedulers import PopulationBasedTraining
+from test_ray import lines, local_ray, pbt_trainable  # noqa: F401
+
+import hptrack
+import hptrack.ray as hray
+from hptrack.analysis.population import lineage
+from hptrack.ray._import import flat_params
 
 SPACE = {"lr": tune.grid_search([0.01, 0.02, 0.5, 1.0]), "opt": {"mom": 0.9}}
-PBT = dict(time_attr="training_iteration", perturbation_interval=2,
-           hyperparam_mutations={"lr": tune.uniform(0.001, 1.0)}, quantile_fraction=0.5,
-           resample_probability=0.0, synch=True, metric="score", mode="max")
+PBT = {"time_attr": "training_iteration", "perturbation_interval": 2,
+           "hyperparam_mutations": {"lr": tune.uniform(0.001, 1.0)}, "quantile_fraction": 0.5,
+           "resample_probability": 0.0, "synch": True, "metric": "score", "mode": "max"}
 
 
 def run(pbt, cb, root):

@@ -146,6 +146,7 @@ def test_cli_compare(bergstra):
     import json
 
     from click.testing import CliRunner
+
     from hptrack.cli.main import cli
 
     store, names, _ = bergstra
@@ -226,12 +227,12 @@ def halving_vs_full(tmp_path_factory):
     """Grid, random and successive halving on breast_cancer, recorded live by
     hptrack.sklearn: 24 candidates each for grid and random, 27 for halving
     (rungs of 21, 63, 189 and 567 samples, so its finalist sees nearly all 569)."""
-    import hptrack.sklearn
     from sklearn.datasets import load_breast_cancer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-    from sklearn.model_selection import (GridSearchCV, HalvingRandomSearchCV, RandomizedSearchCV,
-                                         StratifiedKFold)
+    from sklearn.model_selection import GridSearchCV, HalvingRandomSearchCV, RandomizedSearchCV, StratifiedKFold
+
+    import hptrack.sklearn
 
     store = tmp_path_factory.mktemp("halving")
     X, y = load_breast_cancer(return_X_y=True)
@@ -286,6 +287,7 @@ def test_halving_is_compared_by_compute_not_by_trials(halving_vs_full):
 
 def test_cli_compare_states_the_axis(halving_vs_full):
     from click.testing import CliRunner
+
     from hptrack.cli.main import cli
 
     store, _ = halving_vs_full

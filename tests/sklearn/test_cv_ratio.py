@@ -11,8 +11,7 @@ from click.testing import CliRunner
 from scipy import stats as sps
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, RepeatedStratifiedKFold,
-                                     StratifiedKFold)
+from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, RepeatedStratifiedKFold, StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier
 

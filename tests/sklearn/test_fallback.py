@@ -16,16 +16,14 @@ import sklearn.model_selection._validation as sk_validation
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, RandomizedSearchCV,
-                                     cross_val_score)
+from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, RandomizedSearchCV, cross_val_score
 from sklearn.tree import DecisionTreeClassifier
+from test_sklearn import Flaky, check_flat, rung_check
 
 import hptrack
 import hptrack.sklearn as hs
 from hptrack import api
 from hptrack.sklearn import _compat
-
-from test_sklearn import Flaky, check_flat, rung_check
 
 IRIS = load_iris(return_X_y=True)
 CANCER = load_breast_cancer(return_X_y=True)
@@ -38,8 +36,8 @@ def q(store, sql, params=None):
 
 def history(store, search_id):
     """Everything recorded of a search that does not depend on the clock or on random ids."""
-    number = {tid: n for tid, n in q(store, "SELECT trial_id, trial_number FROM trials WHERE search_id = ?",
-                                     [search_id])}
+    number = dict(q(store, "SELECT trial_id, trial_number FROM trials WHERE search_id = ?",
+                                     [search_id]))
     trials = {n: (state, value, step, err is not None) for n, state, value, step, err in
               q(store, "SELECT trial_number, state, value, last_step, error FROM trials WHERE search_id = ?",
                 [search_id])}
@@ -244,7 +242,7 @@ def test_clone_of_a_tracked_search_keeps_tracking(tmp_path):
     assert isinstance(c, hs.TrackedSearchCV) and c.search_cv is not ts.search_cv
     assert (c.name, c.store, c.attrs) == ("cloned", tmp_path, {"dataset": "iris"})
     assert c.get_params()["estimator__max_depth"] is None
-    assert c.set_params(**{"cv": 4, "estimator__min_samples_leaf": 2}) is c
+    assert c.set_params(cv=4, estimator__min_samples_leaf=2) is c
     assert c.search_cv.cv == 4 and c.get_params()["estimator__min_samples_leaf"] == 2 and ts.search_cv.cv == 3
     c.set_params(**ts.get_params(deep=False))  # round trip
     assert c.get_params(deep=False).keys() == ts.get_params(deep=False).keys() and c.cv == 3

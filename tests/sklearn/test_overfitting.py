@@ -111,10 +111,11 @@ def test_missing_folds_are_left_out(tmp_path):
 
 
 def test_nested_cv_run(tmp_path):
-    import hptrack.sklearn as hs
     from sklearn.datasets import make_classification
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV
+
+    import hptrack.sklearn as hs
 
     X, y = make_classification(n_samples=120, n_features=5, random_state=0)
     gs = GridSearchCV(LogisticRegression(max_iter=200), {"C": [0.01, 0.1, 1.0]}, cv=3)
@@ -135,6 +136,7 @@ def test_cli_diagnose(tmp_path):
     import json
 
     from click.testing import CliRunner
+
     from hptrack.cli.main import cli
 
     write_search(tmp_path, "tied", [0.8] * 20, 0.02, seed=1)

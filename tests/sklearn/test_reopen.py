@@ -108,8 +108,9 @@ def test_a_search_open_elsewhere_is_joined_silently(tmp_path):
 
 
 def test_refit_of_a_tracked_search_appends_a_grid_search_of_another_kind_is_refused(tmp_path):
-    from hptrack.sklearn import track
     from sklearn.model_selection import RandomizedSearchCV
+
+    from hptrack.sklearn import track
 
     store = str(tmp_path)
     grid = track(GridSearchCV(model(), {"logisticregression__C": CS}, cv=3), name="wine", store=store)
@@ -143,9 +144,9 @@ def test_opening_an_open_search_again_in_one_process_is_silent(tmp_path):
 def test_the_check_reads_one_partition_and_agrees_with_the_searches_view(tmp_path, n):
     """Opening a search in a store of n searches reads that search's partition and
     the logs; what it finds is what the searches view says (before and after compact)."""
-    from hptrack.api import search_id_for
-    from hptrack._reopening import recorded
     from hptrack._files.store import Store
+    from hptrack._reopening import recorded
+    from hptrack.api import search_id_for
 
     store = str(tmp_path)
     for i in range(n):
@@ -173,7 +174,8 @@ def test_the_check_reads_one_partition_and_agrees_with_the_searches_view(tmp_pat
         t0 = time.perf_counter()
         q(store, "SELECT n_trials FROM searches WHERE name = 's7'")
         full = time.perf_counter() - t0
-        print(f"{n} searches, {step}: check median {sorted(times)[10] * 1000:.1f} ms, searches view {full * 1000:.0f} ms")
+        print(f"{n} searches, {step}: check median {sorted(times)[10] * 1000:.1f} ms, "
+              f"searches view {full * 1000:.0f} ms")
         assert sorted(times)[10] < full
         hptrack.compact(store)
 

@@ -11,8 +11,15 @@ from sklearn.datasets import load_breast_cancer, load_iris, load_wine
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score
-from sklearn.model_selection import (GridSearchCV, HalvingGridSearchCV, HalvingRandomSearchCV,
-                                     KFold, ParameterSampler, RandomizedSearchCV, StratifiedKFold)
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingGridSearchCV,
+    HalvingRandomSearchCV,
+    KFold,
+    ParameterSampler,
+    RandomizedSearchCV,
+    StratifiedKFold,
+)
 from sklearn.model_selection._search import BaseSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.tree import DecisionTreeClassifier

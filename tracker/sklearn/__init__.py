@@ -58,8 +58,7 @@ import numpy as np
 
 from hptrack import api
 from hptrack.sklearn import _compat
-from hptrack.sklearn._describe import (jsonable, objective_name, search_attrs, seed_of, space_of,
-                                       strategy_of)
+from hptrack.sklearn._describe import jsonable, objective_name, search_attrs, seed_of, space_of, strategy_of
 from hptrack.sklearn._record import Run
 from hptrack.sklearn._warnings import LiveRecordingOff, RecordingFailed, TrackingWarning
 
@@ -67,7 +66,7 @@ __all__ = ["TrackedSearchCV", "NestedCVResult", "track", "log_test_score", "nest
            "TrackingWarning", "LiveRecordingOff", "RecordingFailed"]
 
 
-def track(search_cv: Any, name: str | None = None, store: Any = None, **attrs: Any) -> "TrackedSearchCV":
+def track(search_cv: Any, name: str | None = None, store: Any = None, **attrs: Any) -> TrackedSearchCV:
     """Wrap a scikit-learn search so that ``fit`` records it in the hptrack store.
 
     ``name`` defaults to ``<SearchClass>-<Estimator>-<UTC time>-<random>``, a new
@@ -122,7 +121,7 @@ class TrackedSearchCV:
     def __repr__(self):
         return f"hptrack.sklearn.track({self.search_cv!r}, name={self.search_name or self.name!r})"
 
-    def __sklearn_clone__(self) -> "TrackedSearchCV":
+    def __sklearn_clone__(self) -> TrackedSearchCV:
         """What ``sklearn.base.clone`` returns: an unfitted tracked clone of the search."""
         from sklearn.base import clone
 
@@ -132,12 +131,12 @@ class TrackedSearchCV:
         """The search's params (``estimator``, ``param_grid``, ``cv``, ...)."""
         return self.search_cv.get_params(deep=deep)
 
-    def set_params(self, **params: Any) -> "TrackedSearchCV":
+    def set_params(self, **params: Any) -> TrackedSearchCV:
         """Set the search's params; returns this tracked search."""
         self.search_cv.set_params(**params)
         return self
 
-    def fit(self, X: Any, y: Any = None, **params: Any) -> "TrackedSearchCV":
+    def fit(self, X: Any, y: Any = None, **params: Any) -> TrackedSearchCV:
         """Fit the search, recording it live; returns self.
 
         Opening the search raises on a bad name, store or settings (nothing has
@@ -205,7 +204,7 @@ def _scorer_for(search, scoring) -> tuple:
     return name, scorer
 
 
-def log_test_score(search: "TrackedSearchCV", X_test: Any, y_test: Any, scoring: Any = None,
+def log_test_score(search: TrackedSearchCV, X_test: Any, y_test: Any, scoring: Any = None,
                    store: Any = None) -> float:
     """Score the refit best model on held-out data and record it on the best trial
     (``trial_scored`` with ``split="test"``). Returns the score."""
