@@ -10,7 +10,7 @@ DEMO_VENV := .venv-demo
 # make test-core: the core and the test runner, no integration's library
 CORE_VENV := .venv-core
 
-.PHONY: demo test test-core test-slow test-spark bench bench-query bench-analysis constraints clean
+.PHONY: demo test test-core lint test-slow test-spark bench bench-query bench-analysis constraints clean
 
 # $(call install,VENV,EXTRAS): a venv holding hptrack (editable) with those extras, at the locked versions
 define install
@@ -62,6 +62,5 @@ constraints: $(VENV)/.installed
 clean:
 	rm -rf $(VENV) $(DEMO_VENV) $(CORE_VENV) .hptrack build *.egg-info
 
-.PHONY: lint
-lint: $(STAMP)
+lint: $(VENV)/.installed
 	$(BIN)/ruff check . && $(BIN)/mypy
