@@ -5,7 +5,7 @@ three private pieces of ``BaseSearchCV.fit``. Before a fit, :func:`live_unavaila
 checks that each is there with the signature the recording calls it with, and
 that scikit-learn's version is in the tested range. If anything differs, the
 fit runs untouched and the search is recorded from ``cv_results_`` afterwards
-(:mod:`hptrack.sklearn._replay`): a scikit-learn release that moves a private
+(``Run.replay`` in :mod:`hptrack.sklearn._record`): a scikit-learn release that moves a private
 name costs live fold scores, never the user's ``fit``.
 """
 
