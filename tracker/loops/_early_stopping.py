@@ -16,6 +16,12 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import optuna
+
+    from hptrack.api import Trial
 
 MODES = ("max", "min")
 
@@ -39,8 +45,8 @@ class EarlyStopping:
     A NaN score never counts as an improvement.
     """
 
-    def __init__(self, patience=10, min_delta=0.001, mode="max", restore_best=True, *,
-                 trial=None, max_steps=None):
+    def __init__(self, patience: int = 10, min_delta: float = 0.001, mode: str = "max", restore_best: bool = True, *,
+                 trial: Trial | optuna.trial.Trial | None = None, max_steps: int | None = None) -> None:
         if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
             raise ValueError(f"patience must be an int >= 1, got {patience!r}")
         if not isinstance(min_delta, (int, float)) or not min_delta >= 0:
@@ -70,7 +76,7 @@ class EarlyStopping:
             return score > self.best_score + self.min_delta
         return score < self.best_score - self.min_delta
 
-    def __call__(self, score, model=None, *, step=None) -> bool:
+    def __call__(self, score: float, model: Any = None, *, step: int | None = None) -> bool:
         """Take the score of one step (default: the number of earlier calls)."""
         if self.stopped:
             return True

@@ -24,11 +24,20 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from datetime import datetime, timezone
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal
 
 from hptrack._importing import derived_trial_id, known_trials
 from hptrack.api import Opener, Trial, _is_pruned, search, search_id_for
 from hptrack.errors import missing_extra
+
+if TYPE_CHECKING:
+    from optuna.storages import BaseStorage
+    from optuna.trial import FrozenTrial
+
+    from hptrack.api import Search, StoreLike
 
 try:
     import optuna
@@ -42,7 +51,7 @@ _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tp
              "GPSampler": "bayes", "BoTorchSampler": "bayes", "QMCSampler": "random"}
 
 
-def describe(obj):
+def describe(obj: optuna.samplers.BaseSampler | optuna.pruners.BasePruner | None) -> dict[str, Any] | None:
     """A JSON description of a sampler or pruner: its class and scalar settings."""
     if obj is None:
         return None
@@ -122,8 +131,9 @@ def _first_start(study, since, *trials, finished_too=False):
 
 # --- the decorator path -----------------------------------------------------------------
 
-def run_objective(opener: Opener, fn, args, kwargs, *, name, strategy, metric, space, seed,
-                  store, durability, attrs):
+def run_objective(opener: Opener, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], *,
+                  name: str, strategy: str | None, metric: str | None, space: Any, seed: Any,
+                  store: StoreLike, durability: str, attrs: dict[str, Any]) -> Any:
     """One call of a ``@hptrack.track`` objective given an Optuna trial (see module doc)."""
     trial = args[0]
     s = opener.get(lambda quiet: _open(
@@ -195,7 +205,7 @@ def _uninstrument(trial):
         trial.__dict__.pop(method, None)
 
 
-def hptrack_trial(trial):
+def hptrack_trial(trial: optuna.trial.Trial) -> Trial | None:
     """The :class:`hptrack.Trial` recording an Optuna trial inside a ``@hptrack.track``
     objective (e.g. for ``t.score(...)`` or ``EarlyStopping(trial=...)``), else None."""
     return getattr(trial, "_hptrack_trial", None)
@@ -254,13 +264,14 @@ class Callback:
     study and its sampler, unless ``strategy`` is given.
     """
 
-    def __init__(self, name=None, store=None, *, metric="value", strategy="custom", **attrs):
+    def __init__(self, name: str | None = None, store: StoreLike = None, *, metric: str = "value",
+                 strategy: str | None = "custom", **attrs: Any) -> None:
         self.name, self.store, self.attrs = name, store, attrs
         self.metric, self.strategy = metric, strategy
         self._opener = Opener()
         self._since = datetime.now()  # naive local, as Optuna's datetimes
 
-    def search(self, study, frozen_trial=None):
+    def search(self, study: optuna.Study, frozen_trial: FrozenTrial | None = None) -> Search:
         """The search recording ``study`` (opened at the first trial)."""
         return self._opener.get(lambda quiet: _open(
             self.name or study.study_name, study, store=self.store, metric=self.metric,
@@ -268,25 +279,27 @@ class Callback:
             ts=_first_start(study, self._since, *([frozen_trial] if frozen_trial else []),
                             finished_too=True)))
 
-    def __call__(self, study, frozen_trial):
+    def __call__(self, study: optuna.Study, frozen_trial: FrozenTrial) -> None:
         _record(self.search(study, frozen_trial), frozen_trial)
 
-    def finish(self, status: str = "ok", **attrs) -> bool:
+    def finish(self, status: str = "ok", **attrs: Any) -> bool:
         """Write ``search_finished`` (if a trial opened the search); whether it did."""
         self._since = datetime.now()  # a later optimize() starts from here
         return self._opener.finish(status, **attrs)
 
-    def __enter__(self):
+    def __enter__(self) -> Callback:
         self._since = datetime.now()
         return self
 
-    def __exit__(self, exc_type, exc, tb):
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> Literal[False]:
         self.finish("ok" if exc_type is None else "error",
                     **({} if exc is None else {"error": f"{exc_type.__name__}: {exc}"}))
         return False
 
 
-def import_study(storage, study_name, store=None, *, name=None):
+def import_study(storage: str | BaseStorage, study_name: str, store: StoreLike = None, *,
+                 name: str | None = None) -> str:
     """Write an existing Optuna study (a storage URL or object) as the search
     ``name`` (default: the study name), keeping the original timestamps.
     Returns the search id.

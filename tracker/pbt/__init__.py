@@ -34,9 +34,16 @@ import math
 import multiprocessing
 import os
 import random
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from hptrack.api import search as open_search
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+
+    from hptrack.api import StoreLike
 
 # --- the scikit-learn adapter ------------------------------------------------------------
 
@@ -45,11 +52,12 @@ class SklearnPartialFit:
     """Train a scikit-learn estimator with ``partial_fit``, one epoch per step, and
     score it on validation data (``estimator.score`` unless ``scoring`` is given)."""
 
-    def __init__(self, estimator, X, y, X_val, y_val, *, classes=None, scoring=None):
+    def __init__(self, estimator: BaseEstimator, X: Any, y: Any, X_val: Any, y_val: Any, *, classes: Any = None,
+                 scoring: Callable[[BaseEstimator, Any, Any], float] | None = None) -> None:
         self.estimator, self.X, self.y, self.X_val, self.y_val = estimator, X, y, X_val, y_val
         self.classes, self.scoring = classes, scoring
 
-    def create(self, params, seed):
+    def create(self, params: dict[str, Any], seed: int) -> BaseEstimator:
         from sklearn.base import clone
         model = clone(self.estimator)
         if "random_state" in model.get_params():
@@ -65,22 +73,22 @@ class SklearnPartialFit:
             opt.learning_rate = float(params["learning_rate_init"])
         return model
 
-    def train(self, model, params, steps):
+    def train(self, model: BaseEstimator, params: dict[str, Any], steps: int) -> BaseEstimator:
         model = self._apply(model, params)
         kw = {} if self.classes is None else {"classes": self.classes}
         for _ in range(steps):
             model.partial_fit(self.X, self.y, **kw)
         return model
 
-    def evaluate(self, model):
+    def evaluate(self, model: BaseEstimator) -> float:
         if self.scoring is not None:
             return float(self.scoring(model, self.X_val, self.y_val))
         return float(model.score(self.X_val, self.y_val))
 
-    def get_state(self, model):
+    def get_state(self, model: BaseEstimator) -> dict[str, Any]:
         return copy.deepcopy(model.__dict__)
 
-    def set_state(self, model, state):
+    def set_state(self, model: BaseEstimator, state: dict[str, Any]) -> BaseEstimator:
         model.__dict__.clear()
         model.__dict__.update(copy.deepcopy(state))
         return model
@@ -163,9 +171,10 @@ class PBT:
     parallel (0: in this process). Events go to the search ``name``.
     """
 
-    def __init__(self, adapter, space, *, name, population=8, ready=2, rounds=10, quantile=0.2,
-                 perturb=(0.8, 1.2), resample_p=0.25, direction="maximize", workers=2, seed=0,
-                 store=None, **attrs):
+    def __init__(self, adapter: Any, space: Mapping[str, tuple[str, float, float] | list[Any]], *, name: str,
+                 population: int = 8, ready: int = 2, rounds: int = 10, quantile: float = 0.2,
+                 perturb: Sequence[float] = (0.8, 1.2), resample_p: float = 0.25, direction: str = "maximize",
+                 workers: int = 2, seed: int = 0, store: StoreLike = None, **attrs: Any) -> None:
         if population < 2:
             raise ValueError(f"population must be >= 2, got {population}")
         if not 0 < quantile <= 0.5:
@@ -258,7 +267,7 @@ class PBT:
         return forks
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> Any:
     # lineage and schedule are questions about the history: they moved to hptrack.analysis
     if name in ("lineage", "schedule"):
         import importlib

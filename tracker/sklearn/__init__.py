@@ -98,27 +98,27 @@ class TrackedSearchCV:
                              search_id=None, search_name=None, best_trial_id=None, _run=None,
                              _row_ids=[])
 
-    def __getattr__(self, attr):
+    def __getattr__(self, attr: str) -> Any:
         # only called for what this wrapper lacks: best_params_, predict, cv_results_, ...
         inner = self.__dict__.get("search_cv")
         if inner is None:  # while unpickling or copying, before __dict__ is filled
             raise AttributeError(attr)
         return getattr(inner, attr)
 
-    def __setattr__(self, attr, value):
+    def __setattr__(self, attr: str, value: Any) -> None:
         if attr in self.__dict__:
             self.__dict__[attr] = value
         else:
             setattr(self.search_cv, attr, value)
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         # a fitted search pickles (joblib.dump, n_jobs workers) without its open recording
         return {**self.__dict__, "_run": None}
 
-    def __dir__(self):
+    def __dir__(self) -> list[str]:
         return sorted(set(dir(type(self))) | set(self.__dict__) | set(dir(self.search_cv)))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"hptrack.sklearn.track({self.search_cv!r}, name={self.search_name or self.name!r})"
 
     def __sklearn_clone__(self) -> TrackedSearchCV:

@@ -19,6 +19,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
+    from sklearn.callback import CallbackContext
 
 TASK = "candidate-split-evaluation"  # a leaf of BaseSearchCV's task tree: one fold of one candidate
 
@@ -29,16 +34,16 @@ class FoldClock:
     def __init__(self, path: str):
         self.path = path
 
-    def setup(self, estimator, context) -> None:
+    def setup(self, estimator: BaseEstimator, context: CallbackContext) -> None:
         pass
 
-    def teardown(self, estimator, context) -> None:
+    def teardown(self, estimator: BaseEstimator, context: CallbackContext) -> None:
         pass
 
-    def on_fit_task_begin(self, estimator, context, *, X=None) -> None:
+    def on_fit_task_begin(self, estimator: BaseEstimator, context: CallbackContext, *, X: Any = None) -> None:
         self._note(context, 0, X)
 
-    def on_fit_task_end(self, estimator, context, *, X=None) -> bool:
+    def on_fit_task_end(self, estimator: BaseEstimator, context: CallbackContext, *, X: Any = None) -> bool:
         self._note(context, 1, X)
         return False  # never asks the search to stop
 

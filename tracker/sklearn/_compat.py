@@ -12,6 +12,11 @@ name costs live fold scores, never the user's ``fit``.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sklearn.model_selection._search import BaseSearchCV
 
 # [first, last) scikit-learn minor versions the live path is written for; 1.3 is the
 # minimum the package declares, 1.9.1 the version its tests run on
@@ -37,7 +42,7 @@ def sklearn_version() -> tuple[int, int]:
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
-def search_base():
+def search_base() -> type[BaseSearchCV] | None:
     """sklearn's BaseSearchCV, or None if it moved."""
     import importlib
 
@@ -47,7 +52,7 @@ def search_base():
         return None
 
 
-def is_search(obj) -> bool:
+def is_search(obj: object) -> bool:
     """A scikit-learn search: a BaseSearchCV, or (if that class moved) anything shaped like one."""
     base = search_base()
     if base is not None:
@@ -66,7 +71,7 @@ def _starts_with(fn, names) -> bool:
         return False
 
 
-def live_unavailable(search_cv) -> str | None:
+def live_unavailable(search_cv: Any) -> str | None:
     """Why the live per-fold recording cannot run on ``search_cv`` here, or None if it can."""
     import importlib
 
@@ -105,14 +110,14 @@ def live_unavailable(search_cv) -> str | None:
     return None
 
 
-def evaluate_unsupported(evaluate) -> str | None:
+def evaluate_unsupported(evaluate: Callable[..., Any]) -> str | None:
     """Why ``evaluate_candidates`` (known only during fit) cannot be wrapped, or None."""
     if _starts_with(evaluate, EVALUATE_PARAMS):
         return None
     return f"evaluate_candidates does not take ({', '.join(EVALUATE_PARAMS)})"
 
 
-def takes_callback_ctx(run_search) -> bool:
+def takes_callback_ctx(run_search: Callable[..., Any]) -> bool:
     """Whether ``_run_search`` takes scikit-learn 1.9's ``callback_ctx``."""
     try:
         return "callback_ctx" in inspect.signature(run_search).parameters
@@ -120,6 +125,6 @@ def takes_callback_ctx(run_search) -> bool:
         return False
 
 
-def callbacks_of(estimator) -> list:
+def callbacks_of(estimator: Any) -> list:
     """The callbacks set with ``set_callbacks`` (sklearn >= 1.9), which has no public getter."""
     return list(getattr(estimator, "_skl_callbacks", None) or [])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+from collections.abc import Collection
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +19,7 @@ import numpy as np
 _SKOPT_DIMENSIONS = ("Real", "Integer", "Categorical", "Space")
 
 
-def strategy_of(search_cv) -> str:
+def strategy_of(search_cv: Any) -> str:
     """grid / random / halving / bayes, else custom, from the class (and its bases)."""
     names = [c.__name__ for c in type(search_cv).__mro__]
     modules = [c.__module__ or "" for c in type(search_cv).__mro__]
@@ -32,7 +34,7 @@ def strategy_of(search_cv) -> str:
     return "custom"
 
 
-def jsonable(v):
+def jsonable(v: Any) -> Any:
     """A JSON value for a hyperparameter value, a distribution, a dimension or an object."""
     if v is None or isinstance(v, (bool, str)):
         return v
@@ -79,7 +81,7 @@ def _qualname(obj) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def space_of(search_cv):
+def space_of(search_cv: Any) -> Any:
     """The grid, the distributions or the skopt search space, serialised."""
     for attr in ("param_grid", "param_distributions", "search_spaces"):
         space = getattr(search_cv, attr, None)
@@ -88,7 +90,7 @@ def space_of(search_cv):
     return None
 
 
-def searched_names(space) -> set:
+def searched_names(space: Any) -> set:
     """Param names that the space varies (a dict, or a list of dicts / (dict, n) pairs)."""
     names = set()
     items = space if isinstance(space, (list, tuple)) else [space]
@@ -100,7 +102,7 @@ def searched_names(space) -> set:
     return names
 
 
-def estimator_params(estimator, exclude=()) -> dict:
+def estimator_params(estimator: Any, exclude: Collection[str] = ()) -> dict:
     """The estimator's fixed params (deep), leaving out nested estimators themselves."""
     try:
         params = estimator.get_params(deep=True)
@@ -116,7 +118,7 @@ def estimator_params(estimator, exclude=()) -> dict:
     return out
 
 
-def cv_of(cv) -> dict:
+def cv_of(cv: Any) -> dict:
     """The cv argument: an int, None (sklearn's default 5 folds), or a splitter and its settings."""
     if cv is None:
         return {"type": "default", "n_splits": 5}
@@ -134,7 +136,7 @@ def cv_of(cv) -> dict:
     return info
 
 
-def scoring_of(scoring):
+def scoring_of(scoring: Any) -> Any:
     if scoring is None:
         return None
     if isinstance(scoring, str):
@@ -146,7 +148,7 @@ def scoring_of(scoring):
     return jsonable(scoring)
 
 
-def metric_names(search_cv) -> list[str] | None:
+def metric_names(search_cv: Any) -> list[str] | None:
     """Names of the metrics before fit: None for a single metric (or a callable scorer)."""
     scoring = search_cv.scoring
     if isinstance(scoring, dict):
@@ -156,7 +158,7 @@ def metric_names(search_cv) -> list[str] | None:
     return None
 
 
-def objective_name(search_cv) -> str:
+def objective_name(search_cv: Any) -> str:
     """The name of the trial's value: the refit metric, the scoring string, or 'score'."""
     refit = search_cv.refit
     if isinstance(refit, str):
@@ -167,7 +169,7 @@ def objective_name(search_cv) -> str:
     return search_cv.scoring if isinstance(search_cv.scoring, str) else "score"
 
 
-def seed_of(search_cv):
+def seed_of(search_cv: Any) -> int | None:
     """The search's random_state if it is an int, else the estimator's, else None."""
     for obj in (search_cv, getattr(search_cv, "estimator", None)):
         rs = getattr(obj, "random_state", None)
@@ -176,7 +178,7 @@ def seed_of(search_cv):
     return None
 
 
-def fingerprint(X, y=None) -> dict:
+def fingerprint(X: Any, y: Any = None) -> dict:
     """Shape, dtypes and a SHA-256 of X and y: the same data gives the same fingerprint."""
     out = {"X": _array_fingerprint(X)}
     if y is not None:
@@ -210,7 +212,7 @@ def _array_fingerprint(a) -> dict:
     return info
 
 
-def search_attrs(search_cv, X, y) -> dict:
+def search_attrs(search_cv: Any, X: Any, y: Any) -> dict:
     """Everything search_started records beyond name, strategy, metric, space and seed."""
     space = getattr(search_cv, "param_grid", None)
     if space is None:

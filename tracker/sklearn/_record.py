@@ -39,6 +39,8 @@ import threading
 import time
 import warnings
 from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from hptrack import api, schema
 from hptrack.sklearn import _clock, _compat
@@ -58,8 +60,9 @@ def _now_us() -> int:
 class FoldRecorder:
     """Stands in for sklearn's ``_fit_and_score`` during one ``evaluate_candidates`` call."""
 
-    def __init__(self, fit_and_score, store_root, search_id, trial_ids, trial_numbers, metric, step=None,
-                 resource=None):
+    def __init__(self, fit_and_score: Callable[..., dict[str, Any]], store_root: str, search_id: str,
+                 trial_ids: Sequence[str], trial_numbers: Sequence[int], metric: str, step: int | None = None,
+                 resource: float | None = None) -> None:
         self.fit_and_score = fit_and_score  # sklearn's own; pickles by its module and name
         self.store_root = store_root
         self.search_id = search_id
@@ -72,7 +75,7 @@ class FoldRecorder:
         self.step = step                    # halving iteration, else None
         self.resource = resource
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         start = _now_us()
         result = self.fit_and_score(*args, **kwargs)
         # when this fold started and ended, in this process: the parent pops them
@@ -158,7 +161,8 @@ class Run:
     records the rows of ``cv_results_`` not yet recorded, after fit. Nothing
     recording raises reaches the fit; the first problem warns, once."""
 
-    def __init__(self, search_cv, hp_search, metric, value_key, halving):
+    def __init__(self, search_cv: Any, hp_search: api.Search, metric: str, value_key: str | None,
+                 halving: bool) -> None:
         self.cv = search_cv
         self.hp = hp_search                 # an open hptrack Search
         self.metric = metric                # name of the single metric (fold events)
@@ -181,12 +185,12 @@ class Run:
         self.clock_path = None              # the FoldClock's spool, in fallback mode
 
     # --- never break the fit -------------------------------------------
-    def warn(self, category, message) -> None:
+    def warn(self, category: type[Warning], message: str) -> None:
         if not self.warned:
             self.warned = True
             warnings.warn(message, category, stacklevel=3)
 
-    def failed(self, exc, where) -> None:
+    def failed(self, exc: BaseException, where: str) -> None:
         """Recording raised: live recording stops for the rest of this fit; warn once."""
         self.live = False
         self.warn(RecordingFailed,
@@ -195,14 +199,14 @@ class Run:
                   "what cv_results_ holds is recorded after it where the store allows")
 
     @contextlib.contextmanager
-    def guard(self, where):
+    def guard(self, where: str) -> Iterator[None]:
         try:
             yield
         except Exception as exc:
             self.failed(exc, where)
 
     # --- hooks ---------------------------------------------------------
-    def start(self):
+    def start(self) -> Callable[[], None]:
         """Before ``fit``: the live hooks, or (when they cannot apply) the fallback and its
         one warning. Returns a function that undoes whatever was set."""
         reason = _compat.live_unavailable(self.cv)
@@ -237,7 +241,7 @@ class Run:
                 pass
         return remove
 
-    def install(self):
+    def install(self) -> Callable[[], None]:
         """Bind the instance hooks; returns a function that removes them."""
         cls_run = type(self.cv)._run_search
         cls_format = type(self.cv)._format_results
@@ -262,7 +266,7 @@ class Run:
                 self.cv.__dict__.pop(k, None)
         return remove
 
-    def wrap(self, evaluate):
+    def wrap(self, evaluate: Callable[..., Any]) -> Callable[..., Any]:
         import importlib
 
         unsupported = _compat.evaluate_unsupported(evaluate)
@@ -411,7 +415,7 @@ class Run:
                 t.prune(None if step is None else int(step))
 
     # --- after fit -----------------------------------------------------
-    def replay(self, results):
+    def replay(self, results: dict[str, Any]) -> None:
         """Record the rows of ``cv_results_`` not recorded live, as the live path would
         have: each row's folds (``split{k}_test_<m>`` / ``_train_``), its validation
         means and its end, rung by rung for halving; a row with a non-finite fold score
@@ -482,7 +486,7 @@ class Run:
                        store=self.hp.writer.store.root, ts=None if span is None else span[1],
                        durable=False, **attrs)
 
-    def finish(self, results) -> None:
+    def finish(self, results: dict[str, Any]) -> None:
         """After fit: what live recording left out, then the halving survivors' ends."""
         with self.guard("recording from cv_results_ after fit"):
             if self.missing_folds:
@@ -493,7 +497,7 @@ class Run:
             self.replay(results)
             self.finish_trials(results)
 
-    def finish_trials(self, results):
+    def finish_trials(self, results: dict[str, Any]) -> None:
         """After fit: halving survivors complete with their last rung's score."""
         if not self.halving:
             return
@@ -505,7 +509,7 @@ class Run:
                 r = last_row[i]
                 t.complete(float(results[self.value_key][r]), ts=self.row_done.get(r), rung=int(self.row_step[r]))
 
-    def abort(self, exc):
+    def abort(self, exc: BaseException) -> None:
         """The fit raised: every trial still running ends failed with the reason
         (one never started starts now: its folds' times never came back)."""
         with self.guard("recording the fit's error"):
