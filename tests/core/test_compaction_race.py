@@ -34,6 +34,7 @@ COMPACTOR = r"""
 import inspect, os, sys
 from hptrack._maintain.compaction import compact
 root, stop = sys.argv[1], sys.argv[2]
+progress = sys.argv[3] if len(sys.argv) > 3 else None  # a file holding the runs done so far
 kw = {"grace": 0} if "grace" in inspect.signature(compact).parameters else {}
 runs = errors = 0
 while not os.path.exists(stop):
@@ -46,6 +47,10 @@ while not os.path.exists(stop):
                  for f in traceback.extract_tb(exc.__traceback__)]
         print("ERROR", repr(exc)[:300], " <- ".join(reversed(where))[:600], file=sys.stderr, flush=True)
     runs += 1
+    if progress:
+        with open(progress + ".tmp", "w") as f:
+            f.write(str(runs))
+        os.replace(progress + ".tmp", progress)
 print("RUNS", runs, errors, flush=True)
 """
 
@@ -264,13 +269,20 @@ def queries_during_compactions(tmp_path, n_queries, grace, run=None):
     env = dict(os.environ)
     writers = start_writers(root, env, tmp_path, trials=200, seal_events=2)
     code = COMPACTOR.replace('{"grace": 0}', f'{{"grace": {grace}}}')
-    compactor = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop)],
+    progress = tmp_path / "compactions"
+    compactor = subprocess.Popen([sys.executable, "-c", code, str(root), str(stop), str(progress)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     from hptrack._read.sql import query
 
-    failures, last = [], 0
+    def compactions() -> int:
+        return int(progress.read_text()) if progress.exists() else 0
+
+    failures, last, done = [], 0, 0
+    deadline = time.monotonic() + 120
     try:
-        for _ in range(n_queries):
+        # n_queries, and on a slow machine more, until two compactions have run beside them
+        while done < n_queries or (compactions() < 2 and time.monotonic() < deadline):
+            done += 1
             try:
                 (n, distinct, complete, n_trials), = (run or (lambda: query(QUERY, root).rows()))()
             except Exception as exc:  # any failure is what we count

@@ -67,7 +67,13 @@ def third_party_imports() -> dict[str, dict[str, set[str]]]:
                               if rel == prefix or rel.startswith(prefix + os.sep)), "core")
                 with open(path, encoding="utf-8") as f:
                     tree = ast.parse(f.read(), rel)
+                # imports under `if TYPE_CHECKING:` name types for the checker, never run
+                typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
+                               and ast.unparse(block.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+                               for stmt in block.body for n in ast.walk(stmt)}
                 for node in ast.walk(tree):
+                    if id(node) in typing_only:
+                        continue
                     if isinstance(node, ast.Import):
                         names = [a.name for a in node.names]
                     elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
