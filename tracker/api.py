@@ -156,11 +156,12 @@ class Search:
         schema.check_id("parent trial_id", parent_id, ValueError)
         if step is not None:
             step = schema.check_int("fork step", step, INT64, TypeError)
+        payload = {"parent_trial_id": parent_id, "reason": reason, "params_after": dict(params or {}), **info}
+        schema.encode_payload(payload)  # refused here, before the child starts, if it is not JSON
         child = self.trial(params, trial_number=trial_number, ts=ts, trial_id=trial_id)
         event = {"type": "trial_forked", "search_id": self.search_id, "trial_id": child.trial_id,
                  "trial_number": child.number, "step": step, "params": dict(child.params),
-                 "payload": {"parent_trial_id": parent_id, "reason": reason,
-                             "params_after": dict(child.params), **info}}
+                 "payload": payload}
         if ts is not None:
             event["ts"] = ts
         self.writer.write(event)

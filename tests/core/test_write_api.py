@@ -66,6 +66,8 @@ def test_fork_refuses_what_is_not_a_parent(tmp_path):
             s.fork("../../etc", {"x": 1}, step=1)
         with pytest.raises(TypeError, match="fork step"):
             s.fork("abc", {"x": 1}, step="three")
+        with pytest.raises(Exception, match="JSON|serializable"):
+            s.fork("abc", {"x": 1}, step=1, parent_score=object())
     # nothing was written by the refused calls
     assert hptrack.trials("bad-forks", store=tmp_path).height == 0
 
