@@ -396,6 +396,7 @@ class Trial:
         A NaN, inf or None value (or one that is not a number) ends it as failed with
         that reason instead."""
         self._check_running("complete")
+        info: dict[str, Any] = {}
         if values is not None:
             if value is not None:
                 raise TypeError("complete() takes value or values, not both")
@@ -403,31 +404,23 @@ class Trial:
                 raise TypeError(f"values must be a non-empty list of numbers, got {values!r}")
             values = list(values)
             if len(values) > 1:
-                self._complete_many(values, ts, metrics)
-                return
+                bad = [v for v in values if not schema.is_finite_number(v)]
+                if bad:
+                    self.fail(f"objective values contain {bad[0]!r}", ts=ts)
+                    return
+                info["values"] = [float(v) for v in values]
             value = values[0]
         if not schema.is_finite_number(value):
             reason = (f"objective value is {value!r}" if isinstance(value, numbers.Real) or value is None
                       else f"objective value is a {type(value).__name__}, not a number")
             self.fail(reason, ts=ts)
             return
-        payload = schema.encode_payload({"metrics": metrics}) if metrics else None
-        self.state = "complete"
-        self._end((event_time(ts), "trial_completed", self._sid,
-                   self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
-
-    def _complete_many(self, values: Sequence[float], ts: datetime | int | None, metrics: dict) -> None:
-        bad = [v for v in values if not schema.is_finite_number(v)]
-        if bad:
-            self.fail(f"objective values contain {bad[0]!r}", ts=ts)
-            return
-        info: dict[str, Any] = {"values": [float(v) for v in values]}
         if metrics:
             info["metrics"] = metrics
         self.state = "complete"
         self._end((event_time(ts), "trial_completed", self._sid,
-                   self.trial_id, self.number, None, None, info["values"][0], None, None, None, None,
-                   schema.encode_payload(info)))
+                   self.trial_id, self.number, None, None, float(value), None, None, None, None,
+                   schema.encode_payload(info) if info else None))
 
     def fail(self, error: BaseException | str | None = None, *, ts: datetime | int | None = None) -> None:
         """End the trial as failed; ``error`` is an exception or a reason."""
