@@ -417,10 +417,10 @@ class Trial:
             return
         if metrics:
             info["metrics"] = metrics
+        payload = schema.encode_payload(info) if info else None  # raises on a metric JSON cannot hold
         self.state = "complete"
         self._end((event_time(ts), "trial_completed", self._sid,
-                   self.trial_id, self.number, None, None, float(value), None, None, None, None,
-                   schema.encode_payload(info) if info else None))
+                   self.trial_id, self.number, None, None, float(value), None, None, None, None, payload))
 
     def fail(self, error: BaseException | str | None = None, *, ts: datetime | int | None = None) -> None:
         """End the trial as failed; ``error`` is an exception or a reason."""
