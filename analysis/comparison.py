@@ -59,6 +59,7 @@ import numpy as np
 from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import budget, stats
+from hptrack.analysis.notebook import Shown
 from hptrack.errors import HptrackError
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ class IncomparableSearches(HptrackError, ValueError):
     (or one is a nested-CV outer run); the message names the conflict and the way out."""
 
 
-@dataclass
-class Comparison:
+@dataclass(repr=False)
+class Comparison(Shown):
     by: str
     direction: str
     metric: str
@@ -95,6 +96,13 @@ class Comparison:
     task: str | None = None   # the task compared (None: not recorded, or mixed with force=True)
     best: str | None = None   # the winning strategy, only when the tests say so
     verdict: str = ""         # why there is a best strategy or none, with the numbers
+
+    def _facts(self):
+        strategies = self.summary["strategy"].to_list() if "strategy" in self.summary.columns else []
+        facts = [("strategies", ", ".join(map(str, strategies))), ("task", self.task),
+                 ("budget axis", f"{self.by} (horizon {self.horizon:.4g} {self.unit})"),
+                 ("best strategy", self.best or "none named"), ("verdict", self.verdict)]
+        return f"{self.metric} ({self.direction}) by {self.by}", facts, [("per strategy", self.summary)]
 
     def to_dict(self) -> dict:
         return {"by": self.by, "why": self.why, "unit": self.unit, "direction": self.direction,

@@ -31,6 +31,7 @@ import numpy as np
 
 from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf, Connection
+from hptrack.analysis.notebook import Shown
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,8 +44,8 @@ __all__ = ["Pareto", "hypervolume", "pareto"]
 MARGIN = 0.1   # the default reference point lies this share of each objective's range beyond its worst
 
 
-@dataclass
-class Pareto:
+@dataclass(repr=False)
+class Pareto(Shown):
     """The Pareto front of a search and its hypervolume history."""
 
     search: str
@@ -56,6 +57,12 @@ class Pareto:
     reference_point: list      # in the objectives' own units
     reference_given: bool      # False: the default (worst plus MARGIN of the range)
     n_complete: int            # complete trials the front is taken from
+
+    def _facts(self):
+        facts = [("objectives", ", ".join(f"{o} ({d})" for o, d in zip(self.objectives, self.directions))),
+                 ("front", f"{self.count} of {self.n_complete} complete trials"),
+                 ("hypervolume", self.final_hypervolume)]
+        return repr(self.search), facts, [("Pareto front", self.front)]
 
     @property
     def count(self) -> int:

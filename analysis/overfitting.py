@@ -28,6 +28,7 @@ from hptrack._files.checks import load_json
 from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import stats
+from hptrack.analysis.notebook import Shown
 
 __all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]
 
@@ -36,8 +37,8 @@ RECORDED = "recorded fold sizes"
 ASSUMED = "assumed k-fold: 1/(J-1)"
 
 
-@dataclass
-class Diagnosis:
+@dataclass(repr=False)
+class Diagnosis(Shown):
     """What :func:`diagnose` found. Scores are in the metric's own units and
     direction; ``optimistic_bias`` and ``val_test_gap`` are positive when the
     reported best looks better than it is."""
@@ -72,6 +73,20 @@ class Diagnosis:
     nested: dict | None = None
     warnings: list = field(default_factory=list)
     not_computed: dict = field(default_factory=dict)   # diagnostic -> why not
+
+    def _facts(self):
+        best = (None if self.best_trial_number is None else
+                f"trial {self.best_trial_number}: {self.best_value:.4g} {self.metric} ({self.direction})")
+        cv = None if self.best_cv is None else f"{self.best_cv:.4g} \u00b1 {self.best_cv_se or 0:.2g} (se)"
+        corrected = (None if self.corrected_best is None else
+                     f"{self.corrected_best:.4g} (bias {self.optimistic_bias:.3g}, BBC-CV)")
+        facts = [("best", best), ("params", self.best_params or None), ("fold mean", cv),
+                 ("tied with best", self.n_tied), ("corrected best", corrected),
+                 ("P(best stays best)", self.p_best_stays_best), ("test score", self.test_score),
+                 ("validation - test", self.val_test_gap)]
+        facts += [("warning", w) for w in self.warnings]
+        facts += [(f"not computed: {k}", v) for k, v in self.not_computed.items()]
+        return f"{self.search!r}, {self.n_trials} trials", facts, []
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -68,6 +68,7 @@ import numpy as np
 from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf
 from hptrack.analysis import fanova
+from hptrack.analysis.notebook import Shown
 from hptrack.analysis.source import category_label, design
 
 if TYPE_CHECKING:
@@ -172,8 +173,8 @@ def importance(source: str | pl.DataFrame, method: str = "fanova", store: StoreL
                      n_members=n_members, as_of=as_of, max_trials=max_trials, objective=objective).importance
 
 
-@dataclass
-class Stability:
+@dataclass(repr=False)
+class Stability(Shown):
     """How far an importance ranking can be trusted (see the module docstring)."""
 
     importance: pl.DataFrame      # polars, as importance() returns
@@ -181,6 +182,9 @@ class Stability:
     top_share: float        # share of bootstrap refits in which it is also top
     n_boot: int             # refits
     n_trials: int           # trials the analysis stands on
+
+    def _facts(self):
+        return f"top {self.top!r}", [("stability", self.note)], [("importance", self.importance)]
 
     @property
     def unstable(self) -> bool:
@@ -315,8 +319,8 @@ def marginals(source: str | pl.DataFrame, param: str, store: StoreLike = None, n
     return _marginal(d, d.names.index(param), ens, total, grid)
 
 
-@dataclass
-class Sensitivity:
+@dataclass(repr=False)
+class Sensitivity(Shown):
     """fANOVA importance and the main-effect curves of the top params, from one
     surrogate fit, and how many trials it stands on."""
 
@@ -325,6 +329,13 @@ class Sensitivity:
     n_fitted: int = 0                  # trials the surrogate was fitted on
     n_usable: int = 0                  # usable trials of the source (>= n_fitted)
     stability: Stability | None = None  # how far the ranking can be trusted
+
+    def _facts(self):
+        top = self.importance["param"][0] if self.importance.height else None
+        facts = [("top param", top), ("fit", self.note),
+                 ("stability", self.stability.note if self.stability else None)]
+        frames = [("importance", self.importance)] + [(f"main effect of {p}", m) for p, m in self.marginals.items()]
+        return f"{self.importance.height} params", facts, frames
 
     @property
     def sampled(self) -> bool:

@@ -13,10 +13,13 @@ from __future__ import annotations
 import math
 import os
 from html import escape
+from typing import TYPE_CHECKING
 
 from hptrack.analysis.report import svg
 from hptrack.analysis.report.format import duration, num, status, tie_ratio, training_facts
-from hptrack.analysis.report.model import Report, SearchReport
+
+if TYPE_CHECKING:   # Report.show() renders through this module
+    from hptrack.analysis.report.model import Report, SearchReport
 
 CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px auto;max-width:1280px;color:#222;padding:0 16px}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from hptrack.analysis.notebook import Shown, iframe
+
 MIN_TRIALS_IMPORTANCE = 8     # fANOVA on fewer complete trials is noise
 TOP_CONFIGS = 5               # configurations whose fold scores are shown
 N_MARGINALS = 2
@@ -13,8 +15,8 @@ MAX_DRAWN = 1000              # trials drawn one line each (parallel coordinates
                               # values): past that a plot is a blot and the HTML tens of MB
 
 
-@dataclass
-class SearchReport:
+@dataclass(repr=False)
+class SearchReport(Shown):
     name: str
     search_id: str
     strategy: str | None
@@ -52,9 +54,21 @@ class SearchReport:
     pareto_note: str | None = None     # why it was not computed
     training: Any = None            # hptrack.training.TrainingSummary, None if nothing to show
 
+    @property
+    def n_trials(self) -> int:
+        return sum(self.states.values())
 
-@dataclass
-class Group:
+    def _facts(self):
+        best = (None if self.best is None else
+                f"trial {self.best['trial_number']}: {self.best['value']:.4g} {self.metric} ({self.direction})")
+        facts = [("strategy", self.strategy), ("task", self.task),
+                 ("trials", ", ".join(f"{n} {k}" for k, n in self.states.items())), ("best", best),
+                 ("params", self.best["params"] if self.best else None), ("test score", self.test_score)]
+        return repr(self.name), facts, [("importance", self.importance)]
+
+
+@dataclass(repr=False)
+class Group(Shown):
     task: str | None
     metric: str
     direction: str
@@ -64,9 +78,14 @@ class Group:
     best_strategy: str | None = None   # only when the tests name one (Comparison.best)
     best_reason: str | None = None     # Comparison.verdict: why a winner, or why none
 
+    def _facts(self):
+        facts = [("searches", ", ".join(self.searches)), ("best strategy", self.best_strategy or "none named"),
+                 ("why", self.best_reason or self.note)]
+        return f"task {self.task!r}, {self.metric} ({self.direction})", facts, []
 
-@dataclass
-class Report:
+
+@dataclass(repr=False)
+class Report(Shown):
     store: str
     as_of: datetime
     events_sha256: str
@@ -75,6 +94,36 @@ class Report:
     groups: list
     built_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
 
+    def _facts(self):
+        import polars as pl
+
+        rows = [{"search": s.name, "strategy": s.strategy, "trials": s.n_trials,
+                 "best": None if s.best is None else s.best["value"], "metric": s.metric,
+                 "best params": None if s.best is None else s.best["params"]} for s in self.searches]
+        frame = pl.DataFrame(rows, schema={"search": pl.String, "strategy": pl.String, "trials": pl.Int64,
+                                           "best": pl.Float64, "metric": pl.String, "best params": pl.Object})
+        facts = [("store", self.store), ("snapshot", self.snapshot),
+                 ("comparisons", "; ".join(f"{g.task}: {g.best_strategy or 'no winner'}"
+                                           for g in self.groups if g.comparison is not None) or None)]
+        return f"{len(self.searches)} searches", facts, [("searches", frame)]
+
+    def show(self, height: int = 900) -> Any:
+        """The full interactive HTML report inline in a notebook, in an iframe of its own (the
+        notebook's styles and the report's never meet). Under IPython it displays it and returns
+        None (so the cell does not show it twice); elsewhere it returns the displayable object."""
+        from hptrack.analysis.report.html import render
+
+        shown = _Inline(iframe(render(self), height))
+        try:
+            from IPython import get_ipython  # type: ignore[import-not-found]
+            from IPython.display import display  # type: ignore[import-not-found]
+        except ImportError:
+            return shown
+        if get_ipython() is None:
+            return shown
+        display(shown)
+        return None
+
     @property
     def snapshot(self) -> str:
         return (f"as of {self.as_of.isoformat(timespec='microseconds')}; {self.n_events} events; "
@@ -82,3 +131,16 @@ class Report:
 
 
 # --- gathering ----------------------------------------------------------------------
+
+
+class _Inline:
+    """HTML for a notebook to display (what IPython.display.HTML is, without needing IPython)."""
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def __repr__(self) -> str:
+        return f"<hptrack report: {len(self.html):,} characters of HTML; display it in a notebook>"

@@ -85,10 +85,11 @@ def layer_of(module: str) -> str:
 
 
 def imports_of(module: str, path: pathlib.Path) -> set[str]:
-    """The hptrack modules ``module`` imports (at module level or inside functions)."""
+    """The hptrack modules ``module`` imports (at module level or inside functions); an import
+    under ``if TYPE_CHECKING:`` is for annotations and never runs, so it is no edge."""
     is_pkg = path.name == "__init__.py"
     out = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".") if is_pkg else module.split(".")[:-1]
@@ -110,6 +111,18 @@ def imports_of(module: str, path: pathlib.Path) -> set[str]:
                 name = (module if is_pkg else module.rsplit(".", 1)[0]) + name
             out.add(name)
     return {m for m in out if m in MODULES and m != module}
+
+
+def _runtime_nodes(tree: ast.AST):
+    """Every node of ``tree`` except the bodies of ``if TYPE_CHECKING:`` (their ``else`` runs)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
 
 
 GRAPH = {m: imports_of(m, p) for m, p in MODULES.items()}
@@ -171,6 +184,15 @@ def test_the_checks_catch_what_they_are_for():
                           "hptrack.analysis.stats": {"hptrack.sklearn"}, "hptrack.sklearn": set(),
                           "hptrack.sklearn._record": {"hptrack._write.writer"}, "hptrack._write.writer": set()})
     assert len(bad) == 3, bad
+
+
+def test_type_only_imports_are_no_edge_and_the_rest_are(tmp_path):
+    src = tmp_path / "m.py"
+    src.write_text("from typing import TYPE_CHECKING\n"
+                   "if TYPE_CHECKING:\n    from hptrack.analysis.report.model import Report\n"
+                   "else:\n    import hptrack.analysis.stats\n"
+                   "def f():\n    from hptrack._read.read import connect\n")
+    assert imports_of("hptrack.x", src) == {"hptrack.analysis.stats", "hptrack._read.read"}
 
 
 def test_public_names_stay_where_users_type_them():

@@ -1,0 +1,99 @@
+"""Results in a notebook: a one-line repr and an HTML card that cannot restyle the page around it.
+
+Material: real scikit-learn searches on wine (RandomizedSearchCV over an SVC, three seeds), read
+back through hptrack's analyses; the card is checked against the result's own numbers.
+"""
+
+import html
+import re
+
+import pytest
+import scipy.stats
+from sklearn.datasets import load_wine
+from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+
+import hptrack
+import hptrack.sklearn
+from hptrack import analysis
+from hptrack.analysis.notebook import REPR_WIDTH
+
+
+@pytest.fixture(scope="module")
+def wine(tmp_path_factory):
+    store = str(tmp_path_factory.mktemp("nb"))
+    X, y = load_wine(return_X_y=True)
+    space = {"svc__C": scipy.stats.loguniform(1e-2, 1e2), "svc__gamma": scipy.stats.loguniform(1e-4, 1e0)}
+    for seed in (0, 1, 2):
+        rs = RandomizedSearchCV(make_pipeline(StandardScaler(), SVC()), space, n_iter=10, random_state=seed,
+                                cv=StratifiedKFold(4, shuffle=True, random_state=0))
+        hptrack.sklearn.track(rs, name=f"svc-{seed}", store=store, task="wine").fit(X, y)
+    return store
+
+
+def _results(store):
+    return {
+        "diagnosis": analysis.diagnose("svc-0", store=store, n_boot=200),
+        "comparison": analysis.compare(["svc-0", "svc-1", "svc-2"], store=store, n_boot=100),
+        "sensitivity": analysis.analyse("svc-0", store=store, n_trees=16),
+        "stability": analysis.stability("svc-0", store=store, n_trees=16),
+        "report": hptrack.report(store=store, quiet=True, progress=False),
+    }
+
+
+def _no_page_styling(card):
+    """Nothing in a card can reach the host page: no style sheet, script, link or frame of its own."""
+    assert not re.search(r"<\s*(style|script|link|iframe|meta)\b", card, re.I)
+    assert not re.search(r"\bclass\s*=|\bid\s*=", card)        # nothing a host rule could target
+
+
+def test_reprs_are_one_short_line_and_cards_state_the_results(wine):
+    res = _results(wine)
+    for kind, r in res.items():
+        text = repr(r)
+        assert "\n" not in text and len(text) <= REPR_WIDTH, (kind, text)
+        card = r._repr_html_()
+        _no_page_styling(card)
+        assert card.startswith("<div style=") and card.endswith("</div>")
+    d = res["diagnosis"]
+    card = html.unescape(res["diagnosis"]._repr_html_())
+    assert f"trial {d.best_trial_number}: {d.best_value:.4g}" in card and "svc-0" in repr(d)
+    assert f"{d.best_cv:.4g}" in card
+    c = res["comparison"]
+    for strategy in c.summary["strategy"]:
+        assert strategy in html.unescape(c._repr_html_())
+    assert c.verdict in html.unescape(c._repr_html_())
+    s = res["sensitivity"]
+    top = s.importance["param"][0]
+    assert f"top param {top};" in repr(s)
+    assert html.unescape(s._repr_html_()).count("<tr>") >= s.importance.height  # every param is a row
+    rep = res["report"]
+    card = html.unescape(rep._repr_html_())
+    for sr in rep.searches:
+        assert sr.name in card and f"{sr.best['value']:.4g}" in card
+    assert rep.snapshot in card
+    assert repr(rep).startswith("<Report 3 searches")
+
+
+def test_show_puts_the_whole_report_in_an_isolated_frame(wine):
+    rep = hptrack.report(store=wine, quiet=True, progress=False)
+    shown = rep.show()     # no IPython running: it returns what a notebook displays
+    frame = shown._repr_html_()
+    assert frame.startswith("<iframe srcdoc=") and frame.count("<iframe") == 1
+    page = html.unescape(re.match(r'<iframe srcdoc="([^"]*)"', frame).group(1))
+    from hptrack.analysis.report.html import render
+    assert page == render(rep)           # the report itself, not a summary of it
+    # every quote and angle bracket of the page is escaped: the page cannot end the attribute
+    assert '"' not in re.match(r'<iframe srcdoc="([^"]*)"', frame).group(1)
+    assert len(repr(shown)) < REPR_WIDTH
+
+
+def test_repr_of_a_result_with_nothing_computed_is_still_short(tmp_path):
+    with hptrack.search("empty", store=tmp_path) as s:
+        with s.trial({"x": 1}) as t:
+            t.complete(0.5)
+    d = analysis.diagnose("empty", store=tmp_path)
+    assert len(repr(d)) <= REPR_WIDTH and "not computed" in html.unescape(d._repr_html_())
+    _no_page_styling(d._repr_html_())
