@@ -101,10 +101,13 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
         best = done.sort(["value", "trial_number"], descending=[direction == "maximize", False]).row(0, named=True)
         sr.best = {"trial_number": best["trial_number"], "trial_id": best["trial_id"],
                    "value": best["value"], "params": {p: best[p] for p in params}}
+    from hptrack.analysis.source import search_space
+
+    sr.space = search_space(con, sid, space)
     _pareto(sr, con)
     _tables(con, sr, done, seed)
     bar.advance(f"{name}: importance")
-    _importance(sr, con, done, space, seed, max_trials)
+    _importance(sr, done, seed, max_trials)
     bar.advance(f"{name}: diagnostics")
     _diagnose(sr, con, seed)
     _training(sr, con)
@@ -148,9 +151,12 @@ def _tables(con, sr, done, seed) -> None:
             f"USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'fold' "
             f"AND s.trial_id IN ({marks}) ORDER BY t.value {'DESC' if sr.direction == 'maximize' else 'ASC'}, "
             f"s.fold", params=[sid, *ids]).pl()
-        if sr.folds.height and sr.folds["metric"].n_unique() > 1:
-            keep = sr.metric if sr.metric in sr.folds["metric"].to_list() else sr.folds["metric"].mode()[0]
-            sr.folds = sr.folds.filter(pl.col("metric") == keep)
+        sr.folds = _one_metric(sr.folds, sr.metric)
+    stats = con.sql(
+        "SELECT t.trial_number, s.metric, avg(s.value) AS fold_mean, stddev_samp(s.value) AS fold_std, "
+        "count(*) AS n_folds FROM scores s JOIN trials t USING (search_id, trial_id) "
+        "WHERE s.search_id = ? AND s.split = 'fold' GROUP BY ALL ORDER BY t.trial_number", params=[sid]).pl()
+    sr.fold_stats = _one_metric(stats, sr.metric).drop("metric")
     sr.tests = con.sql(
         "SELECT t.trial_number, t.value, last(s.value ORDER BY s.ts) AS test FROM scores s "
         "JOIN trials t USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'test' "
@@ -158,6 +164,16 @@ def _tables(con, sr, done, seed) -> None:
     if sr.best is not None:
         hit = sr.tests.filter(pl.col("trial_number") == sr.best["trial_number"])
         sr.test_score = hit["test"][0] if hit.height else None
+
+
+def _one_metric(scores, metric):
+    """The rows of one metric: the search's own if it has fold scores of it, else the most common."""
+    import polars as pl
+
+    if scores.height == 0 or scores["metric"].n_unique() == 1:
+        return scores
+    keep = metric if metric in scores["metric"].to_list() else scores["metric"].mode()[0]
+    return scores.filter(pl.col("metric") == keep)
 
 
 def _drawn(trials, seed, best):
@@ -170,9 +186,8 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, con, done, space, seed, max_trials) -> None:
+def _importance(sr, done, seed, max_trials) -> None:
     from hptrack.analysis.sensitivity import analyse
-    from hptrack.analysis.source import search_space
 
     varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
     if done.height < MIN_TRIALS_IMPORTANCE:
@@ -186,7 +201,7 @@ def _importance(sr, con, done, space, seed, max_trials) -> None:
         # the trials already read from this snapshot, with the space `importance` reads (the
         # recorded space, else each trial's distributions) and its defaults: the same numbers
         # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
-        s = analyse(sr.trials, space=search_space(con, sr.search_id, space), direction=sr.direction,
+        s = analyse(sr.trials, space=sr.space, direction=sr.direction,
                     params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
     except Exception as e:  # an analysis that cannot run is reported, not fatal
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"

@@ -45,6 +45,8 @@ class SearchReport(Shown):
     reports: Any = None             # polars: trial_number, state, step, value (drawn trials)
     drawn: Any = None               # trial ids drawn in per-trial plots, None = every trial
     folds: Any = None               # polars: trial_number, fold, value (top configs)
+    fold_stats: Any = None          # polars: trial_number, fold_mean, fold_std, n_folds (every trial)
+    space: dict = field(default_factory=dict)  # param -> what its space says (log, low, high, categories)
     tests: Any = None               # polars: trial_number, value (validation), test
     lineage: Any = None             # PBT forks, polars
     schedule: Any = None            # PBT winner's schedule, polars
@@ -108,21 +110,12 @@ class Report(Shown):
         return f"{len(self.searches)} searches", facts, [("searches", frame)]
 
     def show(self, height: int = 900) -> Any:
-        """The full interactive HTML report inline in a notebook, in an iframe of its own (the
-        notebook's styles and the report's never meet). Under IPython it displays it and returns
-        None (so the cell does not show it twice); elsewhere it returns the displayable object."""
+        """The full interactive HTML report for a notebook, in an iframe of its own (the
+        notebook's styles and the report's never meet): the cell displays it when it is the
+        cell's last expression, or pass it to IPython's ``display()``."""
         from hptrack.analysis.report.html import render
 
-        shown = _Inline(iframe(render(self), height))
-        try:
-            from IPython import get_ipython  # type: ignore[import-not-found]
-            from IPython.display import display  # type: ignore[import-not-found]
-        except ImportError:
-            return shown
-        if get_ipython() is None:
-            return shown
-        display(shown)
-        return None
+        return _Inline(iframe(render(self), height))
 
     @property
     def snapshot(self) -> str:

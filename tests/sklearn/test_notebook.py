@@ -79,7 +79,7 @@ def test_reprs_are_one_short_line_and_cards_state_the_results(wine):
 
 def test_show_puts_the_whole_report_in_an_isolated_frame(wine):
     rep = hptrack.report(store=wine, quiet=True, progress=False)
-    shown = rep.show()     # no IPython running: it returns what a notebook displays
+    shown = rep.show()     # what a notebook displays as the last expression of a cell
     frame = shown._repr_html_()
     assert frame.startswith("<iframe srcdoc=") and frame.count("<iframe") == 1
     page = html.unescape(re.match(r'<iframe srcdoc="([^"]*)"', frame).group(1))
