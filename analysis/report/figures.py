@@ -113,9 +113,9 @@ def robust(values: list, log: bool = False) -> tuple[float, float] | None:
         return None
     lo = max(v[0], q1 - OUTLIER_IQR * iqr)
     hi = min(v[-1], q3 + OUTLIER_IQR * iqr)
-    if lo <= v[0] and hi >= v[-1]:
-        return None
     pad = 0.05 * (hi - lo or 1.0)
+    if lo - pad <= v[0] and hi + pad >= v[-1]:
+        return None
     return lo - pad, hi + pad
 
 
@@ -254,9 +254,12 @@ def slices(s: SearchReport) -> list[dict]:
         data = clamp(points(_x(done[p].to_list(), a), ys, done["trial_number"].to_list(), name="trial",
                             col="#8fb0d8"), rng)
         m = s.marginals.get(p)
+        y_range = rng
         if m is not None and m.height:
             mx = _x(m["value"].to_list(), a)
             mean, std = m["mean"].to_list(), m["std"].to_list()
+            if rng is not None:   # the curve stays in view
+                y_range = (min(rng[0], *mean), max(rng[1], *mean))
             c = color(i)
             if a["kind"] == "continuous":
                 data.append({"type": "scatter", "mode": "lines", "x": mx + mx[::-1],
@@ -271,7 +274,8 @@ def slices(s: SearchReport) -> list[dict]:
                              "marker": {"color": c, "size": 9, "symbol": "diamond"}, "showlegend": True})
         kind = {"categorical": "categorical", "discrete": "discrete values", "continuous": "continuous"}[a["kind"]]
         out.append(fig(f"slice {p}", f"{s.metric} against {p} ({kind}{', log scale' if a['log'] else ''})", data,
-                       {"xaxis": x_axis(p, a), "yaxis": axis(s.metric, **({"range": list(rng)} if rng else {}))},
+                       {"xaxis": x_axis(p, a),
+                        "yaxis": axis(s.metric, **({"range": list(y_range)} if y_range else {}))},
                        width=460))
     return out
 

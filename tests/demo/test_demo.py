@@ -41,6 +41,13 @@ def test_quick_demo_runs_four_strategies_and_reports(tmp_path):
     assert "\x1b[" not in text and max(map(len, text.splitlines())) <= 80
     assert html.exists() and html.stat().st_size > 10_000 and "id='hp-data'" in html.read_text()
     assert hptrack.verify(store).ok
+    from browser import opened, rendered, screenshot
+
+    with opened(html) as page:     # the demo's page in Chromium: every plot drawn, no error
+        assert page.errors == [] and page.requests == []
+        marks = rendered(page)
+        assert len(marks) >= 20 and all(n > 0 for n in marks.values()), marks
+        screenshot(page, "demo-report")
 
 
 def test_example_script_is_a_thin_wrapper():
