@@ -383,3 +383,43 @@ def test_watch_in_a_terminal_while_a_search_runs(tmp_path):
     df = hptrack.trials("live", store)
     assert df.height == 24 and set(df["state"]) == {"complete", "pruned", "failed"}
     assert seen == sorted(seen) and seen[-1] <= 24   # the count only grew
+
+
+# --- beside writers and a compaction ----------------------------------------------------------
+HELPER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "helpers_proc.py")
+N_RACE = 300   # trials per writer
+COMPACTOR = "import os, sys, hptrack\nwhile not os.path.exists(sys.argv[2]):\n    hptrack.compact(sys.argv[1])\n"
+
+
+def test_snapshots_beside_writers_and_compactions(tmp_path):
+    """Snapshots taken while two processes write one search (small segments, sealed
+    often) and a third compacts in a loop never fail and never go back."""
+    import helpers_proc as hp
+
+    root, stop = tmp_path / "store", tmp_path / "stop"
+    progress(store=root)   # imported and warm before the writers start
+    writers = [subprocess.Popen([sys.executable, HELPER, "crash-loop", str(root), str(k0), "trial", "3", "0.01",
+                                 str(N_RACE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for k0 in (0, 1000)]
+    compactor = subprocess.Popen([sys.executable, "-c", COMPACTOR, str(root), str(stop)],
+                                 stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        while any(w.poll() is None for w in writers) or len(seen) < 3:
+            for s in progress(store=root).searches:
+                seen.append((s.n_trials, s.counts["complete"]))
+            time.sleep(0.05)
+    finally:
+        stop.write_text("stop")
+        outs = [w.communicate(timeout=60) for w in writers]
+        _, compact_err = compactor.communicate(timeout=60)
+    assert all(w.returncode == 0 for w in writers), [err[-2000:] for _, err in outs]
+    assert compactor.returncode == 0, compact_err[-2000:]
+    assert seen == sorted(seen), seen   # trials and completions only grow
+    assert any(0 < n < 2 * N_RACE for n, _ in seen), seen   # one at least while they wrote
+    assert list(root.rglob("compact-*.parquet"))   # and the compactions merged files meanwhile
+    acks = [a for out, _ in outs for a in hp.parse_acks(out)]
+    (s,) = progress(store=root).searches
+    assert len(acks) == 2 * N_RACE
+    assert s.counts == {"complete": 2 * N_RACE, "running": 0, "pruned": 0, "failed": 0}
+    assert hptrack.verify(root).ok
