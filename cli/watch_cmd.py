@@ -55,8 +55,10 @@ def watch_cmd(ctx: Context, searches: tuple[str, ...], interval: float, once: bo
     """
     args = {"searches": list(searches) or None, "recent": recent, "window": window, "strict": ctx.obj["strict"]}
     if once:
+        from rich.text import Text
+
         p = _snapshot(store_root(ctx), **args)
-        output.console().print(_frame(p, None) if p.searches else _nothing(p.store, args["searches"]))
+        output.console().print(_frame(p, None) if p.searches else Text(f"No searches in {p.store} yet"))
         return
     _live(ctx.obj["store"], interval, args)
 
@@ -86,12 +88,12 @@ def _live(store: str | None, interval: float, args: dict) -> None:
         stop.set()
 
     previous = signal.signal(signal.SIGINT, on_sigint)
-    frames, shown = 0, None
+    frames, last = 0, None
     try:
         with Live(console=output.console(), auto_refresh=False, redirect_stdout=False,
                   redirect_stderr=False) as live:
             while not stop.is_set():
-                shown = _refresh(st, shown, interval, args)
+                last, shown = _refresh(st, last, interval, args)
                 live.update(shown, refresh=True)
                 frames += 1
                 stop.wait(interval)
@@ -103,31 +105,31 @@ def _live(store: str | None, interval: float, args: dict) -> None:
     click.echo(f"Stopped watching {st.root} after {frames} refresh(es); the searches were left as they are.")
 
 
-def _refresh(st, shown: RenderableType | None, interval: float, args: dict) -> RenderableType:
-    """The next frame: the snapshot, a message while there is nothing to show,
-    or the last frame and why it could not be read again."""
+def _refresh(st, last: RenderableType | None, interval: float,
+             args: dict) -> tuple[RenderableType | None, RenderableType]:
+    """(the frame, what to show): the snapshot or a message while there is
+    nothing to show; if the store cannot be read this time, the last frame,
+    and what to show adds why, and any warnings of this read."""
     import duckdb
 
-    from hptrack.errors import HptrackError
+    from hptrack.errors import HptrackError, SearchNotFound
 
-    with warnings.catch_warnings(record=True) as caught:   # one frame's warnings, shown with it
+    frame, lines = last, []
+    with warnings.catch_warnings(record=True) as caught:   # this read's warnings, shown with it
         warnings.simplefilter("always", RuntimeWarning)
         try:
             if not st.found():
-                shown = _waiting(f"No hptrack store at {st.root} yet", interval)
+                frame = _waiting(f"No hptrack store at {st.root} yet", interval)
             else:
                 p = _snapshot(st.root, **args)
-                shown = _frame(p, interval) if p.searches else _waiting(_nothing(p.store, args["searches"]),
-                                                                         interval)
+                frame = _frame(p, interval) if p.searches else _waiting(f"No searches in {p.store} yet", interval)
+        except SearchNotFound as exc:   # named, and not started yet
+            frame = _waiting(str(exc), interval)
         except (HptrackError, duckdb.Error, OSError) as exc:
-            # a named search not started yet, a file gone under a compaction: next time
-            shown = _with_lines(shown, [f"Could not read the store: {' '.join(str(exc).split())}"
-                                        f" - trying again in {interval:g}s"])
-    return _with_lines(shown, [f"Warning: {str(w.message).removeprefix('hptrack: ')}" for w in caught])
-
-
-def _nothing(root: str, named) -> str:
-    return f"No searches in {root} yet" if not named else f"None of {', '.join(named)} in {root}"
+            # e.g. a file deleted under a compaction's grace period of 0: next time
+            lines.append(f"Could not read the store: {' '.join(str(exc).split())} - trying again in {interval:g}s")
+    lines += [f"Warning: {str(w.message).removeprefix('hptrack: ')}" for w in caught]
+    return frame, _with_lines(frame, lines)
 
 
 def _waiting(text: str, interval: float) -> RenderableType:

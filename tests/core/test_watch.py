@@ -286,6 +286,46 @@ def test_once_says_what_is_missing(tmp_path):
     assert r.exit_code == 1 and r.stderr.startswith("Error: no search named 'nope'")
 
 
+def test_each_live_refresh_says_what_it_waits_for(tmp_path):
+    """The live loop's refresh: a message while the store or a named search does
+    not exist yet, the frame once it does; messages never pile up."""
+    from hptrack._files.store import Store
+    from hptrack.cli.output import render
+    from hptrack.cli.watch_cmd import _refresh
+
+    args = {"searches": ["a"], "recent": 5, "window": 300.0, "strict": False}
+    st = Store(tmp_path / "store")
+    def text(renderable):
+        return " ".join(render(renderable).split())   # folded at 80 columns
+
+    frame, shown = _refresh(st, None, 2, args)
+    assert text(shown).startswith(f"No hptrack store at {st.root} yet: waiting for a search to start")
+    history(st.root, "b", n=1)
+    Writer.for_store(st.root).flush()
+    for _ in range(3):
+        frame, shown = _refresh(st, frame, 2, args)
+        assert text(shown).count("no search named 'a'") == 1, text(shown)
+    history(st.root, "a", n=2)
+    Writer.for_store(st.root).flush()
+    frame, shown = _refresh(st, frame, 2, args)
+    out = text(shown)
+    assert "trials 2: 1 complete" in out and "(every 2s, Ctrl-C to stop)" in out and "no search named" not in out
+
+    # a store that cannot be read this time (here: a damaged file, with --strict): the last
+    # frame stays, with why, once
+    bad = tmp_path / "store" / "events" / "search=zz" / "w-0.parquet"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not parquet")
+    for _ in range(3):
+        frame, shown = _refresh(st, frame, 2, {**args, "strict": True})
+        out = text(shown)
+        assert out.count("Could not read the store") == 1 and "damaged" in out and "trials 2: 1 complete" in out
+    # without --strict the file is left out, and the warning shown with the frame
+    frame, shown = _refresh(st, frame, 2, args)
+    out = text(shown)
+    assert "Could not read" not in out and out.count("Warning: left out 1 damaged file") == 1
+
+
 def _listing(root):
     return sorted((os.path.relpath(os.path.join(d, f), root), os.stat(os.path.join(d, f)).st_size,
                    os.stat(os.path.join(d, f)).st_mtime_ns)
