@@ -9,6 +9,7 @@ Pure functions from tables to results; names are imported lazily so that
 >>> analysis.diagnose("rf-grid")            # hyperparameter-overfitting diagnostics
 >>> analysis.compare(["grid", "random"])    # strategy comparison
 >>> analysis.pareto("mlp-digits")           # multi-objective: Pareto front, hypervolume
+>>> analysis.progress()                     # running searches: trials by state, best, ETA
 """
 
 import importlib
@@ -24,12 +25,13 @@ _EXPORTS = {
     "compare": ".comparison",
     "IncomparableSearches": ".comparison",
     "pareto": ".multiobjective",
+    "progress": ".search_progress",
     "lineage": ".population",
     "schedule": ".population",
 }
 
 __all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "lineage",
-           "marginals", "pareto", "schedule", "stability"]
+           "marginals", "pareto", "progress", "schedule", "stability"]
 
 
 def __getattr__(name: str) -> Any:
