@@ -1,7 +1,7 @@
 """The HTML report in a real browser: Debian's Chromium driven by Playwright.
 
 ``opened(html)`` opens a report with every network request refused (the page must need none),
-waits for its script, draws every plot and yields the page with the console errors and page
+waits for its script, draws every plot (``report=False``: any page, as it loads) and yields the page with the console errors and page
 errors it saw. Screenshots go to ``artifacts/browser/`` at the repository root (or
 ``$HPTRACK_ARTIFACTS``), which CI keeps.
 """
@@ -36,7 +36,7 @@ def chromium() -> str:
 
 
 @contextlib.contextmanager
-def opened(html, width: int = 1300, height: int = 1000):
+def opened(html, width: int = 1300, height: int = 1000, *, report: bool = True):
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) drives the browser")
     exe = chromium()
     with sync_api.sync_playwright() as p:
@@ -57,7 +57,8 @@ def opened(html, width: int = 1300, height: int = 1000):
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
             page.goto(f"file://{os.fspath(html)}")
-            page.evaluate("window.hptrack.ready.then(() => window.hptrack.drawAll())")
+            if report:
+                page.evaluate("window.hptrack.ready.then(() => window.hptrack.drawAll())")
             page.errors = errors        # type: ignore[attr-defined]
             page.requests = requests    # type: ignore[attr-defined]
             yield page

@@ -97,3 +97,38 @@ def test_repr_of_a_result_with_nothing_computed_is_still_short(tmp_path):
     d = analysis.diagnose("empty", store=tmp_path)
     assert len(repr(d)) <= REPR_WIDTH and "not computed" in html.unescape(d._repr_html_())
     _no_page_styling(d._repr_html_())
+
+
+HOST = """<!DOCTYPE html><html><head><style>
+body{font:15px Georgia,serif;color:rgb(10,20,30);background:rgb(250,250,240)} p{margin:7px 0;color:rgb(90,0,0)}
+table{border:3px solid rgb(0,128,0)} td{padding:5px} div{letter-spacing:1px}
+</style></head><body><p id="host">a notebook's own text</p><table id="host-table"><tr><td>cell</td></tr></table>
+<div id="outputs"></div></body></html>"""
+STYLES = ("font-family", "font-size", "color", "background-color", "margin-top", "border-top-width",
+          "letter-spacing", "padding-top")
+
+
+def test_cards_and_the_report_frame_in_a_host_page_in_chromium(wine, tmp_path):
+    """In a real browser, a page styled like a notebook: inserting every card and the report's
+    frame changes no computed style of the host's elements; the report inside the frame draws
+    every plot."""
+    from browser import opened
+
+    res = _results(wine)
+    outputs = [r._repr_html_() for r in res.values()] + [res["report"].show(height=700)._repr_html_()]
+    host = tmp_path / "host.html"
+    host.write_text(HOST)
+    probe = ("sel => [...document.querySelectorAll(sel)].map(e => { const c = getComputedStyle(e); "
+             f"return {list(STYLES)!r}.map(k => c.getPropertyValue(k)); }})")
+    with opened(host, report=False) as page:
+        before = {sel: page.evaluate(probe, sel) for sel in ("body", "#host", "#host-table", "#host-table td")}
+        page.evaluate("html => { document.getElementById('outputs').innerHTML = html; }", "".join(outputs))
+        after = {sel: page.evaluate(probe, sel) for sel in before}
+        assert after == before
+        frame = page.frame_locator("#outputs iframe")
+        frame.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        inner = page.frames[1]
+        inner.evaluate("window.hptrack.ready.then(() => window.hptrack.drawAll())")
+        n_plots = inner.evaluate("document.querySelectorAll('figure .plot').length")
+        assert n_plots > 5 and inner.evaluate("document.querySelectorAll('.js-plotly-plot').length") == n_plots
+        assert page.errors == [] and page.requests == []
