@@ -1,9 +1,9 @@
 """The HTML report in a real browser: Debian's Chromium driven by Playwright.
 
 ``opened(html)`` opens a report with every network request refused (the page must need none),
-waits for its script, draws every plot (``report=False``: any page, as it loads) and yields the page with the console errors and page
-errors it saw. Screenshots go to ``artifacts/browser/`` at the repository root (or
-``$HPTRACK_ARTIFACTS``), which CI keeps.
+waits for its script, draws every plot (``report=False``: any page, as it loads) and yields
+the page with the console errors and page errors it saw. Screenshots go to
+``artifacts/browser/`` at the repository root (or ``$HPTRACK_ARTIFACTS``).
 """
 
 from __future__ import annotations
