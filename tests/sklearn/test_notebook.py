@@ -132,3 +132,26 @@ def test_cards_and_the_report_frame_in_a_host_page_in_chromium(wine, tmp_path):
         n_plots = inner.evaluate("document.querySelectorAll('figure .plot').length")
         assert n_plots > 5 and inner.evaluate("document.querySelectorAll('.js-plotly-plot').length") == n_plots
         assert page.errors == [] and page.requests == []
+
+
+def test_a_real_jupyter_kernel_displays_the_results_inline(wine, tmp_path):
+    """A notebook run by a real IPython kernel (nbclient): the cells' outputs are the cards, the
+    short reprs and, for report.show(), the report's frame."""
+    nbformat = pytest.importorskip("nbformat", reason="nbformat (dev extra) writes the notebook")
+    nbclient = pytest.importorskip("nbclient", reason="nbclient and ipykernel (dev extra) run it")
+    cells = ["import hptrack\nfrom hptrack import analysis\n"
+             f"rep = hptrack.report(store={wine!r}, quiet=True, progress=False)",
+             "rep", "rep.show(height=600)", f"analysis.diagnose('svc-0', store={wine!r}, n_boot=100)"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nbclient.NotebookClient(nb, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+                            ).execute()
+    outs = [[o for o in c.outputs if o["output_type"] == "execute_result"] for c in nb.cells]
+    assert [len(o) for o in outs] == [0, 1, 1, 1], [c.outputs for c in nb.cells]
+    report, frame, diagnosis = (o[0]["data"] for o in outs[1:])
+    assert report["text/plain"].startswith("<Report 3 searches") and "\n" not in report["text/plain"]
+    assert report["text/html"].startswith("<div style=") and "svc-0" in report["text/html"]
+    assert frame["text/html"].startswith("<iframe srcdoc=") and "hp-plotly" in frame["text/html"]
+    assert len(frame["text/plain"]) < REPR_WIDTH
+    assert diagnosis["text/html"].startswith("<div style=") and "svc-0" in diagnosis["text/plain"]
+    for data in (report, frame, diagnosis):
+        assert len(data["text/plain"]) <= REPR_WIDTH
