@@ -312,9 +312,10 @@ def _dimension(p: str, a: dict, values: list) -> dict:
         index = {c: i for i, c in enumerate(cats)}
         return {"label": escape(p), "values": [index.get(str(v), -1) for v in values],
                 "tickvals": list(range(len(cats))), "ticktext": [escape(c) for c in cats]}
-    if a["log"]:
+    known = [math.log10(v) for v in values if v is not None] if a["log"] else []
+    if known:
         lv = [None if v is None else math.log10(v) for v in values]
-        lo, hi = math.floor(min(x for x in lv if x is not None)), math.ceil(max(x for x in lv if x is not None))
+        lo, hi = math.floor(min(known)), math.ceil(max(known))
         ticks = list(range(lo, hi + 1))
         return {"label": escape(p) + " (log)", "values": lv, "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]}
     if a["kind"] == "discrete":

@@ -214,14 +214,23 @@ def trial_table(s: SearchReport) -> dict:
     values = [c for c in df.columns if c == "value" or (c.startswith("value_") and c[6:].isdigit())]
     cols = ["trial_number", "state", *values, "duration_s"]
     if s.fold_stats is not None and s.fold_stats.height:
-        df = df.join(s.fold_stats, on="trial_number", how="left")
-        cols += ["fold_mean", "fold_std", "n_folds"]
+        stats = s.fold_stats
+        # a param may be called fold_mean too: the statistics give way
+        names = {c: _unused(c, df.columns) for c in stats.columns if c != "trial_number"}
+        df = df.join(stats.rename(names), on="trial_number", how="left")
+        cols += list(names.values())
     cols += s.params
     df = df.select(cols)
     kinds = ["num" if df[c].dtype.is_numeric() else "str" for c in cols]
     rows = [list(r) for r in df.with_columns(
         [pl.col(c).cast(pl.String) for c, k in zip(cols, kinds) if k == "str"]).iter_rows()]
     return {"columns": ["trial" if c == "trial_number" else c for c in cols], "kinds": kinds, "rows": rows}
+
+
+def _unused(name: str, taken: list) -> str:
+    while name in taken:
+        name = f"cv {name}"
+    return name
 
 
 def _finite(x: Any) -> Any:

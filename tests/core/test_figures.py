@@ -110,12 +110,18 @@ HOSTILE = "</script><img src=x onerror=\"window.pwned=1\"><b>"
 def test_hostile_names_and_values_stay_text(tmp_path):
     """A search, a metric, a param and its values made of HTML: the data block parses, nothing
     runs, the table shows the literal text."""
-    from browser import opened
+    from browser import opened, rendered
 
     store = str(tmp_path / "store")
-    with hptrack.search(HOSTILE, strategy="random", metric=HOSTILE, store=store) as s:
+    space = {"lr": {"low": 1e-12, "high": 1.0, "log": True}}
+    with hptrack.search(HOSTILE, strategy="random", metric=HOSTILE, store=store, space=space) as s:
         for i in range(10):
-            with s.trial({HOSTILE: [HOSTILE, "b"][i % 2], "x": i / 10}) as t:
+            # a param named like a table column, and a log param only some trials have
+            params = {HOSTILE: [HOSTILE, "b"][i % 2], "x": i / 10, "fold_mean": i,
+                      **({"lr": 10.0 ** -(i + 1)} if i % 2 else {})}
+            with s.trial(params) as t:
+                for k in range(3):
+                    t.score(float(i % 4) + k / 10, split="fold", fold=k)
                 t.complete(float(i % 4))
     html = tmp_path / "r.html"
     hptrack.report(store=store, html=html, quiet=True, progress=False)
@@ -130,4 +136,5 @@ def test_hostile_names_and_values_stay_text(tmp_path):
         cells = page.eval_on_selector_all(".trials tbody td", "ts => ts.map(t => t.textContent)")
         assert HOSTILE in cells
         heads = page.eval_on_selector_all(".trials thead th", "ts => ts.map(t => t.textContent)")
-        assert HOSTILE in heads
+        assert HOSTILE in heads and "fold_mean" in heads and "cv fold_mean" in heads
+        assert all(n > 0 for n in rendered(page).values())
