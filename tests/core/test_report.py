@@ -231,7 +231,8 @@ def test_html_report_is_interactive_in_chromium(pbt_store, tmp_path):
     from browser import opened, plot_ids, rendered, screenshot, trace_trials
 
     html = tmp_path / "report.html"
-    rep = hptrack.report(store=pbt_store, html=html, quiet=True, progress=False)
+    rep = hptrack.report(["random-1", "tpe-2", "pbt-digits"], store=pbt_store, html=html, quiet=True,
+                         progress=False)
     text = html.read_text()
     # self-contained: no external resource, plotly.js inlined once
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)

@@ -17,7 +17,7 @@ import hptrack
 from hptrack.optuna import Callback, import_study
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-EPOCHS = 8
+EPOCHS = 5
 
 
 def sgd_digits(trial):
@@ -35,7 +35,7 @@ def sgd_digits(trial):
     classes = np.unique(y)
     score = 0.0
     for epoch in range(EPOCHS):
-        for i in range(0, 1000, batch):
+        for i in range(0, 800, batch):
             clf.partial_fit(X[i:i + batch], y[i:i + batch], classes=classes)
         score = clf.score(X[1000:1400], y[1000:1400])
         trial.report(score, epoch)

@@ -33,7 +33,9 @@ def wine(tmp_path_factory):
     return store
 
 
-def _results(store):
+@pytest.fixture(scope="module")
+def results(wine):
+    store = wine
     return {
         "diagnosis": analysis.diagnose("svc-0", store=store, n_boot=200),
         "comparison": analysis.compare(["svc-0", "svc-1", "svc-2"], store=store, n_boot=100),
@@ -49,8 +51,8 @@ def _no_page_styling(card):
     assert not re.search(r"\bclass\s*=|\bid\s*=", card)        # nothing a host rule could target
 
 
-def test_reprs_are_one_short_line_and_cards_state_the_results(wine):
-    res = _results(wine)
+def test_reprs_are_one_short_line_and_cards_state_the_results(results):
+    res = results
     for kind, r in res.items():
         text = repr(r)
         assert "\n" not in text and len(text) <= REPR_WIDTH, (kind, text)
@@ -77,8 +79,8 @@ def test_reprs_are_one_short_line_and_cards_state_the_results(wine):
     assert repr(rep).startswith("<Report 3 searches")
 
 
-def test_show_puts_the_whole_report_in_an_isolated_frame(wine):
-    rep = hptrack.report(store=wine, quiet=True, progress=False)
+def test_show_puts_the_whole_report_in_an_isolated_frame(results):
+    rep = results["report"]
     shown = rep.show()     # what a notebook displays as the last expression of a cell
     frame = shown._repr_html_()
     assert frame.startswith("<iframe srcdoc=") and frame.count("<iframe") == 1
@@ -108,13 +110,13 @@ STYLES = ("font-family", "font-size", "color", "background-color", "margin-top",
           "letter-spacing", "padding-top")
 
 
-def test_cards_and_the_report_frame_in_a_host_page_in_chromium(wine, tmp_path):
+def test_cards_and_the_report_frame_in_a_host_page_in_chromium(results, tmp_path):
     """In a real browser, a page styled like a notebook: inserting every card and the report's
     frame changes no computed style of the host's elements; the report inside the frame draws
     every plot."""
     from browser import opened
 
-    res = _results(wine)
+    res = results
     outputs = [r._repr_html_() for r in res.values()] + [res["report"].show(height=700)._repr_html_()]
     host = tmp_path / "host.html"
     host.write_text(HOST)
