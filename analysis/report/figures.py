@@ -209,21 +209,42 @@ def _complete(s: SearchReport):
 
 
 def history(s: SearchReport) -> dict:
-    done = _complete(s).sort("trial_number")
-    if done.height == 0:
+    every = _complete(s).sort("trial_number")
+    if every.height == 0:
         return missing("history", "no complete trial yet")
+    done = _drawn(s, every)
     xs, ys = done["trial_number"].to_list(), done["value"].to_list()
     rng = robust(ys)
-    trace = points(xs, ys, xs, name="trial", legend=True, col="#8fb0d8")
-    best, b, sign = [], None, 1 if s.direction == "maximize" else -1
-    for v in ys:
-        b = v if b is None or sign * v > sign * b else b
-        best.append(b)
-    line = {"type": "scatter", "mode": "lines", "x": xs, "y": best, "name": "best so far", "showlegend": True,
+    trace = points(xs, ys, xs, name="trial" if s.drawn is None else f"trial (random {done.height:,} of "
+                   f"{every.height:,})", legend=True, col="#8fb0d8")
+    bx, by = changes(every["trial_number"].to_list(), running_best(every["value"].to_list(), s.direction))
+    line = {"type": "scatter", "mode": "lines", "x": bx, "y": by, "name": "best so far", "showlegend": True,
             "line": {"color": PALETTE[3], "width": 2, "shape": "hv"}, "hovertemplate": "best %{y:.4g}<extra></extra>"}
     return fig("history", f"{s.metric} per trial and best so far ({s.direction})", [*clamp(trace, rng), line],
                {"xaxis": axis("trial number"),
                 "yaxis": axis(s.metric, **({"range": list(rng)} if rng else {}))})
+
+
+def running_best(values: list, direction: str) -> list:
+    best, b, sign = [], None, 1 if direction == "maximize" else -1
+    for v in values:
+        b = v if b is None or (v is not None and sign * v > sign * b) else b
+        best.append(b)
+    return best
+
+
+def changes(xs: list, ys: list) -> tuple[list, list]:
+    """The points of a step line (``shape: hv``) where it changes, and its last point: the same
+    line in as many points as it has steps (a 100,000-trial history has a few dozen)."""
+    keep = [i for i in range(len(ys)) if i == 0 or i == len(ys) - 1 or ys[i] != ys[i - 1]]
+    return [xs[i] for i in keep], [ys[i] for i in keep]
+
+
+def _drawn(s: SearchReport, done):
+    """The trials of ``done`` that the per-trial plots draw (a seeded sample of a large search)."""
+    import polars as pl
+
+    return done if s.drawn is None else done.filter(pl.col("trial_id").is_in(s.drawn.implode()))
 
 
 def importance(s: SearchReport) -> dict:
@@ -242,7 +263,7 @@ def importance(s: SearchReport) -> dict:
 def slices(s: SearchReport) -> list[dict]:
     """Value against each top param (the params the importance ranks first, else every param),
     with the fANOVA main-effect curve where it was computed."""
-    done = _complete(s)
+    done = _drawn(s, _complete(s))
     if done.height == 0 or not s.params:
         return [missing("slice", "no complete trial yet")]
     top = list(s.marginals) or s.params[:3]
@@ -281,15 +302,13 @@ def slices(s: SearchReport) -> list[dict]:
 
 
 def parallel(s: SearchReport) -> dict:
-    import polars as pl
-
     done = _complete(s)
     if done.height < 2 or not s.params:
         return missing("parallel coordinates", "fewer than 2 complete trials")
     title = "parallel coordinates"
     if s.drawn is not None:
         n_done = done.height
-        done = done.filter(pl.col("trial_id").is_in(s.drawn.implode()))
+        done = _drawn(s, done)
         title += f", random {done.height:,} of {n_done:,}"
     title += f" (drag along an axis to filter; top {TOP_K} in red)"
     trials = done["trial_number"].to_list()
@@ -426,7 +445,7 @@ def pareto(s: SearchReport) -> list[dict]:
     if p is None:
         return []
     a, b = p.objectives[:2] if len(p.objectives) > 1 else (p.objectives[0], p.objectives[0])
-    done = _complete(s)
+    done = _drawn(s, _complete(s))
     title = "Pareto front" + (f" (objectives 0 and 1 of {len(p.objectives)})" if len(p.objectives) > 2 else "")
     front = p.front.sort(a)
     data = [points(done[a].to_list(), done[b].to_list(), done["trial_number"].to_list(), name="trial",
@@ -435,8 +454,10 @@ def pareto(s: SearchReport) -> list[dict]:
                    col=PALETTE[3], size=8, legend=True, mode="markers+lines" if len(p.objectives) == 2 else "markers",
                    line={"color": PALETTE[3], "width": 1, "shape": "hv" if len(p.objectives) == 2 else "linear"})]
     hv = p.hypervolume
-    curve = points(hv["trial_number"].to_list(), hv["hypervolume"].to_list(), hv["trial_number"].to_list(),
-                   mode="lines", col=PALETTE[1], line={"color": PALETTE[1], "shape": "hv", "width": 2})
+    hx, hy = changes(hv["trial_number"].to_list(), hv["hypervolume"].to_list())
+    curve = {"type": "scatter", "mode": "lines", "x": hx, "y": hy,
+             "line": {"color": PALETTE[1], "shape": "hv", "width": 2}, "showlegend": False,
+             "hovertemplate": "after trial %{x}: %{y:.4g}<extra></extra>"}
     return [fig("Pareto front", title, data, {"xaxis": axis(f"{a} ({p.directions[0]})"),
                                               "yaxis": axis(f"{b} ({p.directions[min(1, len(p.directions) - 1)]})")}),
             fig("hypervolume", "hypervolume after each complete trial", [curve],
@@ -526,13 +547,10 @@ def best_so_far(g: Group, members: list) -> dict:
                              "showlegend": False, "line": {"color": col, "width": 2.6}})
     else:
         for i, s in enumerate(members):
-            done = _complete(s).sort("finished_at")
-            best, b, sign = [], None, 1 if s.direction == "maximize" else -1
-            for v in done["value"].to_list():
-                b = v if b is None or sign * v > sign * b else b
-                best.append(b)
+            best = running_best(_complete(s).sort("finished_at")["value"].to_list(), s.direction)
             if best:
-                data.append({"type": "scatter", "mode": "lines", "x": list(range(1, len(best) + 1)), "y": best,
+                xs, best = changes(list(range(1, len(best) + 1)), best)
+                data.append({"type": "scatter", "mode": "lines", "x": xs, "y": best,
                              "name": escape(s.strategy or s.name), "showlegend": True,
                              "line": {"color": color(i), "shape": "hv"}})
     if not data:

@@ -69,6 +69,25 @@ def test_clamp_moves_outliers_onto_the_edge_and_loses_no_trial(values, far):
     assert marked["marker"]["symbol"][marked["customdata"].index(len(ys) - 2)] == "triangle-up"
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.integers(-5, 5).map(float)), min_size=1, max_size=80),
+       st.sampled_from(["maximize", "minimize"]))
+def test_the_compressed_best_so_far_is_the_full_step_line(values, direction):
+    """running_best against numpy's accumulate; changes() keeps the same step line: at every
+    trial the last kept point at or before it has the full line's value."""
+    best = figures.running_best(values, direction)
+    known = np.array([np.nan if v is None else v for v in values])
+    fill = -np.inf if direction == "maximize" else np.inf
+    acc = (np.maximum if direction == "maximize" else np.minimum).accumulate(np.where(np.isnan(known), fill, known))
+    assert [None if not np.isfinite(a) else a for a in acc] == best
+    xs = list(range(len(values)))
+    kx, ky = figures.changes(xs, best)
+    assert kx[0] == 0 and kx[-1] == len(values) - 1 and len(kx) <= len(xs)
+    for x in xs:
+        k = max(i for i, v in enumerate(kx) if v <= x)
+        assert ky[k] == best[x]
+
+
 def test_rank_colours_mark_exactly_the_top_k():
     rng = np.random.default_rng(0)
     v = rng.normal(size=40).tolist()
