@@ -38,10 +38,12 @@ def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of:
     ``max_trials=None`` fits every trial."""
     from hptrack._files.store import resolve
     from hptrack._read.read import connect, resolve_search
+    from hptrack._read.snapshot import freeze
     from hptrack._read.views import parse_time
 
     as_of = parse_time(as_of) if as_of is not None else datetime.now(timezone.utc)
-    con = connect(store, as_of)
+    # every view folded once, into tables: each analysis below asks its questions of those
+    con = freeze(connect(store, as_of))
     if searches:
         ids = [resolve_search(con, s)[0] for s in dict.fromkeys(searches)]
     else:
