@@ -150,22 +150,23 @@ def bbc_cv(scores: ArrayLike, n_boot: int = 1000, seed: int = 0, indices: Any = 
     configuration with the best in-bag mean and scores it on the out-of-bag
     units; the estimate is the mean of those out-of-bag scores. Selection and
     evaluation never see the same unit, so the winner's curse is removed.
-    ``indices`` (a list of in-bag index arrays) replaces the random draws.
+    ``indices`` (in-bag index arrays, one row of equal length per resample) replaces
+    the random draws.
     """
     s = _matrix(scores)
     n = s.shape[1]
     if indices is None:
         rng = np.random.default_rng(seed)
         indices = rng.integers(0, n, size=(n_boot, n))
-    oob_scores = []
-    for idx in indices:
-        idx = np.asarray(idx, dtype=int)
-        out = np.ones(n, dtype=bool)
-        out[idx] = False
-        if not out.any():
-            continue
-        chosen = int(np.argmax(s[:, idx].mean(axis=1)))
-        oob_scores.append(s[chosen, out].mean())
+    indices = np.asarray(indices, dtype=int)
+    if indices.ndim != 2:
+        raise ValueError(f"indices must be resamples x draws (rows of one length), got shape {indices.shape}")
+    out = np.ones((len(indices), n), dtype=bool)
+    out[np.arange(len(indices))[:, None], indices] = False
+    # the winner of each resample's in-bag units; in chunks (configurations x resamples x units can be large)
+    chosen = np.concatenate([np.argmax(s[:, indices[b:b + 64]].mean(axis=2), axis=0)
+                             for b in range(0, len(indices), 64)] or [np.zeros(0, int)])
+    oob_scores = [s[c, o].mean() for c, o in zip(chosen, out) if o.any()]
     best = float(s.mean(axis=1).max())
     if not oob_scores:
         raise ValueError("every bootstrap sample held all units; nothing out of bag")
