@@ -266,3 +266,29 @@ def test_report_reads_equal_the_per_search_reads_of_the_live_views(plan):
                 assert _canon(g.comparison) == _canon(compare(ids, con=live))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(4, 60), st.integers(1, 5), st.integers(1, 4), st.integers(2, 15), st.integers(0, 5),
+       st.booleans())
+def test_fanova_fit_unchecked_and_threaded_equals_the_checked_serial_fit(n, d, members, trees, seed, grid):
+    import contextlib
+
+    from hptrack.analysis import fanova
+
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 4, (n, d)) / 3 if grid else rng.random((n, d))   # grid: ties in every column
+    y = X[:, 0] + X[:, -1] ** 2 + rng.normal(0, 0.01, n)
+    points = fanova.qmc_points(d, seed, log2_n=8)
+
+    def fit():
+        ens = fanova.fit(X, y, seed=seed, n_members=members, n_trees=trees)
+        return [ens.lo, ens.hi, ens.weight, ens.member, *fanova.total_variance(ens, points)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fanova, "THREADS_FROM", 0)        # members fitted in threads even when small
+        fast = fit()
+        mp.setattr(fanova, "THREADS_FROM", 10 ** 9)  # the obvious way: one by one, every check made
+        mp.setattr(fanova, "_unchecked", contextlib.nullcontext)
+        slow = fit()
+    assert all(_same(a, b) for a, b in zip(fast, slow))
