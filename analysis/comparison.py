@@ -299,7 +299,7 @@ def _axis(con, meta, by):
 
 
 def _resolve(con, searches, objective: int | None = None):
-    from hptrack._read.read import objectives, pick_objective
+    from hptrack._read.read import objectives_of, pick_objective
     from hptrack.errors import SearchNotFound
 
     rows = con.sql(
@@ -315,11 +315,12 @@ def _resolve(con, searches, objective: int | None = None):
     if missing:
         raise SearchNotFound(f"no search named {', '.join(map(repr, missing[:10]))} in the store")
     seen, out = set(), []
+    objectives = objectives_of(con, list(dict.fromkeys(by_key[s][0] for s in searches)))
     for s in searches:
         sid, name, strategy, direction, metric, seed_, _, task, label, kind = by_key[s]
         if sid not in seen:
             seen.add(sid)
-            directions = objectives(con, sid)
+            directions = objectives[sid]
             k = pick_objective(directions, objective, name)
             out.append({"search_id": sid, "name": name, "strategy": label,
                         "sampler": strategy or "custom",

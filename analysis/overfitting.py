@@ -30,7 +30,7 @@ from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import stats
 from hptrack.analysis.notebook import Shown
 
-__all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose"]
+__all__ = ["ASSUMED", "Diagnosis", "N_BOOT", "RECORDED", "diagnose", "diagnose_many"]
 
 N_BOOT = 1000    # bootstrap resamples: one default for the library, the CLI and the report
 RECORDED = "recorded fold sizes"
@@ -114,17 +114,64 @@ def diagnose(search: str, store: StoreLike = None, alpha: float = 0.05, seed: in
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
     con = con or connect(store, as_of)
-    search_id, name = resolve_search(con, search)
-    direction, metric, payload = con.sql(
-        "SELECT direction, metric, payload FROM searches WHERE search_id = ?", params=[search_id]
-    ).fetchall()[0]
-    payload = load_json(payload, {})
-    payload = payload if isinstance(payload, dict) else {}
+    search_id, _ = resolve_search(con, search)
+    return diagnose_many(con, [search_id], alpha=alpha, seed=seed, n_boot=n_boot, top_k=top_k)[search_id]
+
+
+def diagnose_many(con: Connection, search_ids: list[str], *, alpha: float = 0.05, seed: int = 0,
+                  n_boot: int = N_BOOT, top_k: int = 5) -> dict[str, Diagnosis]:
+    """``{search_id: diagnose(search_id, con=con, ...)}`` for many searches, read in
+    four queries over all of them (``hptrack report``'s batch read)."""
+    from hptrack.schema import decode_param
+
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    ids = [search_ids]
+    meta = {sid: rest for sid, *rest in con.sql(
+        "SELECT search_id, name, direction, metric, payload FROM searches "
+        "WHERE search_id IN (SELECT unnest(?::VARCHAR[]))", params=ids).fetchall()}
+    trials: dict[str, list] = {}
+    for sid, *row in con.sql(
+            "SELECT search_id, trial_id, trial_number, value FROM trials WHERE search_id IN "
+            "(SELECT unnest(?::VARCHAR[])) AND state = 'complete' AND value IS NOT NULL "
+            "ORDER BY search_id, trial_number", params=ids).fetchall():
+        trials.setdefault(sid, []).append(tuple(row))
+    scores: dict[str, list] = {}
+    for sid, *row in con.sql(
+            "SELECT search_id, trial_id, split, fold, metric, value, "
+            "TRY_CAST(TRY(payload ->> 'n_train') AS DOUBLE), TRY_CAST(TRY(payload ->> 'n_test') AS DOUBLE) "
+            "FROM scores WHERE search_id IN (SELECT unnest(?::VARCHAR[])) AND split IN ('fold', 'test') "
+            "ORDER BY search_id, ts", params=ids).fetchall():
+        scores.setdefault(sid, []).append(tuple(row))
+    payloads, bests = {}, {}
+    for sid in search_ids:
+        payload = load_json(meta[sid][3], {})
+        payloads[sid] = payload if isinstance(payload, dict) else {}
+        sign = 1.0 if (meta[sid][1] or "maximize") == "maximize" else -1.0
+        if trials.get(sid) and payloads[sid].get("kind") != "nested_cv":
+            bests[sid] = max(trials[sid], key=lambda t: (sign * t[2], -t[1]))  # best value, then first
+    # the best trials' params, in one query
+    params: dict[str, dict] = {}
+    for sid, n, k, num, text in con.sql(
+            "SELECT search_id, name, kind, value_num, value_str FROM params WHERE "
+            "(search_id, trial_id) IN (SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[])) "
+            "ORDER BY search_id, name", params=[list(bests), [b[0] for b in bests.values()]]).fetchall():
+        params.setdefault(sid, {})[n] = decode_param(k, num, text)
+    out = {}
+    for sid in search_ids:
+        name, direction, metric, _ = meta[sid]
+        out[sid] = _diagnosis(con, sid, name, direction, metric, payloads[sid], trials.get(sid, []),
+                              scores.get(sid, []), bests.get(sid), params.get(sid, {}), alpha, seed, n_boot, top_k)
+    return out
+
+
+def _diagnosis(con, search_id, name, direction, metric, payload, trials, scores, best, best_params, alpha, seed,
+               n_boot, top_k) -> Diagnosis:
+    """What ``diagnose`` concludes from what it read: the search's complete trials
+    ``(trial_id, trial_number, value)``, its fold and test scores, the best of those
+    trials and its params."""
     direction = direction or "maximize"
     sign = 1.0 if direction == "maximize" else -1.0   # internally: higher is better
-    trials = con.sql(
-        "SELECT trial_id, trial_number, value FROM trials WHERE search_id = ? AND state = 'complete' "
-        "AND value IS NOT NULL ORDER BY trial_number", params=[search_id]).fetchall()
     d = Diagnosis(search=name, search_id=search_id, metric=metric or "value", direction=direction,
                   n_trials=len(trials), alpha=alpha)
     if payload.get("kind") == "nested_cv":
@@ -136,15 +183,10 @@ def diagnose(search: str, store: StoreLike = None, alpha: float = 0.05, seed: in
         return d
 
     values = {tid: sign * v for tid, _, v in trials}
-    best_tid, best_num, best_val = max(trials, key=lambda t: (sign * t[2], -t[1]))
+    best_tid, best_num, best_val = best
     d.best_trial_id, d.best_trial_number, d.best_value = best_tid, best_num, best_val
-    d.best_params = _params(con, search_id, best_tid)
+    d.best_params = best_params
 
-    scores = con.sql(
-        "SELECT trial_id, split, fold, metric, value, "
-        "TRY_CAST(TRY(payload ->> 'n_train') AS DOUBLE), TRY_CAST(TRY(payload ->> 'n_test') AS DOUBLE) "
-        "FROM scores WHERE search_id = ? AND split IN ('fold', 'test') ORDER BY ts",
-        params=[search_id]).fetchall()
     fold_metric = _pick_metric([s for s in scores if s[1] == "fold"], d.metric)
     folds: dict[str, dict[int, float]] = {}
     sizes: dict[tuple, tuple] = {}      # (trial_id, fold) -> (n_train, n_test) of that score
@@ -163,14 +205,6 @@ def diagnose(search: str, store: StoreLike = None, alpha: float = 0.05, seed: in
     _nested_inner(con, d, payload, sign)
     _warn(d, sign)
     return d
-
-
-def _params(con, search_id: str, trial_id) -> dict:
-    from hptrack.schema import decode_param
-
-    rows = con.sql("SELECT name, kind, value_num, value_str FROM params WHERE search_id = ? AND "
-                   "trial_id = ? ORDER BY name", params=[search_id, trial_id]).fetchall()
-    return {n: decode_param(k, num, s) for n, k, num, s in rows}
 
 
 def _pick_metric(fold_rows, search_metric):

@@ -285,23 +285,33 @@ def search_space(con: Connection, search_id: str, space: dict | None = None) -> 
     it lacks, the ``distributions`` the trials recorded with their params (the
     only record Optuna's ``@hptrack.track`` and ``Callback`` paths write).
     Without them a ``log=True`` param would be analysed on the linear scale."""
-    if space is None:
-        row = con.sql("SELECT CAST(space AS VARCHAR) FROM searches WHERE search_id = ?",
-                      params=[search_id]).fetchall()
-        space = row[0][0] if row else None
+    return search_spaces(con, [search_id], None if space is None else {search_id: space})[search_id]
+
+
+def search_spaces(con: Connection, search_ids: list[str], spaces: dict | None = None) -> dict[str, dict]:
+    """``{search_id: search_space(con, search_id, spaces[search_id])}`` in one or two
+    queries over all the searches; ``spaces`` (search_id -> recorded space) is read
+    from ``con`` when not given."""
+    if spaces is None:
+        spaces = dict(con.sql("SELECT search_id, CAST(space AS VARCHAR) FROM searches "
+                              "WHERE search_id IN (SELECT unnest(?::VARCHAR[]))", params=[search_ids]).fetchall())
     # one row per distinct distributions object (a handful per search, whatever its size)
     rows = con.sql(
-        "SELECT CAST(json_extract(payload, '$.distributions') AS VARCHAR) AS d, min(ts) AS first "
-        "FROM events WHERE search_id = ? AND type = 'annotation' AND payload LIKE '%\"distributions\"%' "
-        "AND coalesce(json_valid(payload), false) GROUP BY d ORDER BY first, d",
-        params=[search_id]).fetchall()
+        "SELECT search_id, CAST(json_extract(payload, '$.distributions') AS VARCHAR) AS d, min(ts) AS first "
+        "FROM events WHERE search_id IN (SELECT unnest(?::VARCHAR[])) AND type = 'annotation' "
+        "AND payload LIKE '%\"distributions\"%' AND coalesce(json_valid(payload), false) "
+        "GROUP BY search_id, d ORDER BY search_id, first, d",
+        params=[search_ids]).fetchall()
     recorded: dict = {}
-    for text, _ in rows:
+    for sid, text, _ in rows:
         dists = json.loads(text) if text else None
         for name, spec in (dists.items() if isinstance(dists, dict) else ()):
-            recorded.setdefault(name, []).append(space_hint(spec))
-    merged = {name: _merge_hints(hints) for name, hints in recorded.items()}
-    return {**merged, **_space_map(space)}
+            recorded.setdefault(sid, {}).setdefault(name, []).append(space_hint(spec))
+    out = {}
+    for sid in search_ids:
+        merged = {name: _merge_hints(hints) for name, hints in recorded.get(sid, {}).items()}
+        out[sid] = {**merged, **_space_map(spaces.get(sid))}
+    return out
 
 
 def _merge_hints(hints: list) -> dict:

@@ -43,6 +43,7 @@ __all__ = [
     "friedman",
     "friedman_from_ranks",
     "holm",
+    "kendall_tau_of_order",
     "mean_ranks",
     "nemenyi_cd",
     "nemenyi_q",
@@ -149,22 +150,23 @@ def bbc_cv(scores: ArrayLike, n_boot: int = 1000, seed: int = 0, indices: Any = 
     configuration with the best in-bag mean and scores it on the out-of-bag
     units; the estimate is the mean of those out-of-bag scores. Selection and
     evaluation never see the same unit, so the winner's curse is removed.
-    ``indices`` (a list of in-bag index arrays) replaces the random draws.
+    ``indices`` (in-bag index arrays, one row of equal length per resample) replaces
+    the random draws.
     """
     s = _matrix(scores)
     n = s.shape[1]
     if indices is None:
         rng = np.random.default_rng(seed)
         indices = rng.integers(0, n, size=(n_boot, n))
-    oob_scores = []
-    for idx in indices:
-        idx = np.asarray(idx, dtype=int)
-        out = np.ones(n, dtype=bool)
-        out[idx] = False
-        if not out.any():
-            continue
-        chosen = int(np.argmax(s[:, idx].mean(axis=1)))
-        oob_scores.append(s[chosen, out].mean())
+    indices = np.asarray(indices, dtype=int)
+    if indices.ndim != 2:
+        raise ValueError(f"indices must be resamples x draws (rows of one length), got shape {indices.shape}")
+    out = np.ones((len(indices), n), dtype=bool)
+    out[np.arange(len(indices))[:, None], indices] = False
+    # the winner of each resample's in-bag units; in chunks (configurations x resamples x units can be large)
+    chosen = np.concatenate([np.argmax(s[:, indices[b:b + 64]].mean(axis=2), axis=0)
+                             for b in range(0, len(indices), 64)] or [np.zeros(0, int)])
+    oob_scores = [s[c, o].mean() for c, o in zip(chosen, out) if o.any()]
     best = float(s.mean(axis=1).max())
     if not oob_scores:
         raise ValueError("every bootstrap sample held all units; nothing out of bag")
@@ -305,13 +307,29 @@ def rank_stability(fold_scores: ArrayLike, n_boot: int = 1000, seed: int = 0, to
     idx = rng.integers(0, n, size=(n_boot, n))
     boot_means = s[:, idx].mean(axis=2)            # configs x n_boot
     stays = float(np.mean(np.argmax(boot_means, axis=0) == best))
-    taus = []
-    if len(top) >= 2:
-        ref = -np.arange(len(top), dtype=float)   # original order, best first
-        for b in range(n_boot):
-            tau = sps.kendalltau(ref, boot_means[top, b]).statistic
-            taus.append(0.0 if np.isnan(tau) else tau)
-    return stays, float(np.mean(taus)) if taus else float("nan")
+    if len(top) < 2 or n_boot < 1:
+        return stays, float("nan")
+    taus = kendall_tau_of_order(boot_means[top])   # the original order, best first, against each resample
+    return stays, float(np.mean(np.where(np.isnan(taus), 0.0, taus)))
+
+
+def kendall_tau_of_order(y: ArrayLike) -> np.ndarray:
+    """Kendall's tau-b between the order 0, 1, ..., k-1 (first = largest) and
+    each column of the k x B matrix ``y``: ``scipy.stats.kendalltau(-arange(k),
+    y[:, b]).statistic`` for every b at once (the same floating-point operations
+    on the same integer counts, so the same bits; NaN where scipy gives NaN: every
+    value tied, or a NaN among them). A thousand scipy calls took 0.4 s."""
+    y = np.asarray(y, dtype=float)
+    k = y.shape[0]
+    i, j = np.triu_indices(k, 1)             # the pairs i < j, ranked i before j
+    dis = (y[i] < y[j]).sum(axis=0)          # the resample ranks them the other way
+    ytie = (y[i] == y[j]).sum(axis=0)
+    tot = k * (k - 1) // 2
+    con_minus_dis = tot - ytie - 2 * dis     # no ties in the order, none joint
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = con_minus_dis / np.sqrt(tot) / np.sqrt(tot - ytie)
+    tau = np.minimum(1.0, np.maximum(-1.0, tau))
+    return np.where((ytie == tot) | np.isnan(y).any(axis=0), np.nan, tau)
 
 
 def bootstrap_ci(x: ArrayLike, n_boot: int = 2000, alpha: float = 0.05, seed: int = 0, stat: Callable[[np.ndarray],

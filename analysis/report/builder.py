@@ -8,7 +8,6 @@ import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
-from hptrack._files.checks import load_json
 from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf
 from hptrack.analysis.report.model import (
@@ -38,21 +37,54 @@ def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of:
     ``max_trials=None`` fits every trial."""
     from hptrack._files.store import resolve
     from hptrack._read.read import connect, resolve_search
+    from hptrack._read.snapshot import freeze
     from hptrack._read.views import parse_time
 
     as_of = parse_time(as_of) if as_of is not None else datetime.now(timezone.utc)
-    con = connect(store, as_of)
+    # every view folded once, into tables: each analysis below asks its questions of those
+    con = freeze(connect(store, as_of))
     if searches:
         ids = [resolve_search(con, s)[0] for s in dict.fromkeys(searches)]
     else:
         ids = [r[0] for r in con.sql("SELECT search_id FROM searches ORDER BY started_at, name").fetchall()]
     digest, n_events = _snapshot_hash(con, ids)
-    reports = []
     with _Bar(progress, total=3 * len(ids) + 1) as bar:
-        for sid in ids:
-            reports.append(_search(con, sid, bar, seed, as_of, max_trials))
+        reports = _searches(con, ids, bar, seed, as_of, max_trials)
         groups = _groups(con, reports, bar, seed)
     return Report(str(resolve(store)), as_of, digest, n_events, reports, groups)
+
+
+_META = ("name, strategy, direction, metric, started_at, finished_at, seed, CAST(space AS VARCHAR), task, "
+         "pruner, kind")
+
+
+def _searches(con, ids, bar, seed, as_of, max_trials) -> list[SearchReport]:
+    """One SearchReport per search. What is read from the store is read for every
+    search at once (a query per search and table costs a round trip each: thousands
+    on a large store); the analyses then run search by search."""
+    from hptrack._read.read import objectives_of, trials_of
+    from hptrack.analysis.source import search_spaces
+
+    meta = {sid: rest for sid, *rest in con.sql(
+        f"SELECT search_id, {_META} FROM searches WHERE search_id IN (SELECT unnest(?::VARCHAR[]))",
+        params=[ids]).fetchall()}
+    frames = trials_of(con, ids)
+    reports = [_search_report(sid, meta[sid], frames[sid], as_of, seed) for sid in ids]
+    spaces = search_spaces(con, ids, {sid: meta[sid][7] for sid in ids})
+    directions = objectives_of(con, ids)
+    _tables(con, reports)
+    _diagnose(reports, con, seed)
+    _training(reports, con)
+    for sr in reports:
+        sr.space = spaces[sr.search_id]
+        _pareto(sr, directions[sr.search_id])
+        bar.advance(f"{sr.name}: importance")
+        _importance(sr, sr.space, seed, max_trials)
+        bar.advance(f"{sr.name}: diagnostics")
+        bar.advance(f"{sr.name}: done")
+        if sr.strategy == "pbt":
+            _pbt(sr, con)
+    return reports
 
 
 def _snapshot_hash(con, ids):
@@ -68,20 +100,13 @@ def _snapshot_hash(con, ids):
     return hashlib.sha256(text.encode()).hexdigest(), ids.len()
 
 
-def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
+def _search_report(sid, meta, df, as_of, seed) -> SearchReport:
+    """A search's report with what its trials say: states, best, failed, pruned and
+    running trials, and the sample drawn one line each."""
     import polars as pl
 
-    from hptrack._read.read import trials as trials_frame
-
-    (name, strategy, direction, metric, started, finished, seed_, payload, space, task, pruner,
-     kind) = con.sql(
-        "SELECT name, strategy, direction, metric, started_at, finished_at, seed, payload, "
-        "CAST(space AS VARCHAR), task, pruner, kind FROM searches WHERE search_id = ?",
-        params=[sid]).fetchall()[0]
-    payload = load_json(payload, {})
-    payload = payload if isinstance(payload, dict) else {}
+    name, strategy, direction, metric, started, finished, seed_, _space, task, pruner, kind = meta
     direction = direction or "maximize"
-    df = trials_frame(sid, con=con)
     params = [c for c in df.columns if not is_trial_column(c)]
     states = dict.fromkeys(("complete", "pruned", "failed", "running"), 0)
     for s, n in df.group_by("state").len().iter_rows():
@@ -96,25 +121,21 @@ def _search(con, sid, bar, seed, as_of, max_trials) -> SearchReport:
                  .select("trial_number", "last_step").iter_rows()]
     sr.running = [(n, t) for n, t in df.filter(pl.col("state") == "running")
                   .select("trial_number", "started_at").iter_rows()]
-    done = df.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
+    done = _done(sr)
     if done.height:
         best = done.sort(["value", "trial_number"], descending=[direction == "maximize", False]).row(0, named=True)
         sr.best = {"trial_number": best["trial_number"], "trial_id": best["trial_id"],
                    "value": best["value"], "params": {p: best[p] for p in params}}
-    from hptrack.analysis.source import search_space
-
-    sr.space = search_space(con, sid, space)
-    _pareto(sr, con)
-    _tables(con, sr, done, seed)
-    bar.advance(f"{name}: importance")
-    _importance(sr, done, seed, max_trials)
-    bar.advance(f"{name}: diagnostics")
-    _diagnose(sr, con, seed)
-    _training(sr, con)
-    bar.advance(f"{name}: done")
-    if strategy == "pbt":
-        _pbt(sr, con)
+    if df.height > MAX_DRAWN:
+        sr.drawn = _drawn(df, seed, sr.best)
     return sr
+
+
+def _done(sr):
+    """The complete trials with a value."""
+    import polars as pl
+
+    return sr.trials.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
 
 
 def _wall(df, as_of):
@@ -129,41 +150,57 @@ def _wall(df, as_of):
     return (end - start).total_seconds() if start is not None and end is not None else None
 
 
-def _tables(con, sr, done, seed) -> None:
-    """The raw series the plots need, read from the same snapshot."""
+_REPORTS = """
+SELECT r.search_id, r.trial_id, t.trial_number, t.state, r.step, r.value FROM reports r
+JOIN trials t USING (search_id, trial_id) WHERE r.search_id IN (SELECT unnest(?::VARCHAR[]))
+ORDER BY r.search_id, t.trial_number, r.step, r.ts
+"""
+_FOLDS = """
+SELECT s.search_id, s.trial_id, t.value AS trial_value, t.trial_number, s.fold, s.value, s.metric
+FROM scores s JOIN trials t USING (search_id, trial_id)
+WHERE s.search_id IN (SELECT unnest(?::VARCHAR[])) AND s.split = 'fold'
+ORDER BY s.search_id, t.trial_number, s.fold, s.ts
+"""
+_TESTS = """
+SELECT s.search_id, t.trial_number, t.value, last(s.value ORDER BY s.ts) AS test FROM scores s
+JOIN trials t USING (search_id, trial_id) WHERE s.search_id IN (SELECT unnest(?::VARCHAR[])) AND s.split = 'test'
+GROUP BY ALL ORDER BY s.search_id, t.trial_number
+"""
+
+
+def _tables(con, reports) -> None:
+    """The raw series the plots need, read from the same snapshot, for every search at once:
+    the intermediate reports (of the drawn trials), the top configurations' fold scores
+    (best first, then by fold) and the test scores."""
     import polars as pl
 
-    sid = sr.search_id
-    keep, params = "", [sid]
-    if sr.trials.height > MAX_DRAWN:
-        sr.drawn = _drawn(sr.trials, seed, sr.best)
-        keep, params = " AND r.trial_id IN (SELECT unnest(?::VARCHAR[]))", [sid, sr.drawn.to_list()]
-    sr.reports = con.sql(
-        "SELECT t.trial_number, t.state, r.step, r.value FROM reports r JOIN trials t "
-        f"USING (search_id, trial_id) WHERE r.search_id = ?{keep} ORDER BY t.trial_number, r.step, r.ts",
-        params=params).pl()
-    top = done.sort("value", descending=sr.direction == "maximize").head(TOP_CONFIGS)
-    ids = top["trial_id"].to_list()
-    if ids:
-        marks = ",".join("?" * len(ids))
-        sr.folds = con.sql(
-            f"SELECT t.trial_number, s.fold, s.value, s.metric FROM scores s JOIN trials t "
-            f"USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'fold' "
-            f"AND s.trial_id IN ({marks}) ORDER BY t.value {'DESC' if sr.direction == 'maximize' else 'ASC'}, "
-            f"s.fold", params=[sid, *ids]).pl()
-        sr.folds = _one_metric(sr.folds, sr.metric)
-    stats = con.sql(
-        "SELECT t.trial_number, s.metric, avg(s.value) AS fold_mean, stddev_samp(s.value) AS fold_std, "
-        "count(*) AS n_folds FROM scores s JOIN trials t USING (search_id, trial_id) "
-        "WHERE s.search_id = ? AND s.split = 'fold' GROUP BY ALL ORDER BY t.trial_number", params=[sid]).pl()
-    sr.fold_stats = _one_metric(stats, sr.metric).drop("metric")
-    sr.tests = con.sql(
-        "SELECT t.trial_number, t.value, last(s.value ORDER BY s.ts) AS test FROM scores s "
-        "JOIN trials t USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'test' "
-        "GROUP BY ALL ORDER BY t.trial_number", params=[sid]).pl()
-    if sr.best is not None:
-        hit = sr.tests.filter(pl.col("trial_number") == sr.best["trial_number"])
-        sr.test_score = hit["test"][0] if hit.height else None
+    from hptrack._read.read import by_search
+
+    ids = [sr.search_id for sr in reports]
+    series = {sql: by_search(con.sql(sql, params=[ids]).pl(), ids) for sql in (_REPORTS, _FOLDS, _TESTS)}
+    for sr in reports:
+        sid = sr.search_id
+        sr.reports = series[_REPORTS][sid]
+        if sr.drawn is not None:
+            sr.reports = sr.reports.filter(pl.col("trial_id").is_in(sr.drawn.to_list()))
+        sr.reports = sr.reports.drop("trial_id")
+        top = _done(sr).sort("value", descending=sr.direction == "maximize").head(TOP_CONFIGS)
+        if top.height:
+            folds = series[_FOLDS][sid].filter(pl.col("trial_id").is_in(top["trial_id"].to_list()))
+            # as ORDER BY trial value (best first), fold (NULLS LAST, as DuckDB sorts)
+            sr.folds = folds.sort(["trial_value", "fold"], descending=[sr.direction == "maximize", False],
+                                  nulls_last=True, maintain_order=True) \
+                .select("trial_number", "fold", "value", "metric")
+            sr.folds = _one_metric(sr.folds, sr.metric)
+        # every trial's fold mean, std (sample) and count, for the trial table
+        stats = series[_FOLDS][sid].group_by(["trial_number", "metric"], maintain_order=True).agg(
+            pl.col("value").mean().alias("fold_mean"), pl.col("value").std().alias("fold_std"),
+            pl.len().cast(pl.Int64).alias("n_folds")).sort("trial_number", maintain_order=True)
+        sr.fold_stats = _one_metric(stats, sr.metric).drop("metric")
+        sr.tests = series[_TESTS][sid]
+        if sr.best is not None:
+            hit = sr.tests.filter(pl.col("trial_number") == sr.best["trial_number"])
+            sr.test_score = hit["test"][0] if hit.height else None
 
 
 def _one_metric(scores, metric):
@@ -186,9 +223,10 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, done, seed, max_trials) -> None:
+def _importance(sr, space, seed, max_trials) -> None:
     from hptrack.analysis.sensitivity import analyse
 
+    done = _done(sr)
     varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
     if done.height < MIN_TRIALS_IMPORTANCE:
         sr.importance_note = (f"skipped: {done.height} complete trial(s), importance needs at least "
@@ -201,7 +239,7 @@ def _importance(sr, done, seed, max_trials) -> None:
         # the trials already read from this snapshot, with the space `importance` reads (the
         # recorded space, else each trial's distributions) and its defaults: the same numbers
         # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
-        s = analyse(sr.trials, space=sr.space, direction=sr.direction,
+        s = analyse(sr.trials, space=space, direction=sr.direction,
                     params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
     except Exception as e:  # an analysis that cannot run is reported, not fatal
         sr.importance_note = f"not computed: {type(e).__name__}: {e}"
@@ -213,12 +251,10 @@ def _importance(sr, done, seed, max_trials) -> None:
         sr.importance_note = s.note
 
 
-def _pareto(sr, con) -> None:
+def _pareto(sr, directions) -> None:
     """The Pareto front and hypervolume of a multi-objective search (none for one objective)."""
-    from hptrack._read.read import objectives
     from hptrack.analysis.multiobjective import front_of
 
-    directions = objectives(con, sr.search_id)
     if len(directions) < 2:
         return
     try:
@@ -227,22 +263,33 @@ def _pareto(sr, con) -> None:
         sr.pareto_note = f"not computed: {type(e).__name__}: {e}"
 
 
-def _diagnose(sr, con, seed) -> None:
-    from hptrack.analysis.overfitting import diagnose
+def _diagnose(reports, con, seed) -> None:
+    from hptrack.analysis.overfitting import diagnose, diagnose_many
 
     try:
-        sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed)  # the defaults of diagnose and its CLI
-    except Exception as e:  # reported in the report, not fatal
-        sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
+        # the defaults of diagnose and its CLI, every search in one read
+        found = diagnose_many(con, [sr.search_id for sr in reports], seed=seed)
+    except Exception:
+        found = None   # one search's failure is that search's note: diagnose them one by one
+    for sr in reports:
+        if found is not None:
+            sr.diagnosis = found[sr.search_id]
+            continue
+        try:
+            sr.diagnosis = diagnose(sr.search_id, con=con, seed=seed)
+        except Exception as e:  # reported in the report, not fatal
+            sr.diagnosis_note = f"not computed: {type(e).__name__}: {e}"
 
 
-def _training(sr, con) -> None:
+def _training(reports, con) -> None:
     """EarlyStopping's stops and the learning rate per step (of the drawn trials)."""
-    from hptrack._read.training import summary
+    from hptrack._read.training import summaries
 
-    drawn = None if sr.drawn is None else sr.drawn.to_list()
-    t = summary(sr.search_id, con=con, trial_ids=drawn)
-    sr.training = None if t.empty else t
+    found = summaries(con, {sr.search_id: sr.name for sr in reports},
+                      {sr.search_id: None if sr.drawn is None else sr.drawn.to_list() for sr in reports})
+    for sr in reports:
+        t = found[sr.search_id]
+        sr.training = None if t.empty else t
 
 
 def _pbt(sr, con) -> None:

@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 
 import hptrack
 import hptrack._read.projections as projections
+from hptrack._read.snapshot import freeze
 from hptrack._write.writer import Writer
 
 VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
@@ -43,6 +44,8 @@ VIEWS = ("events", "searches", "trials", "params", "reports", "scores")
 READ_PATHS = {
     "stored folds": lambda root, as_of: hptrack.connect(root, as_of=as_of),
     "events only": lambda root, as_of: hptrack.connect(root, as_of=as_of, projections=False),
+    # every view turned into a table of its rows (hptrack report's snapshot)
+    "frozen": lambda root, as_of: freeze(hptrack.connect(root, as_of=as_of)),
 }
 
 

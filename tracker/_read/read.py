@@ -121,9 +121,7 @@ def objectives(con: Connection, search_id: str) -> list:
     """The directions of the search's objectives, in order: one for a
     single-objective search (None if it recorded none), one per objective
     for a multi-objective one (``payload.directions`` of search_started)."""
-    rows = con.sql("SELECT arg_min(payload, event_id) FROM events WHERE type = 'search_started' "
-                   "AND search_id = ?", params=[search_id]).fetchall()
-    return _directions(rows[0][0] if rows else None)
+    return objectives_of(con, [search_id])[search_id]
 
 
 def _directions(payload_text) -> list:
@@ -175,28 +173,67 @@ def trials(search: str, store: StoreLike = None, as_of: AsOf = None, con: Connec
     when given (which is how analyses take ``objective=``). A param named
     like an objective column gets the prefix ``param:`` too.
     """
+    con = con or connect(store, as_of, strict=strict)
+    search_id, name, payload = _resolve(con, search)
+    if objective is not None:
+        objective = pick_objective(_directions(payload), objective, name)
+    return trials_of(con, [search_id], objective)[search_id]
+
+
+def trials_of(con: Connection, search_ids: list[str], objective: int | None = None) -> dict[str, pl.DataFrame]:
+    """``{search_id: trials(search_id, con=con)}`` for many searches, read in two
+    queries over all of them (``hptrack report``'s batch read; a query per search
+    costs a round trip each). ``objective`` must already be checked (``pick_objective``)."""
+    directions = objectives_of(con, search_ids)
+    many = any(len(d) > 1 for d in directions.values())  # only then read the values (a JSON parse per trial)
+    base = con.sql(
+        f"SELECT search_id, {', '.join(TRIAL_COLUMNS)}{', values' if many else ''} FROM trials "
+        "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY search_id, trial_number",
+        params=[search_ids],
+    ).pl()
+    rows = con.sql(
+        "SELECT p.search_id, p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
+        "WHERE p.search_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY p.search_id, p.name",
+        params=[search_ids],
+    ).pl()
+    bases = by_search(base, search_ids)
+    params = by_search(rows, search_ids)
+    out = {}
+    for sid in search_ids:
+        n = len(directions[sid])
+        one = bases[sid]
+        if n > 1:
+            one = _with_objectives(one, n, objective)
+        elif many:
+            one = one.drop("values")
+        out[sid] = _with_params(one, params[sid])
+    return out
+
+
+def by_search(frame: pl.DataFrame, search_ids: list[str]) -> dict[str, pl.DataFrame]:
+    """``frame`` (with a search_id column) per search id, without that column; empty
+    frames of the same columns for ids it has no row of."""
+    parts = {k[0]: v.drop("search_id") for k, v in
+             frame.partition_by("search_id", as_dict=True, maintain_order=True).items()}
+    empty = frame.clear().drop("search_id")
+    return {sid: parts.get(sid, empty) for sid in search_ids}
+
+
+def objectives_of(con: Connection, search_ids: list[str]) -> dict[str, list]:
+    """``{search_id: objectives(con, search_id)}`` in one query."""
+    rows = dict(con.sql("SELECT search_id, arg_min(payload, event_id) FROM events WHERE type = 'search_started' "
+                        "AND search_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY search_id",
+                        params=[search_ids]).fetchall())
+    return {sid: _directions(rows.get(sid)) for sid in search_ids}
+
+
+def _with_params(base, rows):
+    """``base`` (one row per trial) with one column per param of ``rows`` (the params
+    view's rows of its trials, by name)."""
     import polars as pl
 
     from hptrack.schema import decode_param
 
-    con = con or connect(store, as_of, strict=strict)
-    search_id, name, payload = _resolve(con, search)
-    directions = _directions(payload)
-    if objective is not None:
-        objective = pick_objective(directions, objective, name)
-    many = len(directions) > 1   # only then read the values (a JSON parse per trial)
-    base = con.sql(
-        f"SELECT {', '.join(TRIAL_COLUMNS)}{', values' if many else ''} FROM trials "
-        "WHERE search_id = ? ORDER BY trial_number",
-        params=[search_id],
-    ).pl()
-    if many:
-        base = _with_objectives(base, len(directions), objective)
-    rows = con.sql(
-        "SELECT p.trial_id, p.name, p.kind, p.value_num, p.value_str FROM params p "
-        "WHERE p.search_id = ? ORDER BY p.name",
-        params=[search_id],
-    ).pl()
     by_name: dict[str, Any] = {}   # name -> a polars column (fast path) or {trial_id: value}
     kinds: dict[str, set] = {}
     for (name,), part in rows.partition_by("name", as_dict=True, maintain_order=True).items():

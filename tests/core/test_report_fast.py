@@ -1,0 +1,294 @@
+"""The fast paths of ``hptrack report`` (issue #16) against the slow obvious computations
+they replace, on randomised inputs: every one must give the same answer, bit for bit."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from scipy import stats as sps
+
+import hptrack
+from hptrack.analysis import stats as S
+
+FAST = settings(max_examples=60, deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _same(a, b) -> bool:
+    """Equal as floats, NaN equal to NaN (bit-level equality for the numbers that are not NaN)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
+# a k x B matrix whose values often tie (a few levels), sometimes NaN
+_levels = st.sampled_from([0.0, 0.25, 0.5, 1.0, -1.0, 1e-300, np.nan])
+_columns = st.integers(2, 7).flatmap(lambda k: st.lists(
+    st.lists(st.one_of(_levels, st.floats(-1e6, 1e6)), min_size=k, max_size=k), min_size=1, max_size=12))
+
+
+def _scipy_taus(y):
+    """The slow obvious computation: one scipy call per column."""
+    ref = -np.arange(y.shape[0], dtype=float)
+    return np.array([sps.kendalltau(ref, y[:, b]).statistic for b in range(y.shape[1])])
+
+
+@FAST
+@given(_columns)
+def test_kendall_tau_of_order_is_scipys_kendalltau_per_column(cols):
+    y = np.array(cols, float).T                        # k x B
+    assert _same(S.kendall_tau_of_order(y), _scipy_taus(y))
+
+
+@FAST
+@given(st.integers(1, 8), st.integers(2, 6), st.integers(1, 200), st.integers(0, 3), st.integers(1, 6),
+       st.booleans())
+def test_rank_stability_equals_the_per_resample_scipy_loop(c, n, n_boot, seed, top_k, ties):
+    rng = np.random.default_rng(seed + 10 * c + 100 * n)
+    m = rng.choice([0.7, 0.8, 0.9], size=(c, n)) if ties else rng.normal(0.8, 0.05, size=(c, n))
+    fast = S.rank_stability(m, n_boot=n_boot, seed=seed, top_k=top_k)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(S, "kendall_tau_of_order", _scipy_taus)
+        slow = S.rank_stability(m, n_boot=n_boot, seed=seed, top_k=top_k)
+    assert _same(fast, slow)
+
+
+def _bbc_reference(s, indices):
+    """BBC-CV's out-of-bag scores the obvious way: one resample at a time."""
+    oob = []
+    for idx in indices:
+        out = np.ones(s.shape[1], dtype=bool)
+        out[idx] = False
+        if out.any():
+            oob.append(s[int(np.argmax(s[:, idx].mean(axis=1))), out].mean())
+    return oob
+
+
+@FAST
+@given(st.integers(1, 9), st.integers(1, 12), st.integers(1, 150), st.integers(0, 3), st.booleans())
+def test_bbc_cv_equals_the_per_resample_loop(c, n, n_boot, seed, ties):
+    rng = np.random.default_rng(seed + 10 * c + 100 * n)
+    m = rng.choice([0.7, 0.8, 0.9], size=(c, n)) if ties else rng.normal(0.8, 0.05, size=(c, n))
+    indices = np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+    oob = _bbc_reference(m, indices)
+    if not oob:
+        with pytest.raises(ValueError, match="nothing out of bag"):
+            S.bbc_cv(m, n_boot=n_boot, seed=seed)
+        return
+    r = S.bbc_cv(m, n_boot=n_boot, seed=seed)
+    assert (r.estimate, r.n_boot) == (float(np.mean(oob)), len(oob))
+    assert r.ci == tuple(np.quantile(oob, [0.025, 0.975]).tolist())
+
+
+# --- the report: batched reads of a frozen snapshot vs per-search reads of the live views ----------
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+_KINDS = ("float", "log", "int", "cat", "bool")
+
+
+@st.composite
+def plans(draw):
+    """A store as the report sees them: searches of a few tasks, every param kind (some
+    missing in some trials), trials in every state, reports with a learning rate, fold
+    scores (repeated folds, sizes or none, two metrics), test scores, early stops,
+    multi-objective searches; and the as-of cut (None: now)."""
+    searches = []
+    for i in range(draw(st.sampled_from([3, 2, 4, 1]))):
+        trials = []
+        folds = draw(st.sampled_from([0, 3, 4]))   # sklearn-like searches score every trial's folds
+        for _ in range(draw(st.sampled_from([5, 8, 3, 10, 1, 0]))):
+            trials.append({
+                "params": {k: draw(st.integers(0, 3)) for k in draw(st.sets(st.sampled_from(_KINDS), max_size=4))},
+                "state": draw(st.sampled_from(["complete"] * 4 + ["failed", "pruned", "running"])),
+                "value": draw(st.sampled_from([0.5, 0.6, 0.7])) + draw(st.integers(0, 2)) / 100,
+                "reports": draw(st.integers(0, 3)), "lr": draw(st.booleans()),
+                "folds": folds - (folds > 0 and draw(st.integers(0, 9)) == 0), "sizes": draw(st.booleans()),
+                "repeat_fold": draw(st.booleans()), "other_metric": draw(st.booleans()),
+                "test": draw(st.booleans()), "stop": draw(st.booleans())})
+        searches.append({"name": f"s{i}", "strategy": draw(st.sampled_from(["grid", "random", "tpe", "halving"])),
+                         "direction": draw(st.sampled_from(["maximize"] * 3 + ["minimize"])),
+                         "task": draw(st.sampled_from(["t1", "t1", "t2", None])), "seed": draw(st.integers(0, 2)),
+                         "multi": draw(st.integers(0, 7)) == 0, "trials": trials})
+    return {"searches": searches, "cut": draw(st.one_of(st.floats(0, 1), st.none())),
+            "max_drawn": draw(st.sampled_from([3, 1000]))}
+
+
+def _param(kind, k):
+    return {"float": k / 3 - 0.5, "log": 10.0 ** -k, "int": k, "cat": "abcd"[k], "bool": k % 2 == 0}[kind]
+
+
+def write_plan(store, plan):
+    """Write ``plan`` with the public write API; every event at its own time. Returns the times."""
+    clock = iter(T0 + timedelta(seconds=k) for k in range(10 ** 6))
+    times = []
+
+    def ts():
+        times.append(next(clock))
+        return times[-1]
+
+    for s in plan["searches"]:
+        attrs = {"task": s["task"]} if s["task"] else {}
+        if s["multi"]:
+            attrs["directions"] = [s["direction"], "minimize"]
+        h = hptrack.search(s["name"], strategy=s["strategy"], direction=s["direction"], metric="acc", store=store,
+                           seed=s["seed"], durability="batch", quiet=True, ts=ts(),
+                           space={"log": {"low": 1e-3, "high": 1.0, "log": True}}, **attrs)
+        for tr in s["trials"]:
+            t = h.trial({f"p_{k}": _param(k, v) for k, v in tr["params"].items()}, ts=ts())
+            for step in range(tr["reports"]):
+                t.report(step, tr["value"] - 0.01 * step, ts=ts(), **({"lr": 0.1 / (step + 1)} if tr["lr"] else {}))
+            for k in range(tr["folds"]):
+                for metric in ["acc", "f1"] if tr["other_metric"] else ["acc"]:
+                    sizes = {"n_train": 90, "n_test": 10 + k} if tr["sizes"] else {}
+                    for _ in range(2 if tr["repeat_fold"] and k == 0 else 1):
+                        t.score(tr["value"] + 0.01 * (k % 2), split="fold", fold=k, metric=metric, ts=ts(), **sizes)
+            if tr["stop"] and tr["reports"]:
+                h.writer.write({"type": "annotation", "search_id": h.search_id, "trial_id": t.trial_id,
+                                "trial_number": t.number, "step": tr["reports"] - 1, "ts": ts(),
+                                "payload": {"early_stopping": {"stop_step": tr["reports"] - 1, "best_step": 0,
+                                                               "best_score": tr["value"], "restored": True}}})
+            if tr["test"]:
+                t.score(tr["value"] - 0.02, split="test", metric="acc", ts=ts())
+            if tr["state"] == "complete":
+                if s["multi"]:
+                    t.complete(values=[tr["value"], 1 - tr["value"]], ts=ts())
+                else:
+                    t.complete(tr["value"], ts=ts())
+            elif tr["state"] == "failed":
+                t.fail("boom", ts=ts())
+            elif tr["state"] == "pruned":
+                t.prune(max(tr["reports"] - 1, 0), ts=ts())
+        h.writer.flush()
+    return times
+
+
+def _canon(x):
+    """A comparable form of report parts: frames as (columns, dtypes, rows), dataclasses as
+    dicts, NaN equal to NaN, -0.0 told from 0.0."""
+    import dataclasses
+    import math
+
+    import polars as pl
+
+    if isinstance(x, pl.DataFrame):
+        return ("frame", tuple(x.columns), tuple(map(str, x.dtypes)), _canon(x.rows()))
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return _canon({f.name: getattr(x, f.name) for f in dataclasses.fields(x)})
+    if isinstance(x, dict):
+        return ("dict", tuple((k, _canon(v)) for k, v in x.items()))
+    if isinstance(x, (list, tuple)):
+        return ("list", tuple(_canon(v) for v in x))
+    if isinstance(x, float):
+        return ("nan",) if math.isnan(x) else (x, math.copysign(1.0, x))
+    if isinstance(x, np.ndarray):
+        return _canon(x.tolist())
+    return x
+
+
+def _reference_series(con, sid, direction, drawn, top_ids):
+    """The plot series of one search, each in its own query (the builder before the batch read)."""
+    keep, params = "", [sid]
+    if drawn is not None:
+        keep, params = " AND r.trial_id IN (SELECT unnest(?::VARCHAR[]))", [sid, drawn]
+    reports = con.sql("SELECT t.trial_number, t.state, r.step, r.value FROM reports r JOIN trials t "
+                      f"USING (search_id, trial_id) WHERE r.search_id = ?{keep} ORDER BY t.trial_number, r.step, r.ts",
+                      params=params).pl()
+    folds = None
+    if top_ids:
+        folds = con.sql("SELECT t.trial_number, s.fold, s.value, s.metric FROM scores s JOIN trials t "
+                        "USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'fold' AND s.trial_id IN "
+                        "(SELECT unnest(?::VARCHAR[])) ORDER BY t.value "
+                        f"{'DESC' if direction == 'maximize' else 'ASC'}, s.fold, t.trial_number, s.ts",
+                        params=[sid, top_ids]).pl()
+    tests = con.sql("SELECT t.trial_number, t.value, last(s.value ORDER BY s.ts) AS test FROM scores s "
+                    "JOIN trials t USING (search_id, trial_id) WHERE s.search_id = ? AND s.split = 'test' "
+                    "GROUP BY ALL ORDER BY t.trial_number", params=[sid]).pl()
+    return reports, folds, tests
+
+
+REPORT = settings(max_examples=25, deadline=None, derandomize=True,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@REPORT
+@given(plans())
+def test_report_reads_equal_the_per_search_reads_of_the_live_views(plan):
+    import polars as pl
+
+    from hptrack.analysis.comparison import compare
+    from hptrack.analysis.overfitting import diagnose
+    from hptrack.analysis.report import builder
+    from hptrack.analysis.source import search_space
+    from hptrack.training import summary
+
+    root = tempfile.mkdtemp()
+    try:
+        store = os.path.join(root, "store")
+        times = write_plan(store, plan)
+        as_of = None if plan["cut"] is None else times[int(plan["cut"] * (len(times) - 1))]
+        spaces = {}
+        with pytest.MonkeyPatch.context() as mp:
+            # importance is fitted on what the report read (compared below: the trials, the space)
+            mp.setattr(builder, "_importance", lambda sr, space, *_: spaces.__setitem__(sr.search_id, space))
+            mp.setattr(builder, "MAX_DRAWN", plan["max_drawn"])
+            rep = builder.build(store=store, as_of=as_of, progress=False)
+        live = hptrack.connect(store, as_of=as_of)
+        n_events = live.sql("SELECT count(*) FROM events").fetchall()[0][0]
+        assert rep.n_events == n_events
+        for sr in rep.searches:
+            sid = sr.search_id
+            assert _canon(sr.trials) == _canon(hptrack.trials(sid, con=live))
+            assert _canon(sr.diagnosis) == _canon(diagnose(sid, con=live))
+            drawn = None if sr.drawn is None else sr.drawn.to_list()
+            t = summary(sid, con=live, trial_ids=drawn)
+            assert _canon(sr.training) == _canon(None if t.empty else t)
+            assert spaces[sid] == search_space(live, sid)
+            done = sr.trials.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
+            top = done.sort("value", descending=sr.direction == "maximize").head(builder.TOP_CONFIGS)
+            reports, folds, tests = _reference_series(live, sid, sr.direction, drawn, top["trial_id"].to_list())
+            assert _canon(sr.reports) == _canon(reports)
+            assert _canon(sr.tests) == _canon(tests)
+            if folds is not None and folds.height and folds["metric"].n_unique() > 1:
+                folds = folds.filter(pl.col("metric") == "acc")
+            assert _canon(sr.folds) == _canon(folds)
+        event(f"as of: {'now' if as_of is None else 'a past time'}")
+        event(f"fold diagnostics: {any(s.diagnosis.n_tied is not None for s in rep.searches)}")
+        event(f"drawn: {any(s.drawn is not None for s in rep.searches)}")
+        event(f"comparisons: {sum(g.comparison is not None for g in rep.groups)}")
+        for g in rep.groups:
+            if g.comparison is not None:
+                ids = [s.search_id for s in rep.searches if s.name in g.searches and s.best is not None]
+                assert _canon(g.comparison) == _canon(compare(ids, con=live))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(4, 60), st.integers(1, 5), st.integers(1, 4), st.integers(2, 15), st.integers(0, 5),
+       st.booleans())
+def test_fanova_fit_unchecked_and_threaded_equals_the_checked_serial_fit(n, d, members, trees, seed, grid):
+    import contextlib
+
+    from hptrack.analysis import fanova
+
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 4, (n, d)) / 3 if grid else rng.random((n, d))   # grid: ties in every column
+    y = X[:, 0] + X[:, -1] ** 2 + rng.normal(0, 0.01, n)
+    points = fanova.qmc_points(d, seed, log2_n=8)
+
+    def fit():
+        ens = fanova.fit(X, y, seed=seed, n_members=members, n_trees=trees)
+        return [ens.lo, ens.hi, ens.weight, ens.member, *fanova.total_variance(ens, points)]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fanova, "THREADS_FROM", 0)        # members fitted in threads even when small
+        fast = fit()
+        mp.setattr(fanova, "THREADS_FROM", 10 ** 9)  # the obvious way: one by one, every check made
+        mp.setattr(fanova, "_unchecked", contextlib.nullcontext)
+        slow = fit()
+    assert all(_same(a, b) for a, b in zip(fast, slow))
