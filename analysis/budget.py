@@ -159,9 +159,11 @@ def _number(v):
 
 
 def describe(costs: Iterable[dict]) -> str:
-    """One phrase per search set: how its costs were read (the most used rules first)."""
+    """One phrase per search set: how its costs were read (the most used rules first,
+    rules used as often in the order of BASES: never in the order the trials were read)."""
     total: dict = {}
     for c in costs:
         for k, n in c["basis"].items():
             total[k] = total.get(k, 0) + n
-    return ", ".join(k for k, _ in sorted(total.items(), key=lambda kv: -kv[1]))
+    rank = {name: rule for rule, name in BASES.items()}
+    return ", ".join(k for k, _ in sorted(total.items(), key=lambda kv: (-kv[1], rank[kv[0]])))

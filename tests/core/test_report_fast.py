@@ -16,6 +16,7 @@ from scipy import stats as sps
 
 import hptrack
 from hptrack.analysis import stats as S
+from hptrack.analysis.budget import BASES
 
 FAST = settings(max_examples=60, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -292,3 +293,15 @@ def test_fanova_fit_unchecked_and_threaded_equals_the_checked_serial_fit(n, d, m
         mp.setattr(fanova, "_unchecked", contextlib.nullcontext)
         slow = fit()
     assert all(_same(a, b) for a, b in zip(fast, slow))
+
+
+@FAST
+@given(st.lists(st.dictionaries(st.sampled_from(sorted(BASES.values())), st.integers(1, 4)), max_size=4),
+       st.randoms())
+def test_budget_describe_does_not_depend_on_the_order_trials_were_read(bases, rnd):
+    """The frozen snapshot reads trials in another order than the views: the sentence must not change."""
+    from hptrack.analysis import budget
+
+    shuffled = [dict(rnd.sample(list(b.items()), len(b))) for b in bases]
+    rnd.shuffle(shuffled)
+    assert budget.describe({"basis": b} for b in shuffled) == budget.describe({"basis": b} for b in bases)
