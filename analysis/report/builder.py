@@ -121,7 +121,7 @@ def _search_report(sid, meta, df, as_of, seed) -> SearchReport:
                  .select("trial_number", "last_step").iter_rows()]
     sr.running = [(n, t) for n, t in df.filter(pl.col("state") == "running")
                   .select("trial_number", "started_at").iter_rows()]
-    done = _done(sr)
+    done = sr.complete
     if done.height:
         best = done.sort(["value", "trial_number"], descending=[direction == "maximize", False]).row(0, named=True)
         sr.best = {"trial_number": best["trial_number"], "trial_id": best["trial_id"],
@@ -129,13 +129,6 @@ def _search_report(sid, meta, df, as_of, seed) -> SearchReport:
     if df.height > MAX_DRAWN:
         sr.drawn = _drawn(df, seed, sr.best)
     return sr
-
-
-def _done(sr):
-    """The complete trials with a value."""
-    import polars as pl
-
-    return sr.trials.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
 
 
 def _wall(df, as_of):
@@ -184,7 +177,7 @@ def _tables(con, reports) -> None:
         if sr.drawn is not None:
             sr.reports = sr.reports.filter(pl.col("trial_id").is_in(sr.drawn.to_list()))
         sr.reports = sr.reports.drop("trial_id")
-        top = _done(sr).sort("value", descending=sr.direction == "maximize").head(TOP_CONFIGS)
+        top = sr.complete.sort("value", descending=sr.direction == "maximize").head(TOP_CONFIGS)
         if top.height:
             folds = series[_FOLDS][sid].filter(pl.col("trial_id").is_in(top["trial_id"].to_list()))
             # as ORDER BY trial value (best first), fold (NULLS LAST, as DuckDB sorts)
@@ -226,7 +219,7 @@ def _drawn(trials, seed, best):
 def _importance(sr, space, seed, max_trials) -> None:
     from hptrack.analysis.sensitivity import analyse
 
-    done = _done(sr)
+    done = sr.complete
     varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
     if done.height < MIN_TRIALS_IMPORTANCE:
         sr.importance_note = (f"skipped: {done.height} complete trial(s), importance needs at least "

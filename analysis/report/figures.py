@@ -202,14 +202,8 @@ def search_figs(s: SearchReport) -> list[dict]:
     return figs
 
 
-def _complete(s: SearchReport):
-    import polars as pl
-
-    return s.trials.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
-
-
 def history(s: SearchReport) -> dict:
-    every = _complete(s).sort("trial_number")
+    every = s.complete.sort("trial_number")
     if every.height == 0:
         return missing("history", "no complete trial yet")
     done = _drawn(s, every)
@@ -263,7 +257,7 @@ def importance(s: SearchReport) -> dict:
 def slices(s: SearchReport) -> list[dict]:
     """Value against each top param (the params the importance ranks first, else every param),
     with the fANOVA main-effect curve where it was computed."""
-    done = _drawn(s, _complete(s))
+    done = _drawn(s, s.complete)
     if done.height == 0 or not s.params:
         return [missing("slice", "no complete trial yet")]
     top = list(s.marginals) or s.params[:3]
@@ -302,7 +296,7 @@ def slices(s: SearchReport) -> list[dict]:
 
 
 def parallel(s: SearchReport) -> dict:
-    done = _complete(s)
+    done = s.complete
     if done.height < 2 or not s.params:
         return missing("parallel coordinates", "fewer than 2 complete trials")
     title = "parallel coordinates"
@@ -445,7 +439,7 @@ def pareto(s: SearchReport) -> list[dict]:
     if p is None:
         return []
     a, b = p.objectives[:2] if len(p.objectives) > 1 else (p.objectives[0], p.objectives[0])
-    done = _drawn(s, _complete(s))
+    done = _drawn(s, s.complete)
     title = "Pareto front" + (f" (objectives 0 and 1 of {len(p.objectives)})" if len(p.objectives) > 2 else "")
     front = p.front.sort(a)
     data = [points(done[a].to_list(), done[b].to_list(), done["trial_number"].to_list(), name="trial",
@@ -547,7 +541,7 @@ def best_so_far(g: Group, members: list) -> dict:
                              "showlegend": False, "line": {"color": col, "width": 2.6}})
     else:
         for i, s in enumerate(members):
-            best = running_best(_complete(s).sort("finished_at")["value"].to_list(), s.direction)
+            best = running_best(s.complete.sort("finished_at")["value"].to_list(), s.direction)
             if best:
                 xs, best = changes(list(range(1, len(best) + 1)), best)
                 data.append({"type": "scatter", "mode": "lines", "x": xs, "y": best,

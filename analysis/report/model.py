@@ -60,6 +60,13 @@ class SearchReport(Shown):
     def n_trials(self) -> int:
         return sum(self.states.values())
 
+    @property
+    def complete(self) -> Any:
+        """The complete trials with a value (polars)."""
+        import polars as pl
+
+        return self.trials.filter((pl.col("state") == "complete") & pl.col("value").is_not_null())
+
     def _facts(self):
         best = (None if self.best is None else
                 f"trial {self.best['trial_number']}: {self.best['value']:.4g} {self.metric} ({self.direction})")
