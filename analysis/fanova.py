@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 SURROGATES = ("boosting", "forest")
@@ -53,6 +54,10 @@ BOOSTING_RATE = 0.1
 FOREST_MEMBERS = 8
 MAX_THREADS = 4      # boosting members fitted at once (at most the machine's cores)
 THREADS_FROM = 1000  # trials from which they are (2x faster on 2 cores at 3,000 trials, slower at 300)
+# the total variance is integrated on 2^15 Sobol points, 2^12 below this many trials: a small
+# fit's surrogate is coarse, and there predicting 2,000 trees on 2^15 points cost more than
+# fitting them (on Ishigami and additive fits of 20-600 trials the fractions moved by < 0.001)
+FEW_POINTS_BELOW = 1000
 
 
 @dataclass
@@ -69,22 +74,40 @@ class Ensemble:
 
 
 def tree_boxes(tree: Any, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lo, hi, value) of the leaves of one fitted sklearn tree, as boxes in [0, 1]^d.
+    """(lo, hi, value) of the leaves of one fitted sklearn tree, as boxes in [0, 1]^d."""
+    return forest_boxes([tree], d)[:3]
 
-    Level by level, vectorised: a Python loop per node would cost more than
-    the whole decomposition on deep trees.
+
+def forest_boxes(trees: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lo, hi, value, tree) of the leaves of many fitted sklearn trees, as boxes in [0, 1]^d,
+    ``tree`` the index of each leaf's tree, leaves in tree order then node order.
+
+    All trees' nodes in one array (children offset), walked level by level together and
+    vectorised: a Python loop per node, or per tree, would cost more than the whole
+    decomposition (2,000 small trees per search).
     """
-    t = tree.tree_
-    left, right = t.children_left, t.children_right
-    lo = np.zeros((t.node_count, d))
-    hi = np.ones((t.node_count, d))
-    frontier = np.array([0])
+    ts = [t.tree_ for t in trees]
+    counts = np.array([t.node_count for t in ts])
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def joined(attr, offset):
+        parts = [getattr(t, attr) for t in ts]
+        if offset:  # child ids become ids in the joined array; a leaf's -1 stays -1
+            parts = [np.where(a >= 0, a + o, -1) for a, o in zip(parts, start)]
+        return np.concatenate(parts)
+
+    left, right = joined("children_left", True), joined("children_right", True)
+    feature, threshold = joined("feature", False), joined("threshold", False)
+    value = np.concatenate([t.value.reshape(t.node_count, -1)[:, 0] for t in ts])
+    lo = np.zeros((len(left), d))
+    hi = np.ones((len(left), d))
+    frontier = start
     while frontier.size:
         internal = frontier[left[frontier] >= 0]
         if not internal.size:
             break
-        f = t.feature[internal]
-        thr = np.clip(t.threshold[internal], 0.0, 1.0)
+        f = feature[internal]
+        thr = np.clip(threshold[internal], 0.0, 1.0)
         lc, rc = left[internal], right[internal]
         for child in (lc, rc):
             lo[child] = lo[internal]
@@ -93,14 +116,14 @@ def tree_boxes(tree: Any, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo[rc, f] = np.maximum(lo[rc, f], thr)
         frontier = np.concatenate([lc, rc])
     leaves = np.flatnonzero(left < 0)
-    return lo[leaves], hi[leaves], t.value[leaves].reshape(len(leaves), -1)[:, 0]
+    return lo[leaves], hi[leaves], value[leaves], np.searchsorted(start, leaves, side="right") - 1
 
 
 def fit(X: np.ndarray, y: np.ndarray, *, surrogate: str = "boosting", n_trees: int | None = None,
         n_members: int | None = None, seed: int = 0,
         min_samples_leaf: int | None = None, progress: Any = None) -> Ensemble:
     """Fit the surrogate ensemble on X in [0, 1]^d and return its leaves."""
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import RandomForestRegressor
 
     X = np.asarray(X, float)
     y = np.asarray(y, float)
@@ -110,16 +133,15 @@ def fit(X: np.ndarray, y: np.ndarray, *, surrogate: str = "boosting", n_trees: i
     predict: list = []      # per member: a callable X -> predictions
 
     def add(m, trees, scale) -> None:
-        for est in trees:
-            lo, hi, v = tree_boxes(est, d)
-            los.append(lo)
-            his.append(hi)
-            ws.append(v * scale)
-            ms.append(np.full(len(v), m))
+        lo, hi, v, _ = forest_boxes(trees, d)
+        los.append(lo)
+        his.append(hi)
+        ws.append(v * scale)
+        ms.append(np.full(len(v), m))
 
     if surrogate == "boosting":
         n_members = n_members or BOOSTING_MEMBERS
-        n_trees = n_trees or BOOSTING_TREES
+        rounds = n_trees or BOOSTING_TREES
         # each boosting round sees at most ~3,000 trials: rounds are what fitting
         # costs, and past that size more rows per round no longer change the fit
         subsample = min(0.8, max(0.2, 3000 / n))
@@ -130,13 +152,13 @@ def fit(X: np.ndarray, y: np.ndarray, *, surrogate: str = "boosting", n_trees: i
         draws = [(rng.integers(0, n, n) if n_members > 1 else np.arange(n), int(rng.integers(2**31)))
                  for _ in range(n_members)]
 
+        X32 = np.ascontiguousarray(X, np.float32)  # what sklearn's trees split on
+
         def fit_member(draw):
             idx, random_state = draw
-            model = GradientBoostingRegressor(
-                n_estimators=n_trees, max_depth=4, learning_rate=BOOSTING_RATE, subsample=subsample,
-                min_samples_leaf=leaf, random_state=random_state)
             with _unchecked():
-                return model.fit(X[idx], y[idx])
+                return boost(X32[idx], y[idx], n_trees=rounds, subsample=subsample,
+                             min_samples_leaf=leaf, seed=random_state)
 
         # sklearn builds a tree without the GIL: members of a large search fit side by side on
         # the machine's cores (a small one's trees are mostly Python, which threads only slow)
@@ -144,9 +166,9 @@ def fit(X: np.ndarray, y: np.ndarray, *, surrogate: str = "boosting", n_trees: i
         threads = min(len(draws), os.cpu_count() or 1, MAX_THREADS) if n >= THREADS_FROM else 1
         pool = ThreadPoolExecutor(threads) if threads > 1 else None
         try:
-            for m, model in enumerate(pool.map(fit_member, draws) if pool else map(fit_member, draws)):
-                add(m, model.estimators_[:, 0], model.learning_rate)
-                predict.append(functools.partial(_predict, model))
+            for m, (start, trees) in enumerate(pool.map(fit_member, draws) if pool else map(fit_member, draws)):
+                add(m, trees, BOOSTING_RATE)
+                predict.append(functools.partial(_predict, start, trees))
                 if progress:
                     progress(1)
         finally:
@@ -180,15 +202,62 @@ def _unchecked() -> Any:
     return config_context(skip_parameter_validation=True, assume_finite=True)
 
 
-def _predict(model: Any, X: np.ndarray) -> np.ndarray:
+def boost(X: np.ndarray, y: np.ndarray, *, n_trees: int = BOOSTING_TREES, subsample: float = 1.0,
+          min_samples_leaf: int = 1, seed: int = 0) -> tuple[float, list]:
+    """(start, trees): least-squares gradient boosting of depth-4 trees, X float32.
+
+    What sklearn's GradientBoostingRegressor(loss="squared_error", max_depth=4) fits: start
+    at the mean, then each round a squared-error tree on the residuals of a random
+    ``subsample`` of the rows, its leaf values the residual means, added at BOOSTING_RATE.
+    Written out with sklearn's public tree so each round skips the input checks
+    (``check_input=False``), which cost small searches 4x the trees themselves. Two
+    differences, neither in what is fitted: the subsample is of rows (sklearn zeroes the
+    weights of the others, which still count toward ``min_samples_leaf``), and it is drawn
+    from numpy's generator. tests/core/test_report_fast.py checks it against
+    GradientBoostingRegressor.
+    """
+    from sklearn.tree import DecisionTreeRegressor
+
+    rng = np.random.default_rng(seed)
+    # one generator for every tree's tie-breaking: a seed per tree would build a Mersenne
+    # Twister per tree, which took longer than fitting the tree
+    trees_state = np.random.RandomState(int(rng.integers(2**31)))
+    n = len(y)
+    in_bag = max(1, int(subsample * n))
+    start = float(y.mean())
+    fitted = np.full(n, start)
+    trees = []
+    for _ in range(n_trees):
+        rows = np.sort(rng.permutation(n)[:in_bag]) if in_bag < n else slice(None)
+        tree = DecisionTreeRegressor(criterion="squared_error", max_depth=4, min_samples_leaf=min_samples_leaf,
+                                     random_state=trees_state)
+        tree.fit(X[rows], (y - fitted)[rows], check_input=False)
+        fitted += BOOSTING_RATE * _tree_predict(tree, X)
+        trees.append(tree)
+    return start, trees
+
+
+def _tree_predict(tree: Any, X32: np.ndarray) -> np.ndarray:
+    # the fitted tree's own predict (tree_ is its public structure): the estimator's
+    # predict checks that it is fitted and wraps the result, 4x the cost on a small search
+    return tree.tree_.predict(X32).reshape(len(X32), -1)[:, 0]
+
+
+def _predict(start: float, trees: list, X: np.ndarray) -> np.ndarray:
+    X32 = np.ascontiguousarray(X, np.float32)
     with _unchecked():
-        return model.predict(X)
+        return start + BOOSTING_RATE * np.sum([_tree_predict(t, X32) for t in trees], axis=0)
 
 
 def qmc_points(d: int, seed: int, log2_n: int = 15) -> np.ndarray:
     from scipy.stats import qmc
 
     return qmc.Sobol(d, scramble=True, seed=seed).random_base2(log2_n)
+
+
+def variance_points(d: int, seed: int, n_trials: int) -> np.ndarray:
+    """The Sobol points total_variance integrates on, for a fit of n_trials trials."""
+    return qmc_points(d, seed, 12 if n_trials < FEW_POINTS_BELOW else 15)
 
 
 def total_variance(ens: Ensemble, points: np.ndarray) -> tuple[Any, Any, np.ndarray, np.ndarray]:

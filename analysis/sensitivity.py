@@ -381,7 +381,7 @@ def _fit(d, n_trees, seed, surrogate, n_members, bar):
     """(fitted ensemble, fanova.total_variance of it); advances ``bar`` per member and once more."""
     ens = fanova.fit(d.X, d.y, surrogate=surrogate, n_trees=n_trees, n_members=n_members,
                      seed=seed, progress=bar)
-    total = fanova.total_variance(ens, fanova.qmc_points(len(d.params), seed))
+    total = fanova.total_variance(ens, fanova.variance_points(len(d.params), seed, len(d.y)))
     bar(1)
     return ens, total
 

@@ -295,6 +295,85 @@ def test_fanova_fit_unchecked_and_threaded_equals_the_checked_serial_fit(n, d, m
     assert all(_same(a, b) for a, b in zip(fast, slow))
 
 
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(3, 60), st.integers(1, 4), st.integers(1, 30), st.integers(1, 5), st.integers(0, 10 ** 6))
+def test_fanova_boost_fits_what_sklearns_gradient_boosting_fits(n, d, trees, leaf, seed):
+    """fanova.boost is sklearn's least-squares GradientBoostingRegressor written out: without a
+    subsample both fit the same values on the training rows (elsewhere they may differ where two
+    features split the rows equally well and each picked another one)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from hptrack.analysis import fanova
+
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d)).astype(np.float32)
+    y = np.sin(6 * X[:, 0]) + X[:, -1] + rng.normal(0, 0.1, n)
+    start, fitted = fanova.boost(X, y, n_trees=trees, min_samples_leaf=leaf, seed=seed)
+    ref = GradientBoostingRegressor(n_estimators=trees, max_depth=4, learning_rate=fanova.BOOSTING_RATE,
+                                    min_samples_leaf=leaf, random_state=seed).fit(X, y)
+    assert np.allclose(fanova._predict(start, fitted, X), ref.predict(X), rtol=0, atol=1e-9)
+
+
+def _reference_boxes(tree, d):
+    """The obvious walk: down every path from the root, narrowing the box at each split."""
+    t = tree.tree_
+    out = []
+
+    def walk(node, lo, hi):
+        if t.children_left[node] < 0:
+            out.append((lo, hi, t.value[node].ravel()[0]))
+            return
+        f, thr = t.feature[node], min(max(t.threshold[node], 0.0), 1.0)
+        walk(t.children_left[node], lo, np.where(np.arange(d) == f, np.minimum(hi, thr), hi))
+        walk(t.children_right[node], np.where(np.arange(d) == f, np.maximum(lo, thr), lo), hi)
+
+    walk(0, np.zeros(d), np.ones(d))
+    return out
+
+
+@FAST
+@given(st.integers(2, 80), st.integers(1, 5), st.integers(1, 6), st.integers(1, 8), st.integers(0, 10 ** 6))
+def test_fanova_forest_boxes_are_each_trees_boxes_from_the_obvious_walk(n, d, n_trees, depth, seed):
+    from sklearn.tree import DecisionTreeRegressor
+
+    from hptrack.analysis import fanova
+
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d))
+    trees = [DecisionTreeRegressor(max_depth=int(rng.integers(1, depth + 1)), random_state=i)
+             .fit(X, np.cos(5 * X[:, 0]) + rng.normal(0, 1, n)) for i in range(n_trees)]
+    lo, hi, value, tree = fanova.forest_boxes(trees, d)
+    # leaves in tree order, and within a tree in node order (the walk's leaves sorted by node)
+    ref = []
+    for i, t in enumerate(trees):
+        boxes = _reference_boxes(t, d)
+        leaves = np.flatnonzero(t.tree_.children_left < 0)
+        order = np.argsort(np.argsort(leaves))  # the walk visits leaves in ascending node id
+        ref += [(i, *boxes[k]) for k in order]
+    assert tree.tolist() == [r[0] for r in ref]
+    assert _same(lo, np.array([r[1] for r in ref]).reshape(-1, d))
+    assert _same(hi, np.array([r[2] for r in ref]).reshape(-1, d))
+    assert _same(value, [r[3] for r in ref])
+
+
+@settings(max_examples=8, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(20, 300), st.integers(1, 6), st.integers(0, 10 ** 6), st.booleans())
+def test_fanova_small_fits_few_variance_points_give_the_fractions_of_many(n, d, seed, interacting):
+    """Below FEW_POINTS_BELOW trials the total variance is integrated on 2^12 points: the main-effect
+    fractions must stay within 0.01 of those on 2^16 points."""
+    from hptrack.analysis import fanova
+
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, d))
+    y = np.sin(2 * np.pi * X[:, 0]) + (X[:, -1] * X[:, 0] * 3 if interacting else X[:, -1]) + rng.normal(0, 0.3, n)
+    ens = fanova.fit(X, y, seed=seed, n_members=4, n_trees=60)
+    main = fanova.main_variances(ens)[0]
+    few = main / fanova.total_variance(ens, fanova.variance_points(d, seed, n))[0]
+    many = main / fanova.total_variance(ens, fanova.qmc_points(d, seed, 16))[0]
+    assert len(fanova.variance_points(d, seed, n)) == 2 ** 12
+    assert np.max(np.abs(few - many)) < 0.01
+
+
 @FAST
 @given(st.lists(st.dictionaries(st.sampled_from(sorted(BASES.values())), st.integers(1, 4)), max_size=4),
        st.randoms())
