@@ -14,8 +14,12 @@ from hptrack.cli.options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
               help="Also write a self-contained HTML report (plots, works offline) to FILE.")
 @MAX_TRIALS_OPT
 @AS_OF_OPT
+@click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Worker processes fitting the searches' importances (default: one per core "
+                   "once there are 12 searches to fit; 1: none). The report is the same.")
 @click.pass_context
-def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_trials: int, as_of: str | None) -> None:
+def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_trials: int, as_of: str | None,
+               jobs: int | None) -> None:
     """Report on SEARCHES (names or ids; default: every search in the store),
     grouped by task, metric and direction. The task is the `task=` recorded
     with a search, else the data hptrack.sklearn fitted on, else its `dataset`
@@ -33,6 +37,7 @@ def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_tr
     """
     from hptrack.analysis.report import report
 
-    report(list(searches) or None, store=store_root(ctx), html=html, as_of=as_of, max_trials=max_trials or None)
+    report(list(searches) or None, store=store_root(ctx), html=html, as_of=as_of, max_trials=max_trials or None,
+           jobs=jobs)
     if html:
         click.echo(f"wrote {html}", err=True)

@@ -14,6 +14,7 @@ from hptrack.analysis.report.model import (
     MAX_DRAWN,
     MIN_TRIALS_IMPORTANCE,
     N_MARGINALS,
+    PARALLEL_FROM,
     TOP_CONFIGS,
     Group,
     Report,
@@ -29,12 +30,14 @@ if TYPE_CHECKING:
 
 def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of: AsOf = None, *, progress: Any = None,
           seed: int = 0,
-          max_trials: int | None = MAX_TRIALS) -> Report:
+          max_trials: int | None = MAX_TRIALS, jobs: int | None = None) -> Report:
     """Read the store once (as of ``as_of``, default now) and run every analysis.
 
     Importance and marginals of a search with more than ``max_trials`` complete
     trials are fitted on a seeded random sample of that many (the report says so);
-    ``max_trials=None`` fits every trial."""
+    ``max_trials=None`` fits every trial. ``jobs`` worker processes fit the searches'
+    importances side by side (default: the machine's cores, once there are
+    PARALLEL_FROM searches to fit; 1: all in this process); the report is the same."""
     from hptrack._files.store import resolve
     from hptrack._read.read import connect, resolve_search
     from hptrack._read.snapshot import freeze
@@ -49,7 +52,7 @@ def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of:
         ids = [r[0] for r in con.sql("SELECT search_id FROM searches ORDER BY started_at, name").fetchall()]
     digest, n_events = _snapshot_hash(con, ids)
     with _Bar(progress, total=3 * len(ids) + 1) as bar:
-        reports = _searches(con, ids, bar, seed, as_of, max_trials)
+        reports = _searches(con, ids, bar, seed, as_of, max_trials, jobs)
         groups = _groups(con, reports, bar, seed)
     return Report(str(resolve(store)), as_of, digest, n_events, reports, groups)
 
@@ -58,7 +61,7 @@ _META = ("name, strategy, direction, metric, started_at, finished_at, seed, CAST
          "pruner, kind")
 
 
-def _searches(con, ids, bar, seed, as_of, max_trials) -> list[SearchReport]:
+def _searches(con, ids, bar, seed, as_of, max_trials, jobs) -> list[SearchReport]:
     """One SearchReport per search. What is read from the store is read for every
     search at once (a query per search and table costs a round trip each: thousands
     on a large store); the analyses then run search by search."""
@@ -78,8 +81,8 @@ def _searches(con, ids, bar, seed, as_of, max_trials) -> list[SearchReport]:
     for sr in reports:
         sr.space = spaces[sr.search_id]
         _pareto(sr, directions[sr.search_id])
-        bar.advance(f"{sr.name}: importance")
-        _importance(sr, sr.space, seed, max_trials)
+    _importances(reports, bar, seed, max_trials, jobs)
+    for sr in reports:
         bar.advance(f"{sr.name}: diagnostics")
         bar.advance(f"{sr.name}: done")
         if sr.strategy == "pbt":
@@ -216,26 +219,69 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importance(sr, space, seed, max_trials) -> None:
+def _importances(reports, bar, seed, max_trials, jobs) -> None:
+    """Every search's importance and marginal curves, fitted in ``jobs`` processes.
+
+    A fit is a pure function of the search's trials (analysis/sensitivity.py seeds it),
+    so where it runs changes nothing; tests/core/test_report_fast.py checks that."""
+    import os
+
+    todo = []
+    for sr in reports:
+        skip = _importance_skipped(sr)
+        if skip:
+            sr.importance_note = skip
+            bar.advance(f"{sr.name}: importance")
+        else:
+            todo.append(sr)
+    args = [{"source": sr.trials, "space": sr.space, "direction": sr.direction, "params": sr.params,
+             "seed": seed, "top": N_MARGINALS, "max_trials": max_trials} for sr in todo]
+    if jobs is None:
+        jobs = (os.cpu_count() or 1) if len(todo) >= PARALLEL_FROM else 1
+    jobs = max(1, min(jobs, len(todo)))
+    if jobs > 1:
+        # joblib's loky workers: fresh interpreters that never re-run the caller's
+        # __main__ (a script without an ``if __name__ == "__main__"`` guard is safe) and
+        # never fork this process's DuckDB and polars threads
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
+            delayed(_fit_importance)(a) for a in args)
+    else:
+        results = map(_fit_importance, args)
+    for sr, r in zip(todo, results):
+        _set_importance(sr, r)
+        bar.advance(f"{sr.name}: importance")
+
+
+def _importance_skipped(sr) -> str | None:
+    """Why a search's importance is not fitted, or None when it is."""
+    done = sr.complete
+    if done.height < MIN_TRIALS_IMPORTANCE:
+        return (f"skipped: {done.height} complete trial(s), importance needs at least "
+                f"{MIN_TRIALS_IMPORTANCE}")
+    if not any(done[p].n_unique() > 1 for p in sr.params):
+        return "skipped: no param varies over the complete trials"
+    return None
+
+
+def _fit_importance(args) -> Any:
+    """sensitivity.analyse(**args), or why it could not run (a string, which any
+    worker can send back: not every exception pickles)."""
     from hptrack.analysis.sensitivity import analyse
 
-    done = sr.complete
-    varying = [p for p in sr.params if done.height and done[p].n_unique() > 1]
-    if done.height < MIN_TRIALS_IMPORTANCE:
-        sr.importance_note = (f"skipped: {done.height} complete trial(s), importance needs at least "
-                              f"{MIN_TRIALS_IMPORTANCE}")
-        return
-    if not varying:
-        sr.importance_note = "skipped: no param varies over the complete trials"
-        return
+    # the trials already read from this snapshot, with the space `importance` reads (the
+    # recorded space, else each trial's distributions) and its defaults: the same numbers
+    # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
     try:
-        # the trials already read from this snapshot, with the space `importance` reads (the
-        # recorded space, else each trial's distributions) and its defaults: the same numbers
-        # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
-        s = analyse(sr.trials, space=space, direction=sr.direction,
-                    params=sr.params, seed=seed, top=N_MARGINALS, max_trials=max_trials)
+        return analyse(**args)
     except Exception as e:  # an analysis that cannot run is reported, not fatal
-        sr.importance_note = f"not computed: {type(e).__name__}: {e}"
+        return f"not computed: {type(e).__name__}: {e}"
+
+
+def _set_importance(sr, s) -> None:
+    if isinstance(s, str):
+        sr.importance_note = s
         return
     sr.importance, sr.marginals = s.importance, s.marginals
     sr.importance_sample = (s.n_fitted, s.n_usable)

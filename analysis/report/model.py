@@ -9,6 +9,9 @@ from typing import Any
 from hptrack.analysis.notebook import Shown, iframe
 
 MIN_TRIALS_IMPORTANCE = 8     # fANOVA on fewer complete trials is noise
+# searches to fit from which their importances are fitted in worker processes: starting
+# them costs about as much as fitting a dozen small searches
+PARALLEL_FROM = 12
 TOP_CONFIGS = 5               # configurations whose fold scores are shown
 N_MARGINALS = 2
 MAX_DRAWN = 1000              # trials drawn one line each (parallel coordinates, intermediate

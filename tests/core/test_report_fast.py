@@ -235,7 +235,8 @@ def test_report_reads_equal_the_per_search_reads_of_the_live_views(plan):
         spaces = {}
         with pytest.MonkeyPatch.context() as mp:
             # importance is fitted on what the report read (compared below: the trials, the space)
-            mp.setattr(builder, "_importance", lambda sr, space, *_: spaces.__setitem__(sr.search_id, space))
+            mp.setattr(builder, "_importances", lambda reports, *_: spaces.update(
+                {sr.search_id: sr.space for sr in reports}))
             mp.setattr(builder, "MAX_DRAWN", plan["max_drawn"])
             rep = builder.build(store=store, as_of=as_of, progress=False)
         live = hptrack.connect(store, as_of=as_of)
@@ -265,6 +266,46 @@ def test_report_reads_equal_the_per_search_reads_of_the_live_views(plan):
             if g.comparison is not None:
                 ids = [s.search_id for s in rep.searches if s.name in g.searches and s.best is not None]
                 assert _canon(g.comparison) == _canon(compare(ids, con=live))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@st.composite
+def fitted_plans(draw):
+    """Searches big enough to fit (8-40 trials, random float/log/int/categorical params,
+    some failed), a few too small to, and a search whose only param never varies."""
+    searches = []
+    for i in range(draw(st.integers(2, 5))):
+        kinds = draw(st.sets(st.sampled_from(_KINDS[:4]), min_size=1))
+        const = draw(st.integers(0, 5)) == 0
+        trials = [{"params": {k: (0 if const else draw(st.integers(0, 3))) for k in kinds},
+                   "state": draw(st.sampled_from(["complete"] * 6 + ["failed"])),
+                   "value": draw(st.floats(0, 1)), "reports": 0, "lr": False, "folds": 0, "sizes": False,
+                   "repeat_fold": False, "other_metric": False, "test": False, "stop": False}
+                  for _ in range(draw(st.sampled_from([40, 12, 25, 5])))]
+        searches.append({"name": f"s{i}", "strategy": "random", "task": None, "seed": 0, "multi": False,
+                         "direction": draw(st.sampled_from(["maximize", "minimize"])), "trials": trials})
+    return {"searches": searches}
+
+
+@settings(max_examples=5, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(fitted_plans(), st.integers(0, 3))
+def test_report_importances_fitted_in_worker_processes_equal_the_fits_in_this_process(plan, seed):
+    from hptrack.analysis.report import builder
+
+    root = tempfile.mkdtemp()
+    try:
+        store = os.path.join(root, "store")
+        write_plan(store, plan)
+        here = builder.build(store=store, progress=False, seed=seed, jobs=1)
+        there = builder.build(store=store, progress=False, seed=seed, jobs=2, as_of=here.as_of)
+        fitted = 0
+        for a, b in zip(here.searches, there.searches, strict=True):
+            parts = ("importance", "marginals", "importance_sample", "importance_stability", "importance_note")
+            assert _canon([getattr(a, k) for k in parts]) == _canon([getattr(b, k) for k in parts])
+            fitted += a.importance is not None
+        event(f"searches fitted: {fitted}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
