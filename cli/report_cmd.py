@@ -17,9 +17,13 @@ from hptrack.cli.options import AS_OF_OPT, MAX_TRIALS_OPT, store_root
 @click.option("--jobs", type=click.IntRange(min=1), default=None, metavar="N",
               help="Worker processes fitting the searches' importances (default: one per core "
                    "once there are 12 searches to fit; 1: none). The report is the same.")
+@click.option("--no-cache", "no_cache", is_flag=True,
+              help="Fit every importance again instead of reading back the fits an earlier report "
+                   "made of the same trials (kept in $HPTRACK_CACHE_DIR/importance, default "
+                   "~/.cache/hptrack). The report is the same.")
 @click.pass_context
 def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_trials: int, as_of: str | None,
-               jobs: int | None) -> None:
+               jobs: int | None, no_cache: bool) -> None:
     """Report on SEARCHES (names or ids; default: every search in the store),
     grouped by task, metric and direction. The task is the `task=` recorded
     with a search, else the data hptrack.sklearn fitted on, else its `dataset`
@@ -38,6 +42,6 @@ def report_cmd(ctx: Context, searches: tuple[str, ...], html: str | None, max_tr
     from hptrack.analysis.report import report
 
     report(list(searches) or None, store=store_root(ctx), html=html, as_of=as_of, max_trials=max_trials or None,
-           jobs=jobs)
+           jobs=jobs, cache=not no_cache)
     if html:
         click.echo(f"wrote {html}", err=True)

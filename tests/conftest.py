@@ -37,6 +37,19 @@ sys.meta_path.insert(0, _NoTestFolderPackages())
 BUCKET = "hptrack-team"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_home(tmp_path_factory):
+    """hptrack's local state (remote stores' logs, the report's kept importance fits) in a
+    folder of the run's own, not the CI user's ~/.cache; tests that need another set theirs."""
+    saved = os.environ.get("HPTRACK_CACHE_DIR")
+    os.environ["HPTRACK_CACHE_DIR"] = str(tmp_path_factory.mktemp("hptrack-cache"))
+    yield
+    if saved is None:
+        os.environ.pop("HPTRACK_CACHE_DIR", None)
+    else:
+        os.environ["HPTRACK_CACHE_DIR"] = saved
+
+
 @pytest.fixture(scope="session")
 def s3_endpoint():
     """moto's S3 server mode (a dev extra), started once for the whole run."""

@@ -39,14 +39,16 @@ __all__ = ["Group", "Report", "SearchReport", "build", "render_terminal", "repor
 # --- library entry point --------------------------------------------------------------
 def report(searches: Sequence[str] | None = None, store: StoreLike = None, html: str | None = None,
            as_of: AsOf = None, *, console: Console | None = None, progress: Any = None,
-           quiet: bool = False, max_trials: int | None = MAX_TRIALS, jobs: int | None = None) -> Report:
+           quiet: bool = False, max_trials: int | None = MAX_TRIALS, jobs: int | None = None,
+           cache: bool = True) -> Report:
     """Build the report of ``searches`` (names or ids; default every search in the
     store), print it to the terminal unless ``quiet``, and write it as one
     self-contained HTML file when ``html`` is a path. Returns the Report. ``jobs``:
-    worker processes for the importance fits (see build)."""
+    worker processes for the importance fits; ``cache``: read back the fits an earlier
+    report made of the same trials (see build)."""
     if isinstance(searches, str):
         searches = [searches]
-    rep = build(searches, store, as_of, progress=progress, max_trials=max_trials, jobs=jobs)
+    rep = build(searches, store, as_of, progress=progress, max_trials=max_trials, jobs=jobs, cache=cache)
     if not quiet:
         render_terminal(rep, console)
     if html is not None:

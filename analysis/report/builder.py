@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from hptrack._files.store import StoreLike
 from hptrack._read.views import AsOf
+from hptrack.analysis.report import fit_cache
 from hptrack.analysis.report.model import (
     MAX_DRAWN,
     MIN_TRIALS_IMPORTANCE,
@@ -30,14 +31,16 @@ if TYPE_CHECKING:
 
 def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of: AsOf = None, *, progress: Any = None,
           seed: int = 0,
-          max_trials: int | None = MAX_TRIALS, jobs: int | None = None) -> Report:
+          max_trials: int | None = MAX_TRIALS, jobs: int | None = None, cache: bool = True) -> Report:
     """Read the store once (as of ``as_of``, default now) and run every analysis.
 
     Importance and marginals of a search with more than ``max_trials`` complete
     trials are fitted on a seeded random sample of that many (the report says so);
     ``max_trials=None`` fits every trial. ``jobs`` worker processes fit the searches'
     importances side by side (default: the machine's cores, once there are
-    PARALLEL_FROM searches to fit; 1: all in this process); the report is the same."""
+    PARALLEL_FROM searches to fit; 1: all in this process); the report is the same.
+    A fit an earlier report made of the same trials is read back from this machine's
+    cache unless ``cache=False`` (see analysis/report/fit_cache.py); the report is the same."""
     from hptrack._files.store import resolve
     from hptrack._read.read import connect, resolve_search
     from hptrack._read.snapshot import freeze
@@ -52,7 +55,7 @@ def build(searches: Sequence[str] | None = None, store: StoreLike = None, as_of:
         ids = [r[0] for r in con.sql("SELECT search_id FROM searches ORDER BY started_at, name").fetchall()]
     digest, n_events = _snapshot_hash(con, ids)
     with _Bar(progress, total=3 * len(ids) + 1) as bar:
-        reports = _searches(con, ids, bar, seed, as_of, max_trials, jobs)
+        reports = _searches(con, ids, bar, seed, as_of, max_trials, jobs, cache)
         groups = _groups(con, reports, bar, seed)
     return Report(str(resolve(store)), as_of, digest, n_events, reports, groups)
 
@@ -61,7 +64,7 @@ _META = ("name, strategy, direction, metric, started_at, finished_at, seed, CAST
          "pruner, kind")
 
 
-def _searches(con, ids, bar, seed, as_of, max_trials, jobs) -> list[SearchReport]:
+def _searches(con, ids, bar, seed, as_of, max_trials, jobs, use_cache) -> list[SearchReport]:
     """One SearchReport per search. What is read from the store is read for every
     search at once (a query per search and table costs a round trip each: thousands
     on a large store); the analyses then run search by search."""
@@ -81,7 +84,7 @@ def _searches(con, ids, bar, seed, as_of, max_trials, jobs) -> list[SearchReport
     for sr in reports:
         sr.space = spaces[sr.search_id]
         _pareto(sr, directions[sr.search_id])
-    _importances(reports, bar, seed, max_trials, jobs)
+    _importances(reports, bar, seed, max_trials, jobs, use_cache)
     for sr in reports:
         bar.advance(f"{sr.name}: diagnostics")
         bar.advance(f"{sr.name}: done")
@@ -219,11 +222,13 @@ def _drawn(trials, seed, best):
     return ids
 
 
-def _importances(reports, bar, seed, max_trials, jobs) -> None:
-    """Every search's importance and marginal curves, fitted in ``jobs`` processes.
+def _importances(reports, bar, seed, max_trials, jobs, use_cache) -> None:
+    """Every search's importance and marginal curves: kept from an earlier report
+    (analysis/report/fit_cache.py), else fitted in ``jobs`` processes.
 
     A fit is a pure function of the search's trials (analysis/sensitivity.py seeds it),
-    so where it runs changes nothing; tests/core/test_report_fast.py checks that."""
+    so where it runs, or whether it was kept, changes nothing; tests/core/test_report_fast.py
+    checks both."""
     import os
 
     todo = []
@@ -236,9 +241,12 @@ def _importances(reports, bar, seed, max_trials, jobs) -> None:
             todo.append(sr)
     args = [{"source": sr.trials, "space": sr.space, "direction": sr.direction, "params": sr.params,
              "seed": seed, "top": N_MARGINALS, "max_trials": max_trials} for sr in todo]
+    names = [fit_cache.key(a) if use_cache else None for a in args]
+    found = [fit_cache.load(k) if k else None for k in names]
+    fit = [i for i, f in enumerate(found) if f is None]
     if jobs is None:
-        jobs = (os.cpu_count() or 1) if len(todo) >= PARALLEL_FROM else 1
-    jobs = max(1, min(jobs, len(todo)))
+        jobs = (os.cpu_count() or 1) if len(fit) >= PARALLEL_FROM else 1
+    jobs = max(1, min(jobs, len(fit)))
     if jobs > 1:
         # joblib's loky workers: fresh interpreters that never re-run the caller's
         # __main__ (a script without an ``if __name__ == "__main__"`` guard is safe) and
@@ -246,11 +254,14 @@ def _importances(reports, bar, seed, max_trials, jobs) -> None:
         from joblib import Parallel, delayed
 
         results = Parallel(n_jobs=jobs, backend="loky", return_as="generator")(
-            delayed(_fit_importance)(a) for a in args)
+            delayed(_fit_importance)(args[i]) for i in fit)
     else:
-        results = map(_fit_importance, args)
-    for sr, r in zip(todo, results):
-        _set_importance(sr, r)
+        results = (_fit_importance(args[i]) for i in fit)
+    for sr, name, kept in zip(todo, names, found):
+        got = kept if kept is not None else next(results)
+        if kept is None and name and isinstance(got, fit_cache.Fitted):
+            fit_cache.save(name, got)
+        _set_importance(sr, got)
         bar.advance(f"{sr.name}: importance")
 
 
@@ -266,28 +277,29 @@ def _importance_skipped(sr) -> str | None:
 
 
 def _fit_importance(args) -> Any:
-    """sensitivity.analyse(**args), or why it could not run (a string, which any
-    worker can send back: not every exception pickles)."""
+    """What the report keeps of sensitivity.analyse(**args) (a fit_cache.Fitted), or why it
+    could not run (a string, which any worker can send back: not every exception pickles)."""
     from hptrack.analysis.sensitivity import analyse
 
     # the trials already read from this snapshot, with the space `importance` reads (the
     # recorded space, else each trial's distributions) and its defaults: the same numbers
     # as hptrack.analysis.importance(name, seed=seed); one fit serves the marginal curves
     try:
-        return analyse(**args)
+        s = analyse(**args)
     except Exception as e:  # an analysis that cannot run is reported, not fatal
         return f"not computed: {type(e).__name__}: {e}"
+    return fit_cache.Fitted(s.importance, s.marginals, (s.n_fitted, s.n_usable),
+                        s.stability.note if s.stability is not None else None, s.note if s.sampled else None)
 
 
-def _set_importance(sr, s) -> None:
-    if isinstance(s, str):
-        sr.importance_note = s
+def _set_importance(sr, f) -> None:
+    if isinstance(f, str):
+        sr.importance_note = f
         return
-    sr.importance, sr.marginals = s.importance, s.marginals
-    sr.importance_sample = (s.n_fitted, s.n_usable)
-    sr.importance_stability = s.stability.note if s.stability is not None else None
-    if s.sampled:
-        sr.importance_note = s.note
+    sr.importance, sr.marginals, sr.importance_sample = f.importance, f.marginals, f.sample
+    sr.importance_stability = f.stability
+    if f.note is not None:
+        sr.importance_note = f.note
 
 
 def _pareto(sr, directions) -> None:

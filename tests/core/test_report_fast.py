@@ -310,6 +310,163 @@ def test_report_importances_fitted_in_worker_processes_equal_the_fits_in_this_pr
         shutil.rmtree(root, ignore_errors=True)
 
 
+_KEPT = ("importance", "marginals", "importance_sample", "importance_stability", "importance_note")
+
+
+def _importances(rep):
+    return [_canon([getattr(sr, k) for k in _KEPT]) for sr in rep.searches]
+
+
+def _counting_fits(mp):
+    """Count the importance fits the report runs in this process (jobs=1)."""
+    from hptrack.analysis.report import builder
+
+    calls = []
+    fit = builder._fit_importance
+    mp.setattr(builder, "_fit_importance", lambda args: calls.append(1) or fit(args))
+    return calls
+
+
+@settings(max_examples=5, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(fitted_plans(), st.integers(0, 2), st.data())
+def test_report_importances_read_back_from_the_cache_equal_fresh_fits(plan, seed, data):
+    from hptrack.analysis.report import builder
+
+    root = tempfile.mkdtemp()
+    try:
+        store = os.path.join(root, "store")
+        write_plan(store, plan)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("HPTRACK_CACHE_DIR", os.path.join(root, "cache"))
+            fresh = builder.build(store=store, progress=False, seed=seed, jobs=1, cache=False)
+            calls = _counting_fits(mp)
+            cold = builder.build(store=store, progress=False, seed=seed, jobs=1, as_of=fresh.as_of)
+            fitted = len(calls)
+            warm = builder.build(store=store, progress=False, seed=seed, jobs=1, as_of=fresh.as_of)
+            assert len(calls) == fitted, "a warm report fitted again"
+            assert _importances(fresh) == _importances(cold) == _importances(warm)
+            event(f"searches fitted: {fitted}")
+            # one more trial in one search: that search, and only it, is fitted again
+            h = hptrack.search(data.draw(st.sampled_from(plan["searches"]))["name"], store=store, quiet=True)
+            t = h.trial({"p_float": 0.125}, ts=T0 + timedelta(days=1))
+            t.complete(0.5, ts=T0 + timedelta(days=1))
+            h.writer.flush()
+            calls.clear()
+            after = builder.build(store=store, progress=False, seed=seed, jobs=1)
+            assert len(calls) <= 1
+            assert _importances(after) == _importances(
+                builder.build(store=store, progress=False, seed=seed, jobs=1, as_of=after.as_of, cache=False))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _damage(entry, how):
+    """Damage a cache entry (a folder of Arrow files and meta.json) the way a crash, a
+    full disk or a stranger could."""
+    meta = os.path.join(entry, "meta.json")
+    arrow = os.path.join(entry, "importance.arrow")
+    if how == "truncated arrow":
+        with open(arrow, "r+b") as f:
+            f.truncate(os.path.getsize(arrow) // 2)
+    elif how == "garbage arrow":
+        with open(arrow, "wb") as f:
+            f.write(os.urandom(300))
+    elif how == "missing marginal":
+        os.remove(os.path.join(entry, "marginal-0.arrow"))
+    elif how == "meta not json":
+        with open(meta, "w") as f:
+            f.write("{not json")
+    elif how == "meta of the wrong types":
+        with open(meta, "w") as f:
+            f.write('{"marginals": "lr", "sample": [1.5, "x"], "stability": 3, "note": []}')
+    elif how == "meta a folder":
+        os.remove(meta)
+        os.mkdir(meta)
+    elif how == "entry a file":
+        shutil.rmtree(entry)
+        with open(entry, "w") as f:
+            f.write("x")
+    elif how == "entry a link":
+        shutil.rmtree(entry)
+        os.symlink("/", entry)
+
+
+@pytest.mark.parametrize("how", ["truncated arrow", "garbage arrow", "missing marginal", "meta not json",
+                                 "meta of the wrong types", "meta a folder", "entry a file",
+                                 "entry a link"])
+def test_a_damaged_cache_entry_is_a_miss_and_is_written_again(tmp_path, monkeypatch, how):
+    from hptrack.analysis.report import builder, fit_cache
+
+    plan = {"searches": [{"name": "s", "strategy": "random", "task": None, "seed": 0, "multi": False,
+                          "direction": "maximize",
+                          "trials": [{"params": {"float": k % 4, "int": k % 3}, "state": "complete",
+                                      "value": (k % 4) / 4 + (k % 3) / 10, "reports": 0, "lr": False, "folds": 0,
+                                      "sizes": False, "repeat_fold": False, "other_metric": False,
+                                      "test": False, "stop": False} for k in range(20)]}]}
+    store = str(tmp_path / "store")
+    write_plan(store, plan)
+    monkeypatch.setenv("HPTRACK_CACHE_DIR", str(tmp_path / "cache"))
+    fresh = builder.build(store=store, progress=False, jobs=1, cache=False)
+    builder.build(store=store, progress=False, jobs=1, as_of=fresh.as_of)
+    [name] = os.listdir(fit_cache.folder())
+    _damage(os.path.join(fit_cache.folder(), name), how)
+    calls = _counting_fits(monkeypatch)
+    again = builder.build(store=store, progress=False, jobs=1, as_of=fresh.as_of)
+    assert calls and _importances(again) == _importances(fresh)
+    assert fit_cache.load(name) is not None  # written whole again
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_report_whole(tmp_path, monkeypatch):
+    from hptrack.analysis.report import builder
+
+    plan = {"searches": [{"name": "s", "strategy": "random", "task": None, "seed": 0, "multi": False,
+                          "direction": "minimize",
+                          "trials": [{"params": {"log": k % 4}, "state": "complete", "value": (k % 4) / 3,
+                                      "reports": 0, "lr": False, "folds": 0, "sizes": False,
+                                      "repeat_fold": False, "other_metric": False, "test": False,
+                                      "stop": False} for k in range(12)]}]}
+    store = str(tmp_path / "store")
+    write_plan(store, plan)
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setenv("HPTRACK_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # no folder can be made there
+    fresh = builder.build(store=store, progress=False, jobs=1, cache=False)
+    for _ in range(2):
+        rep = builder.build(store=store, progress=False, jobs=1, as_of=fresh.as_of)
+        assert rep.searches[0].importance is not None
+        assert _importances(rep) == _importances(fresh)
+
+
+def test_two_reports_racing_for_the_same_cache_entries_both_finish_and_leave_them_whole(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from hptrack.analysis.report import fit_cache
+
+    plan = {"searches": [{"name": f"s{i}", "strategy": "random", "task": None, "seed": 0, "multi": False,
+                          "direction": "maximize",
+                          "trials": [{"params": {"float": (k * (i + 1)) % 4, "cat": k % 3}, "state": "complete",
+                                      "value": ((k * (i + 1)) % 4) / 4 + (k % 3) / 10, "reports": 0,
+                                      "lr": False, "folds": 0, "sizes": False, "repeat_fold": False,
+                                      "other_metric": False, "test": False, "stop": False}
+                                     for k in range(15)]} for i in range(6)]}
+    store = str(tmp_path / "store")
+    write_plan(store, plan)
+    env = {**os.environ, "HPTRACK_CACHE_DIR": str(tmp_path / "cache")}
+    as_of = "2030-01-01T00:00:00Z"
+    cmd = [sys.executable, "-m", "hptrack.cli", "--store", store, "report", "--jobs", "1", "--as-of", as_of]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0]
+    alone = subprocess.run([*cmd, "--no-cache"], env=env, capture_output=True, text=True, timeout=300)
+    assert alone.stdout == outs[0][0]
+    monkeypatch.setenv("HPTRACK_CACHE_DIR", str(tmp_path / "cache"))
+    names = os.listdir(fit_cache.folder())   # no temporary folder left behind either
+    assert len(names) == 6 and all(fit_cache.load(n) is not None for n in names), names
+
+
 @settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(4, 60), st.integers(1, 5), st.integers(1, 4), st.integers(2, 15), st.integers(0, 5),
        st.booleans())

@@ -61,13 +61,18 @@ def resolve(store: StoreLike = None) -> str:
     return os.path.abspath(os.path.expanduser(root))
 
 
+def cache_home() -> str:
+    """This machine's folder for hptrack's local state: ``$HPTRACK_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/hptrack``, else ``~/.cache/hptrack``."""
+    return os.environ.get(CACHE_ENV_VAR) or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hptrack")
+
+
 def local_dir(root: str) -> str:
     """This machine's folder for a remote store's write-ahead logs and lock:
-    ``$HPTRACK_CACHE_DIR`` (default ``~/.cache/hptrack``) / a name made from the URL."""
-    base = os.environ.get(CACHE_ENV_VAR) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "hptrack")
+    cache_home() / a name made from the URL."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "_", root)[-60:]
-    return os.path.join(base, f"{slug}-{hashlib.sha256(root.encode()).hexdigest()[:12]}")
+    return os.path.join(cache_home(), f"{slug}-{hashlib.sha256(root.encode()).hexdigest()[:12]}")
 
 
 # what a ``store=`` argument accepts: a folder, an fsspec URL, a Store, or None
