@@ -21,6 +21,7 @@ statistics of :mod:`hptrack.analysis.stats`:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,7 @@ class Diagnosis(Shown):
     test_score: float | None = None
     val_test_gap: float | None = None
     nested: dict | None = None
+    leakage: list = field(default_factory=list)         # preprocessing evidently fit outside the CV
     warnings: list = field(default_factory=list)
     not_computed: dict = field(default_factory=dict)   # diagnostic -> why not
 
@@ -108,6 +110,10 @@ def diagnose(search: str, store: StoreLike = None, alpha: float = 0.05, seed: in
     written by ``hptrack.sklearn.track``; 1/9 for 10-fold CV however often it is
     repeated). When any fold lacks them it assumes k-fold CV with k = J folds,
     1/(J-1); ``ratio_source`` says which.
+
+    ``leakage`` (also among the warnings) names preprocessing evidently fitted outside
+    the CV of a scikit-learn search: X scaled on all rows while the estimator is not a
+    Pipeline that scales, or a column that is almost the target (see ``leakage``).
     """
     from hptrack._read.read import connect, resolve_search
 
@@ -177,6 +183,8 @@ def _diagnosis(con, search_id, name, direction, metric, payload, trials, scores,
     if payload.get("kind") == "nested_cv":
         _nested_outer(con, d, search_id)
         return d
+    d.leakage = leakage(payload.get("leakage"))
+    d.warnings += d.leakage
     if not trials:
         d.not_computed["all"] = "the search has no completed trial with a value"
         d.warnings.append("nothing to diagnose: the search has no completed trial with a value")
@@ -341,6 +349,36 @@ def _nested_outer(con, d, outer_id) -> None:
                 "outer_sd": float(np.std(outer, ddof=1)) if len(outer) > 1 else None,
                 "plain_best_cv": plain, "gap": None if plain is None else sign * (plain - est)}
     _warn(d, sign)
+
+
+# steps that, refitted on each training fold, undo any scaling of X made before the search
+REFIT_SCALERS = {"StandardScaler", "MinMaxScaler", "RobustScaler"}
+TARGET_R = 0.99   # |r| between a column and y on all rows from which it is called target-derived
+
+
+def leakage(facts: Any) -> list[str]:
+    """Warnings from the facts hptrack.sklearn records of the data a search was given
+    (tracker/sklearn/_leakage.py): X scaled on all rows outside a Pipeline that scales,
+    a column that is almost the target."""
+    if not isinstance(facts, dict):
+        return []
+    out = []
+    in_cv: list = facts["in_cv"] if isinstance(facts.get("in_cv"), list) else []
+    scaled = facts.get("scaled")
+    if scaled in ("standard", "minmax") and not REFIT_SCALERS & set(in_cv):
+        how = ("has mean 0 and standard deviation 1" if scaled == "standard" else "spans exactly [0, 1]")
+        scaler = "StandardScaler" if scaled == "standard" else "MinMaxScaler"
+        where = f"a Pipeline of {', '.join(in_cv)} (no scaler)" if in_cv else "not a Pipeline"
+        out.append(f"possible leakage: every column of X {how} over all rows, so it was scaled before "
+                   f"the search, while the estimator is {where}: the scaler saw every fold's validation "
+                   f"rows. Pass the raw X and scale inside the CV: make_pipeline({scaler}(), estimator)")
+    target = facts.get("target")
+    if isinstance(target, dict) and isinstance(target.get("r"), (int, float)) and abs(target["r"]) >= TARGET_R:
+        out.append(f"possible leakage: column {target.get('column')!r} correlates with the target at "
+                   f"r = {target['r']:.4f} over all rows; a feature derived from y (a target encoding, a "
+                   "value from after the outcome) makes every fold's score an overestimate. Derive it "
+                   "inside the CV (a Pipeline step) or drop it")
+    return out
 
 
 def _fmt(x) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from hptrack.sklearn._leakage import leakage_facts
+
 # skopt dimensions and scipy distributions are recognised by their attributes,
 # so neither library has to be importable here.
 _SKOPT_DIMENSIONS = ("Real", "Integer", "Categorical", "Space")
@@ -232,6 +234,7 @@ def search_attrs(search_cv: Any, X: Any, y: Any) -> dict:
         "error_score": jsonable(search_cv.error_score),
         "return_train_score": bool(getattr(search_cv, "return_train_score", False)),
         "dataset_fingerprint": fingerprint(X, y),
+        "leakage": leakage_facts(X, y, est),
         "search_random_state": jsonable(getattr(search_cv, "random_state", None))
         if isinstance(getattr(search_cv, "random_state", None), (numbers.Integral, type(None))) else
         repr(search_cv.random_state),
