@@ -12,7 +12,10 @@ Columns of ``importance``:
 - ``importance``: the method's own number. fanova: the param's first-order
   *raw variance fraction* V_j / V (the part of the objective's variance over
   the whole space that the param explains alone); these sum to at most 1, the
-  rest is interactions (see ``interactions``). permutation: mean drop of R^2 on
+  rest is interactions (see ``interactions``). ped_anova: the Pearson
+  divergence between the param's distribution among the top 10% of trials and
+  among all (Watanabe et al. 2023, as Optuna's PedAnovaImportanceEvaluator;
+  not a fraction, compare ``share``). permutation: mean drop of R^2 on
   held-out trials when the param is shuffled. impurity: mean decrease in
   impurity of a random forest.
 - ``std``: spread of ``importance`` over the surrogate's members (bootstrap
@@ -22,7 +25,7 @@ Columns of ``importance``:
   values count as 0). This is what Optuna's get_param_importances prints.
 - ``ci_low``, ``ci_high``: a 95% bootstrap interval, over refits on trials
   resampled with replacement (seeded): fanova's members (20 by default),
-  permutation's 20 refits, impurity's trees (each fitted on a bootstrap
+  ped_anova's 20 recomputations, permutation's 20 refits, impurity's trees (each fitted on a bootstrap
   sample); for fanova's ``forest`` surrogate the members are sub-forests.
   It is the refits' 2.5-97.5% percentiles shifted by ``importance`` minus
   their mean (a bagged estimate is smoother than one refit), clipped to
@@ -77,7 +80,7 @@ if TYPE_CHECKING:
 
     import polars as pl
 
-METHODS = ("fanova", "permutation", "impurity")
+METHODS = ("fanova", "ped_anova", "permutation", "impurity")
 N_BOOT = 20           # bootstrap refits behind ci_low / ci_high and stability (permutation)
 CI = 0.95
 STABLE_SHARE = 0.8    # the top param must stay top in this share of refits ...
@@ -142,7 +145,9 @@ def importance(source: str | pl.DataFrame, method: str = "fanova", store: StoreL
         source: a search name or id (read from ``store``), or a polars/pandas
             table with one column per param and a ``value`` column.
         method: ``fanova`` (variance decomposition over the whole param
-            space), ``permutation`` or ``impurity``.
+            space), ``ped_anova`` (how differently the top 10% of trials chose
+            each param: Optuna 5's default, analysis/ped_anova.py; needs the
+            direction), ``permutation`` or ``impurity``.
         n_trees: trees per surrogate member (fanova: boosting rounds, default
             100; forest trees, default 64) or forest size (100) for the others.
         n_members: fanova's bootstrap refits (boosting, default 20) or sub-forests
@@ -182,6 +187,7 @@ class Stability(Shown):
     top_share: float        # share of bootstrap refits in which it is also top
     n_boot: int             # refits
     n_trials: int           # trials the analysis stands on
+    disagreement: str | None = None   # fanova: where PED-ANOVA names another top param
 
     def _facts(self):
         return f"top {self.top!r}", [("stability", self.note)], [("importance", self.importance)]
@@ -195,10 +201,12 @@ class Stability(Shown):
         kept = (f"top param {self.top!r} stays top in {round(self.top_share * self.n_boot)} of "
                 f"{self.n_boot} bootstrap refits ({self.top_share:.0%}) on {self.n_trials} trials")
         if not self.unstable:
-            return f"{kept}: ranking stable"
-        why = (f"fewer than {STABLE_TRIALS} trials" if self.n_trials < STABLE_TRIALS
-               else f"under {STABLE_SHARE:.0%} of refits")
-        return f"{kept}: ranking unstable ({why}); read the intervals, not the order"
+            note = f"{kept}: ranking stable"
+        else:
+            why = (f"fewer than {STABLE_TRIALS} trials" if self.n_trials < STABLE_TRIALS
+                   else f"under {STABLE_SHARE:.0%} of refits")
+            note = f"{kept}: ranking unstable ({why}); read the intervals, not the order"
+        return note if self.disagreement is None else f"{note}. {self.disagreement}"
 
 
 def stability(source: str | pl.DataFrame, method: str = "fanova", store: StoreLike = None, n_trees: int | None = None,
@@ -220,6 +228,8 @@ def stability(source: str | pl.DataFrame, method: str = "fanova", store: StoreLi
         st = _analyse(d, 0, n_trees, seed, surrogate, n_members, grid=None).stability
         assert st is not None  # _analyse always measures it
         return st
+    if method == "ped_anova":
+        return _stability(d, *_ped_anova(d, seed), frac=None, unit=False)
     if method == "permutation":
         return _stability(d, *_permutation(d, n_trees, seed), frac=None, unit=False)
     return _stability(d, *_impurity(d, n_trees, seed), frac=None, unit=True)
@@ -392,6 +402,7 @@ def _analyse(d, top, n_trees, seed, surrogate, n_members, grid) -> Sensitivity:
         imp, std, reps = _fanova_main(ens, total)
         bar(1)
     st = _stability(d, imp, std, reps, frac=imp, unit=True)
+    st.disagreement = _disagreement(d, st.top)
     out = Sensitivity(st.importance, n_fitted=len(d.y), n_usable=d.n_usable, stability=st)
     for p in out.importance["param"].head(top).to_list():
         out.marginals[p] = _marginal(d, d.names.index(p), ens, total, grid)
@@ -483,6 +494,34 @@ def _permutation(d, n_trees, seed):
                                                random_state=seed + 1 + b).importances_mean)
             bar(1)
     return r.importances_mean, r.importances_std, np.array(reps)
+
+
+def _disagreement(d, fanova_top):
+    """Where PED-ANOVA's top param is not fANOVA's: the two answer different questions
+    (reaching the best trials / the objective's variance over the whole space), and a
+    user deciding what to tune next needs both."""
+    from hptrack.analysis.ped_anova import ped_anova
+
+    if d.direction not in ("maximize", "minimize") or len(d.params) < 2:
+        return None
+    ped = ped_anova(d)
+    order = np.argsort(d.names)   # ties to the first name, as the importance frame sorts
+    top = d.names[order[np.argmax(ped[order])]]
+    if ped.max() <= 0 or top == fanova_top:
+        return None
+    return (f"PED-ANOVA ranks {top!r} first: it matters most for reaching the top 10% of trials, "
+            f"while {fanova_top!r} explains the most variance over the whole space")
+
+
+def _ped_anova(d, seed):
+    """PED-ANOVA on every trial (analysis/ped_anova.py), and N_BOOT replicates on
+    bootstrap samples of the trials."""
+    from hptrack.analysis.ped_anova import ped_anova
+
+    rng = np.random.default_rng([seed, 0xAD0])
+    n = len(d.y)
+    reps = np.array([ped_anova(d, rows=rng.integers(0, n, n)) for _ in range(N_BOOT)])
+    return ped_anova(d), reps.std(axis=0), reps
 
 
 def _impurity(d, n_trees, seed):

@@ -7,14 +7,16 @@ from click import Context
 
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, MAX_TRIALS_OPT, OBJECTIVE_OPT, emit, store_root
 
-_METHODS = click.Choice(["fanova", "permutation", "impurity"], case_sensitive=False)
+# hptrack.analysis.sensitivity.METHODS, without importing the analysis to parse the command line
+_METHODS = click.Choice(["fanova", "ped_anova", "permutation", "impurity"], case_sensitive=False)
 
 
 @click.command("importance")
 @click.argument("search")
 @click.option("--method", type=_METHODS, default="fanova", show_default=True,
               help="fanova: share of the objective's variance over the whole space that each "
-                   "param explains alone; permutation: drop in held-out R^2 when a param is "
+                   "param explains alone; ped_anova: how differently the top 10% of trials chose "
+                   "each param (Optuna 5's default); permutation: drop in held-out R^2 when a param is "
                    "shuffled; impurity: a random forest's mean decrease in impurity.")
 @click.option("--interactions", "pairs", is_flag=True,
               help="Show the pairwise interaction fractions (fanova second order) instead.")

@@ -319,3 +319,34 @@ def test_vectorised_unit_coordinates_match_the_definition():
     assert layers.to_unit(pl.Series([1, 4, 9])).tolist() == pytest.approx([0.125, 0.875, 0.875])
     flat = Param("flat", "float", low=2.0, high=2.0)
     assert flat.to_unit(pl.Series([2.0, 2.0])).tolist() == [0.5, 0.5]
+
+
+def _ridge_and_peak(slope, amp, n=600, seed=0):
+    """value = slope*x1 + a narrow peak of height amp in x2, with the analytic variance
+    shares of the two params (the reference the fANOVA fractions are checked against)."""
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    x1, x2 = rng.random(n), rng.random(n)
+    peak = amp * np.exp(-((np.linspace(0, 1, 200_001) - 0.5) / 0.04) ** 2)
+    v1, v2 = slope ** 2 / 12, peak.var()
+    df = pl.DataFrame({"x1": x1, "x2": x2, "value": slope * x1 + amp * np.exp(-((x2 - 0.5) / 0.04) ** 2)})
+    return df, {"x1": v1 / (v1 + v2), "x2": v2 / (v1 + v2)}
+
+
+@pytest.mark.parametrize("slope, amp, disagree", [(3, 3, True), (4, 3, False), (3, 6, False)])
+def test_the_stability_note_says_where_ped_anova_names_another_top_param(slope, amp, disagree):
+    from hptrack.analysis import importance, stability
+
+    df, truth = _ridge_and_peak(slope, amp)
+    st_ = stability(df, direction="maximize")
+    fractions = dict(zip(st_.importance["param"], st_.importance["importance"]))
+    assert st_.top == max(truth, key=truth.get)                      # fANOVA's top is the true one
+    assert all(abs(fractions[k] - truth[k]) < 0.08 for k in truth), (fractions, truth)
+    ped = importance(df, method="ped_anova", direction="maximize")
+    assert (ped["param"][0] != st_.top) == disagree
+    if disagree:   # x1 explains most of the variance; reaching the best trials hinges on the peak in x2
+        assert st_.disagreement.startswith("PED-ANOVA ranks 'x2' first") and st_.disagreement in st_.note
+    else:
+        assert st_.disagreement is None
+    assert stability(df).disagreement is None   # a table without a direction has no top trials
