@@ -327,7 +327,7 @@ def _counting_fits(mp):
     return calls
 
 
-@settings(max_examples=5, deadline=None, derandomize=True,
+@settings(max_examples=4, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(fitted_plans(), st.integers(0, 2), st.data())
 def test_report_importances_read_back_from_the_cache_equal_fresh_fits(plan, seed, data):

@@ -125,7 +125,7 @@ def studies(draw):
     return kinds, dists, n, seed, draw(st.sampled_from(["maximize", "minimize"])), draw(st.sampled_from([None, 2]))
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(studies())
 # ints landing exactly on the midpoints of Optuna's grid (span 98 on 50 cells: every odd
