@@ -10,11 +10,12 @@ space a param explains, but how differently the best trials chose it.
 This is what Optuna 5's ``PedAnovaImportanceEvaluator()`` (its default importance)
 computes, on hptrack's design (analysis/source.py): the same cut (the quantile of
 ``-value`` when maximising, ties kept), the same grids (50 steps; fewer for ints and
-log-ints; log params on the log scale; one cell per category), the same Scott's-rule
-Parzen estimator with one prior kernel, and a conditional param split into its active
-regime and the inactive one (which counts for nothing). tests/optuna/test_importance_real.py
-checks it against Optuna's evaluator on real studies. One difference: a float with a
-``step`` is gridded as a continuous float (hptrack's design keeps no step).
+log-ints; log params on the log scale; a cell per category of the space, taken or
+not), the same Scott's-rule Parzen estimator with one prior kernel, and a conditional
+param split into its active regime and the inactive one (which counts for nothing).
+tests/optuna/test_ped_anova.py checks it against Optuna's evaluator on real and random
+studies. One difference: a float with a ``step`` is gridded as a continuous float
+(hptrack's design keeps no step).
 """
 
 from __future__ import annotations
@@ -68,16 +69,21 @@ def ped_anova(d: Design, quantile: float = QUANTILE, rows: np.ndarray | None = N
 
 def _single(p: Param) -> bool:
     if p.kind in ("categorical", "bool"):
-        return len(p.categories) <= 1
+        return _n_choices(p) <= 1
     return p.low == p.high
+
+
+def _n_choices(p: Param) -> int:
+    # the space's categories, those no trial took included: each has a cell of the grid
+    return max(len(p.categories), p.choices)
 
 
 def _cells(p: Param, u: np.ndarray) -> tuple[np.ndarray, int]:
     """Grid cell of each active trial (``u`` its unit coordinate, the missing cell taken
     out), and the number of cells: Optuna's grid, on the values the coordinates stand for."""
     if p.kind in ("categorical", "bool"):
-        k = len(p.categories)
-        return np.minimum((u * k).astype(int), k - 1), k
+        k = len(p.categories)   # the observed ones; the cells after them are never taken
+        return np.minimum((u * k).astype(int), k - 1), _n_choices(p)
     assert p.low is not None and p.high is not None  # a numeric param has its range
     low, high = p.low, p.high          # log10 of the range for a log param
     steps = N_STEPS

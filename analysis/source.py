@@ -54,6 +54,9 @@ class Param:
     high: float | None = None
     categories: list = field(default_factory=list)
     missing: float = 0.0        # share of the unit interval that stands for "missing"
+    # categories the recorded space offers, observed or not (``categories`` holds the
+    # observed ones, all the surrogate can fit): PED-ANOVA's grid has a cell for each
+    choices: int = 0
 
     def to_unit(self, values: Any) -> np.ndarray:
         """Unit-cube coordinates of raw values (a list or polars Series; None = missing)."""
@@ -436,4 +439,5 @@ def _param(name: str, col, hint: dict, force_log: bool) -> Param:
     hinted = [category_key(c) for c in hint.get("categories") or []]
     keys = [k for k in dict.fromkeys(hinted) if k in present]
     keys += sorted((k for k in present if k not in set(keys)), key=str)
-    return Param(name, "categorical", categories=[present[k] for k in keys], missing=missing)
+    return Param(name, "categorical", categories=[present[k] for k in keys], missing=missing,
+                 choices=len(set(hinted) | set(present)))
