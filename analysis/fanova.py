@@ -73,11 +73,6 @@ class Ensemble:
     predict: list           # per member: callable X -> predictions
 
 
-def tree_boxes(tree: Any, d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lo, hi, value) of the leaves of one fitted sklearn tree, as boxes in [0, 1]^d."""
-    return forest_boxes([tree], d)[:3]
-
-
 def forest_boxes(trees: Sequence[Any], d: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(lo, hi, value, tree) of the leaves of many fitted sklearn trees, as boxes in [0, 1]^d,
     ``tree`` the index of each leaf's tree, leaves in tree order then node order.

@@ -240,11 +240,16 @@ def _stability(d, imp, std, reps, *, frac, unit: bool) -> Stability:
     ``reps`` (one row per refit); ``unit``: the importance is a share, its interval in [0, 1]."""
     frame = _importance_frame(d, imp, std, frac, reps, unit)
     top = frame["param"][0]
-    # a refit's top: its largest importance, ties to the first name (as the frame sorts)
-    order = np.argsort(d.names)
-    tops = order[np.argmax(reps[:, order], axis=1)]
+    tops = _top_of(d, reps)   # each refit's top
     share = float(np.mean(tops == d.names.index(top)))
     return Stability(frame, top, share, len(reps), len(d.y))
+
+
+def _top_of(d, values):
+    """The index of the top param of ``values`` (the last axis is the params): its largest
+    value, ties to the first name, as the importance frame sorts."""
+    order = np.argsort(d.names)
+    return order[np.argmax(values[..., order], axis=-1)]
 
 
 def _importance_frame(d, imp, std, frac, reps, unit):
@@ -505,8 +510,7 @@ def _disagreement(d, fanova_top):
     if d.direction not in ("maximize", "minimize") or len(d.params) < 2:
         return None
     ped = ped_anova(d)
-    order = np.argsort(d.names)   # ties to the first name, as the importance frame sorts
-    top = d.names[order[np.argmax(ped[order])]]
+    top = d.names[_top_of(d, ped)]
     if ped.max() <= 0 or top == fanova_top:
         return None
     return (f"PED-ANOVA ranks {top!r} first: it matters most for reaching the top 10% of trials, "
