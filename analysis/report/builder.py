@@ -18,6 +18,7 @@ from hptrack.analysis.report.model import (
     PARALLEL_FROM,
     TOP_CONFIGS,
     Group,
+    ObjectiveImportance,
     Report,
     SearchReport,
 )
@@ -83,7 +84,8 @@ def _searches(con, ids, bar, seed, as_of, max_trials, jobs, use_cache) -> list[S
     _training(reports, con)
     for sr in reports:
         sr.space = spaces[sr.search_id]
-        _pareto(sr, directions[sr.search_id])
+        sr.directions = directions[sr.search_id]
+        _pareto(sr, sr.directions)
     _importances(reports, bar, seed, max_trials, jobs, use_cache)
     for sr in reports:
         bar.advance(f"{sr.name}: diagnostics")
@@ -231,16 +233,20 @@ def _importances(reports, bar, seed, max_trials, jobs, use_cache) -> None:
     checks both."""
     import os
 
-    todo = []
+    todo, args = [], []   # (search, objective or None), and the fit's arguments
     for sr in reports:
         skip = _importance_skipped(sr)
         if skip:
             sr.importance_note = skip
             bar.advance(f"{sr.name}: importance")
-        else:
-            todo.append(sr)
-    args = [{"source": sr.trials, "space": sr.space, "direction": sr.direction, "params": sr.params,
-             "seed": seed, "top": N_MARGINALS, "max_trials": max_trials} for sr in todo]
+            continue
+        # a multi-objective search: one fit per objective, never one that quietly means objective 0
+        many = len(sr.directions) > 1
+        for k, direction in enumerate(sr.directions if many else [sr.direction]):
+            todo.append((sr, k if many else None))
+            args.append({"source": sr.trials, "space": sr.space, "direction": direction, "params": sr.params,
+                         "seed": seed, "top": N_MARGINALS, "max_trials": max_trials,
+                         **({"objective": k} if many else {})})
     names = [fit_cache.key(a) if use_cache else None for a in args]
     found = [fit_cache.load(k) if k else None for k in names]
     fit = [i for i, f in enumerate(found) if f is None]
@@ -257,12 +263,17 @@ def _importances(reports, bar, seed, max_trials, jobs, use_cache) -> None:
             delayed(_fit_importance)(args[i]) for i in fit)
     else:
         results = (_fit_importance(args[i]) for i in fit)
-    for sr, name, kept in zip(todo, names, found):
+    for (sr, obj), name, kept in zip(todo, names, found):
         got = kept if kept is not None else next(results)
         if kept is None and name and isinstance(got, fit_cache.Fitted):
             fit_cache.save(name, got)
-        _set_importance(sr, got)
-        bar.advance(f"{sr.name}: importance")
+        if obj is None:
+            _set_importance(sr, got)
+        else:
+            sr.per_objective.append(_objective_importance(obj, sr.directions[obj], got))
+            sr.importance_note = "one per objective"
+        if obj is None or obj == len(sr.directions) - 1:
+            bar.advance(f"{sr.name}: importance")
 
 
 def _importance_skipped(sr) -> str | None:
@@ -290,6 +301,12 @@ def _fit_importance(args) -> Any:
         return f"not computed: {type(e).__name__}: {e}"
     return fit_cache.Fitted(s.importance, s.marginals, (s.n_fitted, s.n_usable),
                         s.stability.note if s.stability is not None else None, s.note if s.sampled else None)
+
+
+def _objective_importance(k, direction, f) -> ObjectiveImportance:
+    if isinstance(f, str):
+        return ObjectiveImportance(k, direction, note=f)
+    return ObjectiveImportance(k, direction, f.importance, f.stability, f.note)
 
 
 def _set_importance(sr, f) -> None:

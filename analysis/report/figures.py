@@ -193,7 +193,7 @@ def _x(values: list, a: dict) -> list:
 
 # --- one search --------------------------------------------------------------------------
 def search_figs(s: SearchReport) -> list[dict]:
-    figs = [*pareto(s), history(s), importance(s), *slices(s), parallel(s), intermediate(s), folds(s),
+    figs = [*pareto(s), history(s), *importances(s), *slices(s), parallel(s), intermediate(s), folds(s),
             test_scatter(s)]
     if s.strategy == "pbt":
         figs += [lineage(s), schedule(s)]
@@ -241,15 +241,23 @@ def _drawn(s: SearchReport, done):
     return done if s.drawn is None else done.filter(pl.col("trial_id").is_in(s.drawn.implode()))
 
 
-def importance(s: SearchReport) -> dict:
-    if s.importance is None:
-        return missing("importance", s.importance_note or "not computed")
-    imp = s.importance.sort("importance")
+def importances(s: SearchReport) -> list[dict]:
+    """The importance bars: one chart, or one per objective of a multi-objective search."""
+    if s.per_objective:
+        return [importance(p.importance, p.note, f"importance objective {p.objective}",
+                           f" of objective {p.objective} ({p.direction})") for p in s.per_objective]
+    return [importance(s.importance, s.importance_note)]
+
+
+def importance(imp: Any, note: str | None, name: str = "importance", of: str = "") -> dict:
+    if imp is None:
+        return missing(name, note or "not computed")
+    imp = imp.sort("importance")
     trace = {"type": "bar", "orientation": "h", "y": [escape(p) for p in imp["param"].to_list()],
              "x": imp["importance"].to_list(),
              "error_x": {"type": "data", "array": imp["std"].to_list(), "visible": True, "color": "#444"},
              "marker": {"color": PALETTE[0]}, "hovertemplate": "%{y}: %{x:.3f} ± %{error_x.array:.3f}<extra></extra>"}
-    return fig("importance", "importance (fANOVA variance fraction, ± std over members)", [trace],
+    return fig(name, f"importance{of} (fANOVA variance fraction, ± std over members)", [trace],
                {"xaxis": axis("variance fraction", rangemode="tozero"), "yaxis": axis("", type="category")},
                height=max(220, 60 + 28 * imp.height), width=460)
 

@@ -53,11 +53,16 @@ def folder() -> str:
 def key(args: dict) -> str | None:
     """The entry's name for sensitivity.analyse(**args), None when the inputs cannot be
     written down exactly (the fit then runs uncached)."""
+    import polars as pl
+
     args = dict(args)
     trials = args.pop("source")
     try:
         buf = io.BytesIO()
-        trials.write_ipc(buf, compression="uncompressed")
+        # the same trials, the same bytes: one record batch and plain (not view) strings,
+        # as polars' string views of a frame sliced from one read of every search carry
+        # buffers of the other searches' rows, which would change the name
+        trials.rechunk().write_ipc(buf, compression="uncompressed", compat_level=pl.CompatLevel.oldest())
         settings = json.dumps(args, sort_keys=True, allow_nan=True)
     except Exception:  # an object column, a space of objects: no exact key
         return None

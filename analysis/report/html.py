@@ -137,6 +137,10 @@ def _search(s: SearchReport, page: _Page) -> str:
         out.append(f"<p>Importance and marginal curves: {escape(s.importance_note)}.</p>")
     if s.importance is not None and s.importance_stability:
         out.append(f"<p>Importance: {escape(s.importance_stability)}.</p>")
+    for p in s.per_objective:
+        facts = [f for f in (p.note if p.importance is not None else None, p.stability) if f]
+        if facts:
+            out.append(f"<p>Importance of objective {p.objective}: {escape('; '.join(facts))}.</p>")
     out.append(page.table(s))
     out.append(page.figs(s.search_id, figures.search_figs(s)))
     return "".join(out)

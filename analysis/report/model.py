@@ -18,6 +18,17 @@ MAX_DRAWN = 1000              # trials drawn one line each (parallel coordinates
                               # values): past that a plot is a blot and the HTML tens of MB
 
 
+@dataclass
+class ObjectiveImportance:
+    """One objective's importance in a multi-objective search's report: what
+    ``hptrack.analysis.importance(search, objective=k)`` gives, and its stability note."""
+    objective: int
+    direction: str
+    importance: Any = None          # polars, as SearchReport.importance
+    stability: str | None = None
+    note: str | None = None         # why not computed, or the sample it was fitted on
+
+
 @dataclass(repr=False)
 class SearchReport(Shown):
     name: str
@@ -41,6 +52,8 @@ class SearchReport(Shown):
     importance_sample: tuple | None = None  # (trials fitted, usable trials)
     importance_stability: str | None = None  # Stability.note: does the top param stay top
     marginals: dict = field(default_factory=dict)  # param -> polars (value, mean, std)
+    directions: list = field(default_factory=list)  # one per objective
+    per_objective: list = field(default_factory=list)  # multi-objective: an ObjectiveImportance each
     diagnosis: Any = None           # hptrack.analysis.overfitting.Diagnosis
     diagnosis_note: str | None = None
     trials: Any = None              # hptrack.trials() frame

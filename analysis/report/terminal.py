@@ -77,7 +77,6 @@ class _Hanging:
 
 def _print_search(console, s: SearchReport) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     console.print()
     _say(console, f"[bold]{escape(s.name)}[/bold]  strategy {s.strategy or '-'}, "
@@ -106,20 +105,12 @@ def _print_search(console, s: SearchReport) -> None:
         _say(console, f"best: trial {b['trial_number']}, {s.metric} {num(b['value'])}{test}")
         params = ", ".join(f"{k}={num(v)}" for k, v in b["params"].items())
         _say(console, f"      {escape(params)}")
-    if s.importance is not None:
-        t = Table(title=None, box=None, pad_edge=False, show_header=True, header_style="bold")
-        t.add_column("  param (fANOVA)")
-        t.add_column("share", justify="right")
-        t.add_column("var. fraction", justify="right")
-        t.add_column("95% interval", justify="right")
-        for row in s.importance.head(5).iter_rows(named=True):
-            t.add_row(f"  {row['param']}", f"{row['share']:.0%}", num(row["importance"], 3),
-                      f"{num(row['ci_low'], 3)} - {num(row['ci_high'], 3)}")
-        _say(console, "importance:" + (f" {s.importance_note}" if s.importance_note else ""))
-        console.print(t)
-        _say(console, f"  {escape(s.importance_stability or '')}")
+    if s.per_objective:
+        for p in s.per_objective:
+            _print_importance(console, f"importance, objective {p.objective} ({p.direction})",
+                              p.importance, p.note, p.stability)
     else:
-        _say(console, f"importance: {s.importance_note}")
+        _print_importance(console, "importance", s.importance, s.importance_note, s.importance_stability)
     _print_diagnosis(console, s)
     _print_training(console, s)
 
@@ -131,6 +122,26 @@ def _print_training(console, s) -> None:
 
 
 PARETO_SHOWN = 8   # front members listed one per line
+
+
+def _print_importance(console, title, imp, note, stability) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    if imp is None:
+        _say(console, f"{title}: {note}")
+        return
+    t = Table(title=None, box=None, pad_edge=False, show_header=True, header_style="bold")
+    t.add_column("  param (fANOVA)")
+    t.add_column("share", justify="right")
+    t.add_column("var. fraction", justify="right")
+    t.add_column("95% interval", justify="right")
+    for row in imp.head(5).iter_rows(named=True):
+        t.add_row(f"  {row['param']}", f"{row['share']:.0%}", num(row["importance"], 3),
+                  f"{num(row['ci_low'], 3)} - {num(row['ci_high'], 3)}")
+    _say(console, f"{title}:" + (f" {note}" if note else ""))
+    console.print(t)
+    _say(console, f"  {escape(stability or '')}")
 
 
 def _print_pareto(console, s) -> None:

@@ -273,7 +273,8 @@ def test_report_reads_equal_the_per_search_reads_of_the_live_views(plan):
 @st.composite
 def fitted_plans(draw):
     """Searches big enough to fit (8-40 trials, random float/log/int/categorical params,
-    some failed), a few too small to, and a search whose only param never varies."""
+    some failed, some with two objectives), a few too small to, and a search whose only
+    param never varies."""
     searches = []
     for i in range(draw(st.integers(2, 5))):
         kinds = draw(st.sets(st.sampled_from(_KINDS[:4]), min_size=1))
@@ -283,9 +284,14 @@ def fitted_plans(draw):
                    "value": draw(st.floats(0, 1)), "reports": 0, "lr": False, "folds": 0, "sizes": False,
                    "repeat_fold": False, "other_metric": False, "test": False, "stop": False}
                   for _ in range(draw(st.sampled_from([40, 12, 25, 5])))]
-        searches.append({"name": f"s{i}", "strategy": "random", "task": None, "seed": 0, "multi": False,
+        # a multi-objective search now and then: one fit per objective
+        searches.append({"name": f"s{i}", "strategy": "random", "task": None, "seed": 0,
+                         "multi": draw(st.integers(0, 3)) == 0,
                          "direction": draw(st.sampled_from(["maximize", "minimize"])), "trials": trials})
     return {"searches": searches}
+
+
+_KEPT = ("importance", "marginals", "importance_sample", "importance_stability", "importance_note", "per_objective")
 
 
 @settings(max_examples=5, deadline=None, derandomize=True,
@@ -302,15 +308,13 @@ def test_report_importances_fitted_in_worker_processes_equal_the_fits_in_this_pr
         there = builder.build(store=store, progress=False, seed=seed, jobs=2, as_of=here.as_of)
         fitted = 0
         for a, b in zip(here.searches, there.searches, strict=True):
-            parts = ("importance", "marginals", "importance_sample", "importance_stability", "importance_note")
-            assert _canon([getattr(a, k) for k in parts]) == _canon([getattr(b, k) for k in parts])
-            fitted += a.importance is not None
+            assert _canon([getattr(a, k) for k in _KEPT]) == _canon([getattr(b, k) for k in _KEPT])
+            fitted += a.importance is not None or bool(a.per_objective)
         event(f"searches fitted: {fitted}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-_KEPT = ("importance", "marginals", "importance_sample", "importance_stability", "importance_note")
 
 
 def _importances(rep):
@@ -347,14 +351,16 @@ def test_report_importances_read_back_from_the_cache_equal_fresh_fits(plan, seed
             assert len(calls) == fitted, "a warm report fitted again"
             assert _importances(fresh) == _importances(cold) == _importances(warm)
             event(f"searches fitted: {fitted}")
-            # one more trial in one search: that search, and only it, is fitted again
-            h = hptrack.search(data.draw(st.sampled_from(plan["searches"]))["name"], store=store, quiet=True)
+            # one more trial in one search: that search, and only it, is fitted again (once
+            # per objective)
+            changed = data.draw(st.sampled_from(plan["searches"]))
+            h = hptrack.search(changed["name"], store=store, quiet=True)
             t = h.trial({"p_float": 0.125}, ts=T0 + timedelta(days=1))
-            t.complete(0.5, ts=T0 + timedelta(days=1))
+            t.complete(values=[0.5, 0.5] if changed["multi"] else [0.5], ts=T0 + timedelta(days=1))
             h.writer.flush()
             calls.clear()
             after = builder.build(store=store, progress=False, seed=seed, jobs=1)
-            assert len(calls) <= 1
+            assert len(calls) <= (2 if changed["multi"] else 1)
             assert _importances(after) == _importances(
                 builder.build(store=store, progress=False, seed=seed, jobs=1, as_of=after.as_of, cache=False))
     finally:
@@ -582,3 +588,26 @@ def test_budget_describe_does_not_depend_on_the_order_trials_were_read(bases, rn
     shuffled = [dict(rnd.sample(list(b.items()), len(b))) for b in bases]
     rnd.shuffle(shuffled)
     assert budget.describe({"basis": b} for b in shuffled) == budget.describe({"basis": b} for b in bases)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.text(min_size=0, max_size=30), st.floats(allow_nan=False)), min_size=1, max_size=20),
+       st.lists(st.tuples(st.text(min_size=13, max_size=40), st.floats(allow_nan=False)), min_size=1, max_size=20),
+       st.booleans())
+def test_a_fits_name_is_the_same_for_the_same_trials_however_they_were_read(mine, others, first):
+    """The report slices every search's trials out of one read (tracker/_read/read.py:
+    trials_of). The entry's name must depend on the trials only: not on the other
+    searches' rows beside them (polars' string views keep their buffers) nor on chunks."""
+    import polars as pl
+
+    from hptrack.analysis.report import fit_cache
+
+    def frame(rows):
+        return pl.DataFrame({"trial_id": [r[0] for r in rows], "value": [r[1] for r in rows]})
+
+    alone = frame(mine)
+    both = pl.concat([frame(mine), frame(others)] if first else [frame(others), frame(mine)], rechunk=True)
+    sliced = both.slice(0 if first else len(others), len(mine))
+    assert sliced.equals(alone)
+    settings_ = {"direction": "maximize", "seed": 0}
+    assert fit_cache.key({"source": sliced, **settings_}) == fit_cache.key({"source": alone, **settings_})
