@@ -20,7 +20,9 @@ of features; with none, the plan says so and gives no time. From it:
   with a tiny ridge penalty, back-transformed with the mean of the exponentiated
   residuals (Duan's smearing). When the history holds one data size only
   (its folds within a factor of 1.5), time is taken as proportional to the
-  training rows, and the plan says so; params the history never varied, or
+  training rows and the range reaches quadratic (kernel SVMs, trees grow faster
+  than linearly), and the plan says so; a fitted exponent outside 0-2.5
+  (two noisy sizes close together) is clamped into it, with a note; params the history never varied, or
   values outside its range, are named in ``notes``.
 
 Wall time: the folds are dealt, in scikit-learn's order (candidate by
@@ -64,6 +66,8 @@ QUANTILES = (0.1, 0.9)   # the range: these quantiles of the recorded folds' log
 SAME_ROWS = 0.01         # a recorded fold "of the same config" has training rows within this share
 ONE_SIZE = 1.5           # history whose folds' rows span less than this factor has one data size
 RIDGE = 1e-6             # keeps collinear params (varied together) solvable
+SLOPES = (0.0, 2.5)      # a rows exponent fitted outside this range is clamped into it (time never falls with rows)
+SUPERLINEAR = 2.0        # from one data size, the range allows time up to quadratic in the rows
 
 
 @dataclass(repr=False)
@@ -82,6 +86,7 @@ class Plan(Shown):
     seconds: float | None           # the estimate of the wall time
     seconds_low: float | None       # 10th-percentile ... 90th-percentile range
     seconds_high: float | None
+    overhead_s: float = 0.0         # part of seconds: dispatch and recording, at the history's rate per fit
     history_searches: list[str] = field(default_factory=list)   # names of the searches it read
     history_folds: int = 0          # recorded folds that matched (same estimator, same n_features)
     exact_folds: int = 0            # planned folds taken from recorded folds of the same config
@@ -136,16 +141,20 @@ def duration(seconds: float | None) -> str:
 
 # --- reading the history ------------------------------------------------------------
 _FOLDS = """
-WITH s AS (SELECT search_id, arg_min(payload, event_id) AS payload FROM events
-           WHERE type = 'search_started' GROUP BY search_id)
+WITH s AS (SELECT search_id, arg_min(payload, event_id) AS payload, min(ts) AS ts FROM events
+           WHERE type = 'search_started' GROUP BY search_id),
+e AS (SELECT search_id, count(*) AS n, max(ts) AS ts, any_value(payload) AS payload FROM events
+      WHERE type = 'search_finished' GROUP BY search_id)
 SELECT f.search_id, coalesce(s.payload ->> 'name', f.search_id) AS search, s.payload AS search_payload,
-       f.trial_id, f.fold, f.fit_time, f.score_time, f.n_train
+       f.trial_id, f.fold, f.fit_time, f.score_time, f.n_train,
+       CASE WHEN e.n = 1 THEN epoch(e.ts) - epoch(s.ts) END AS wall_s,
+       TRY_CAST(e.payload ->> 'refit_time' AS DOUBLE) AS refit_s
 FROM (SELECT search_id, trial_id, fold, TRY_CAST(payload ->> 'iter' AS BIGINT) AS it,
              max(TRY_CAST(payload ->> 'fit_time' AS DOUBLE)) AS fit_time,
              max(TRY_CAST(payload ->> 'score_time' AS DOUBLE)) AS score_time,
              max(TRY_CAST(payload ->> 'n_train' AS BIGINT)) AS n_train
       FROM scores WHERE split = 'fold' GROUP BY ALL) f
-JOIN s USING (search_id)
+JOIN s USING (search_id) LEFT JOIN e USING (search_id)
 WHERE (s.payload ->> 'estimator') = ? AND f.fit_time IS NOT NULL AND f.n_train IS NOT NULL
 ORDER BY f.search_id, f.trial_id, f.fold, f.it
 """
@@ -154,7 +163,9 @@ ORDER BY f.search_id, f.trial_id, f.fold, f.it
 def history(con: Connection, estimator: str) -> pl.DataFrame:
     """One row per recorded CV fold of a search of ``estimator`` (module.QualName): ``search_id,
     search, n_features, n_train, fit_time, score_time, params`` (the trial's full params, the
-    search's fixed ones overlaid with its own, as sorted JSON)."""
+    search's fixed ones overlaid with its own, as sorted JSON), and its search's
+    ``search_wall_s`` (started to finished, when it finished once), ``search_refit_s`` and
+    ``search_n_jobs``."""
     import polars as pl
 
     rows = con.sql(_FOLDS, params=[estimator]).fetchall()
@@ -168,7 +179,7 @@ def history(con: Connection, estimator: str) -> pl.DataFrame:
             trial_params.setdefault((sid, tid), {})[name] = _param(kind, num, text)
     payloads: dict[str, dict] = {}
     out = []
-    for sid, search, payload, tid, _fold, fit, score, n_train in rows:
+    for sid, search, payload, tid, _fold, fit, score, n_train, wall, refit in rows:
         info = payloads.get(sid)
         if info is None:
             info = payloads[sid] = json.loads(payload) if payload else {}
@@ -176,7 +187,8 @@ def history(con: Connection, estimator: str) -> pl.DataFrame:
         params = {**(info.get("estimator_params") or {}), **trial_params.get((sid, tid), {})}
         out.append({"search_id": sid, "search": search, "estimator": estimator,
                     "n_features": int(shape[1]) if len(shape) == 2 else None, "n_train": int(n_train),
-                    "fit_time": float(fit), "score_time": float(score or 0.0), "params": _key(params)})
+                    "fit_time": float(fit), "score_time": float(score or 0.0), "params": _key(params),
+                    "search_wall_s": wall, "search_refit_s": refit, "search_n_jobs": info.get("n_jobs")})
     return pl.DataFrame(out, schema=_schema())
 
 
@@ -184,7 +196,8 @@ def _schema() -> dict:
     import polars as pl
 
     return {"search_id": pl.String, "search": pl.String, "estimator": pl.String, "n_features": pl.Int64,
-            "n_train": pl.Int64, "fit_time": pl.Float64, "score_time": pl.Float64, "params": pl.String}
+            "n_train": pl.Int64, "fit_time": pl.Float64, "score_time": pl.Float64, "params": pl.String,
+            "search_wall_s": pl.Float64, "search_refit_s": pl.Float64, "search_n_jobs": pl.Int64}
 
 
 def _param(kind: str, num: float | None, text: str | None) -> Any:
@@ -228,8 +241,21 @@ class _LogModel:
                     self.single[name] = values[0]
         logn = np.log(n_train.astype(float))
         self.rows = (float(logn.min()), float(logn.max()))
-        self.fit_rows = self.rows[1] - self.rows[0] >= math.log(ONE_SIZE)
-        y = np.log(np.maximum(seconds, 1e-6)) - (0.0 if self.fit_rows else logn)
+        self.center = float(logn.mean())
+        self.one_size = self.rows[1] - self.rows[0] < math.log(ONE_SIZE)
+        self.slope: float | None = 1.0 if self.one_size else None   # the rows' exponent, None: fitted
+        self.fitted_slope: float | None = None
+        y = np.log(np.maximum(seconds, 1e-6))
+        self._fit(params, logn, y)
+        if self.slope is None:
+            self.fitted_slope = float(self.beta[1] / self.scale[0])
+            if not SLOPES[0] <= self.fitted_slope <= SLOPES[1]:
+                # two noisy sizes close together can give any slope: keep a plausible one
+                self.slope = float(np.clip(self.fitted_slope, *SLOPES))
+                self._fit(params, logn, y)
+
+    def _fit(self, params: list[dict], logn: np.ndarray, y: np.ndarray) -> None:
+        y = y - (0.0 if self.slope is None else self.slope * logn)
         X = self._design(params, logn)
         self.mean, self.scale = X.mean(axis=0), X.std(axis=0)
         self.scale[self.scale == 0] = 1.0
@@ -242,32 +268,52 @@ class _LogModel:
         self.smear = float(np.mean(np.exp(self.residuals)))
 
     def _design(self, params: list[dict], logn: np.ndarray) -> np.ndarray:
-        cols = [logn] if self.fit_rows else []
+        cols = [logn] if self.slope is None else []
         for name, median, _, _ in self.numeric:
             cols.append(np.array([math.log(p[name]) if _numeric(p.get(name)) else median for p in params]))
         for name, level in self.levels:
             cols.append(np.array([float(json.dumps(p.get(name), default=str) == level) for p in params]))
         return np.column_stack(cols) if cols else np.zeros((len(logn), 0))
 
-    def predict(self, params: list[dict], n_train: np.ndarray) -> np.ndarray:
+    def predict(self, params: list[dict], n_train: np.ndarray, slope: float | None = None) -> np.ndarray:
+        """Seconds per fit; ``slope`` overrides the exponent of the rows when it is not fitted."""
         logn = np.log(n_train.astype(float))
         X = self._design(params, logn)
         Z = np.column_stack([np.ones(len(logn)), (X - self.mean) / self.scale])
-        return np.exp(Z @ self.beta + (0.0 if self.fit_rows else logn)) * self.smear
+        fixed = self.slope if slope is None else slope
+        rows = 0.0 if self.slope is None else self.center * self.slope + fixed * (logn - self.center)
+        return np.exp(Z @ self.beta + rows) * self.smear
+
+    def bounds(self, params: list[dict], n_train: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mid, low, high) seconds per fit: the prediction, and the range of the residuals'
+        quantiles, widened to a slope of SUPERLINEAR in the rows when the history has one size."""
+        mid = self.predict(params, n_train)
+        alt = self.predict(params, n_train, slope=SUPERLINEAR) if self.one_size else mid
+        q_low, q_high = self.spread()
+        return mid, np.minimum(mid, alt) * q_low, np.maximum(mid, alt) * q_high
+
+    def spread(self) -> tuple[float, float]:
+        """The factors of the residuals' QUANTILES (at most 1, at least 1)."""
+        low, high = np.exp(np.quantile(self.residuals, QUANTILES)) / self.smear
+        return min(1.0, float(low)), max(1.0, float(high))
 
     def basis(self) -> str:
-        terms = (["log n_train"] if self.fit_rows else []) + [f"log {n}" for n, *_ in self.numeric]
+        terms = (["log n_train"] if self.slope is None else []) + [f"log {n}" for n, *_ in self.numeric]
         terms += sorted({n for n, _ in self.levels})
         return "log seconds ~ " + (" + ".join(terms) if terms else "a constant") + \
-            ("" if self.fit_rows else " (+ log n_train, slope 1)")
+            ("" if self.slope is None else f" (+ log n_train, slope {self.slope:g})")
 
     def notes(self, params: list[dict], n_train: np.ndarray) -> list[str]:
         out = []
         lo, hi = float(np.log(n_train.min())), float(np.log(n_train.max()))
-        if not self.fit_rows and (hi > self.rows[1] + 0.1 or lo < self.rows[0] - 0.1):
+        if self.slope is not None and not self.one_size:
+            out.append(f"the recorded sizes give time ~ rows^{self.fitted_slope:.2f}, outside "
+                       f"{SLOPES[0]:g}-{SLOPES[1]:g}: taken as rows^{self.slope:g}")
+        if self.one_size and (hi > self.rows[1] + 0.1 or lo < self.rows[0] - 0.1):
             out.append(f"the history has one data size (~{math.exp(self.rows[1]):.0f} training rows): time "
-                       f"is taken as proportional to the rows (~{math.exp(hi):.0f} planned)")
-        elif self.fit_rows and (hi > self.rows[1] + 0.05 or lo < self.rows[0] - 0.05):
+                       f"is taken as proportional to the rows (~{math.exp(hi):.0f} planned), the range up to "
+                       "quadratic")
+        elif not self.one_size and (hi > self.rows[1] + 0.05 or lo < self.rows[0] - 0.05):
             out.append(f"extrapolating from {math.exp(self.rows[0]):.0f}-{math.exp(self.rows[1]):.0f} recorded "
                        f"training rows to {math.exp(hi):.0f}")
         for name, _, low, high in self.numeric:
@@ -329,27 +375,45 @@ def estimate(folds: pl.DataFrame, planned: PlannedSearch, cores: int | None = No
     fold_model = _LogModel(params, n_train, fold_s, names)
     cand_tasks = [c for c in planned.candidates for _ in planned.fold_n_train]
     task_rows = np.array(planned.fold_n_train * planned.n_candidates)
-    mid = fold_model.predict(cand_tasks, task_rows)
+    mid, low, high = fold_model.bounds(cand_tasks, task_rows)
     recorded = _recorded(rows["params"].to_list(), n_train, fold_s)
+    q_low, q_high = fold_model.spread()
     exact = 0
     for i, (c, n) in enumerate(zip(cand_tasks, task_rows)):
         same = [s for m, s in recorded.get(_key(c), []) if abs(m - n) <= SAME_ROWS * n]
         if same:
-            mid[i], exact = float(np.mean(same)), exact + 1
-    total = makespan(mid, workers)
+            mid[i] = float(np.mean(same))
+            low[i], high[i], exact = mid[i] * q_low, mid[i] * q_high, exact + 1
+    totals = [makespan(t, workers) for t in (mid, low, high)]
     if planned.refit:
         fit_model = _LogModel(params, n_train, rows["fit_time"].to_numpy(), names)
-        total += float(fit_model.predict(planned.candidates, np.full(planned.n_candidates,
-                                                                     planned.n_samples)).mean())
-    low, high = np.exp(np.quantile(fold_model.residuals, QUANTILES))
-    plan.seconds, plan.seconds_low, plan.seconds_high = total, total * min(1.0, low), total * max(1.0, high)
+        refit = fit_model.bounds(planned.candidates, np.full(planned.n_candidates, planned.n_samples))
+        totals = [t + float(r.mean()) for t, r in zip(totals, refit)]
+    per_fit = overhead_per_fit(rows, cores)
+    plan.overhead_s = per_fit * planned.n_fits / workers
+    totals = [t + plan.overhead_s for t in totals]
+    plan.seconds, plan.seconds_low, plan.seconds_high = totals
     plan.history_searches = sorted(set(rows["search"].to_list()))
     plan.history_folds, plan.exact_folds = rows.height, exact
     plan.basis = (f"{exact} of {n_tasks} folds from recorded folds of the same config; " if exact else "") + \
-        fold_model.basis()
+        fold_model.basis() + (f"; + {per_fit * 1000:.1f} ms per fit of dispatch and recording" if per_fit else "")
     if exact < n_tasks:
         plan.notes += fold_model.notes(planned.candidates, np.array(planned.fold_n_train))
     return plan
+
+
+def overhead_per_fit(folds: pl.DataFrame, cores: int) -> float:
+    """The median over the recorded searches of the time they spent beyond their folds and refit
+    (dispatch, recording, starting workers), per fit; 0 when none finished once."""
+    per = []
+    for (_,), g in folds.group_by(["search_id"]):
+        wall, refit, n_jobs = g["search_wall_s"][0], g["search_refit_s"][0], g["search_n_jobs"][0]
+        if wall is None:
+            continue
+        fits = g.height + int(refit is not None)
+        busy = float((g["fit_time"] + g["score_time"]).sum()) / workers_for(n_jobs, cores, g.height)
+        per.append(max(0.0, (wall - busy - (refit or 0.0)) / fits))
+    return float(np.median(per)) if per else 0.0
 
 
 def _recorded(keys: list[str], n_train: np.ndarray, seconds: np.ndarray) -> dict[str, list[tuple[int, float]]]:
