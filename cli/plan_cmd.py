@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from click import Context
@@ -40,7 +41,7 @@ def _json(ctx: Context, param, text):
 @click.option("--random-state", type=int, default=None, help="The random search's seed.")
 @FORMAT_OPT
 @click.pass_context
-def plan_cmd(ctx: Context, like: str | None, estimator: str | None, grid, distributions, n_iter: int | None,
+def plan_cmd(ctx: Context, like: str | None, estimator: str | None, grid: Any, distributions: Any, n_iter: int | None,
              cv: int | None, n_jobs: int | None, n_samples: int | None, n_features: int | None,
              refit: bool | None, random_state: int | None, fmt: str) -> None:
     """How many fits a grid or random search runs (candidates x folds, + 1 refit)
@@ -53,7 +54,8 @@ def plan_cmd(ctx: Context, like: str | None, estimator: str | None, grid, distri
       hptrack plan --estimator sklearn.svm.SVC --grid '{"C": [0.1, 1, 10], "gamma": [0.01, 0.1]}' \\
                    --cv 5 --n-jobs 2 --n-samples 569 --n-features 30
       hptrack plan --like svc-grid --n-samples 5000 --n-jobs 4
-      hptrack plan --like svc-grid --distributions '{"C": {"distribution": "loguniform", "args": [0.01, 100]}}' --n-iter 50
+      hptrack plan --like svc-grid --n-iter 50 \\
+                   --distributions '{"C": {"distribution": "loguniform", "args": [0.01, 100]}}'
     """
     from hptrack.analysis.planning import plan_space
 
