@@ -389,6 +389,12 @@ def estimate(folds: pl.DataFrame, planned: PlannedSearch, cores: int | None = No
         fit_model = _LogModel(params, n_train, rows["fit_time"].to_numpy(), names)
         refit = fit_model.bounds(planned.candidates, np.full(planned.n_candidates, planned.n_samples))
         totals = [t + float(r.mean()) for t, r in zip(totals, refit)]
+    hist_workers = {workers_for(j, cores, 2) > 1 for j in rows["search_n_jobs"].to_list()}
+    if hist_workers and (workers > 1) not in hist_workers:
+        # joblib's workers run BLAS on one thread each; one process uses every core's thread
+        plan.notes.append(f"the history ran {'in parallel' if workers == 1 else 'in one process'}, the plan "
+                          f"{'in one process' if workers == 1 else f'on {workers} workers'}: per-fit times differ "
+                          "where the estimator uses BLAS threads (record a search with the same n_jobs)")
     per_fit = overhead_per_fit(rows, cores)
     plan.overhead_s = per_fit * planned.n_fits / workers
     totals = [t + plan.overhead_s for t in totals]
@@ -447,8 +453,11 @@ def plan(search: Any, X: Any = None, y: Any = None, *, groups: Any = None, n_job
     """How many fits ``search`` (a GridSearchCV / RandomizedSearchCV, tracked or not, or a
     :class:`~hptrack.analysis.planned.PlannedSearch`) runs on ``X, y`` and, from the folds the
     store recorded of the same estimator on data of as many features, how long it takes.
-    Nothing is fitted. ``n_jobs`` overrides the search's."""
+    Nothing is fitted. ``n_jobs`` overrides the search's; a tracked search's own ``store`` is the
+    default store."""
     planned = search if isinstance(search, PlannedSearch) else from_search(search, X, y, groups, n_jobs)
+    if store is None:
+        store = getattr(search, "store", None)  # hptrack.sklearn.track(..., store=...)
     return estimate(_history_of(planned.estimator, store, con), planned, cores)
 
 

@@ -134,12 +134,17 @@ def test_replanning_a_recorded_search_gives_back_its_recorded_fold_times(store):
     assert p.exact_folds == p.n_fits == 12
     assert p.seconds - p.overhead_s == pytest.approx(recorded, rel=1e-9)
     assert p.seconds_low <= p.seconds <= p.seconds_high
+    # a tracked search is planned from its own store
+    tracked = hs.track(GridSearchCV(SVC(), GRID, cv=3, refit=False), name="svc-grid", store=store)
+    assert plan(tracked, X, y, n_jobs=1).seconds == p.seconds
     # on 2 workers the same folds, dealt in sklearn's order, each to the first worker free
     folds = history(con, SVC_QUALNAME).filter(pl.col("search") == "svc-grid")
     two = plan(GridSearchCV(SVC(), GRID, cv=3, refit=False, n_jobs=2), X, y, store=store, cores=2)
     assert two.workers == 2 and two.seconds - two.overhead_s < p.seconds - p.overhead_s
     assert two.seconds - two.overhead_s >= (recorded / 2) - 1e-12
     assert len(folds) == 12
+    # the history ran in one process: BLAS threading differs on 2 workers, and the plan says so
+    assert any("the history ran in one process" in n for n in two.notes) and not p.notes
 
 
 def test_only_history_of_the_same_estimator_and_n_features_is_used(store):
