@@ -10,6 +10,7 @@ Pure functions from tables to results; names are imported lazily so that
 >>> analysis.compare(["grid", "random"])    # strategy comparison
 >>> analysis.pareto("mlp-digits")           # multi-objective: Pareto front, hypervolume
 >>> analysis.progress()                     # running searches: trials by state, best, ETA
+>>> analysis.plan(GridSearchCV(...), X, y)  # fits and time of a search before it runs
 """
 
 import importlib
@@ -28,10 +29,13 @@ _EXPORTS = {
     "progress": ".search_progress",
     "lineage": ".population",
     "schedule": ".population",
+    "plan": ".planning",
+    "plan_space": ".planning",
+    "Plan": ".planning",
 }
 
-__all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "lineage",
-           "marginals", "pareto", "progress", "schedule", "stability"]
+__all__ = ["IncomparableSearches", "Plan", "analyse", "compare", "diagnose", "importance", "interactions",
+           "lineage", "marginals", "pareto", "plan", "plan_space", "progress", "schedule", "stability"]
 
 
 def __getattr__(name: str) -> Any:
