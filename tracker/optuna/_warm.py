@@ -40,11 +40,9 @@ from optuna.distributions import (
 )
 from optuna.trial import FrozenTrial, TrialState
 
-from hptrack._files.store import StoreLike
-from hptrack._read.read import connect, objectives, resolve_search
-from hptrack._read.reuse import reused_trials
+from hptrack._history import finished_trials
+from hptrack.api import StoreLike
 from hptrack.errors import HptrackError
-from hptrack.schema import decode_param
 
 SOURCE_SEARCH, SOURCE_TRIAL = "hptrack_source_search", "hptrack_source_trial"
 STUDY_ATTR = "hptrack_warm_start"        # study user attr: the search ids it was warm-started from
@@ -89,40 +87,39 @@ def warm_start(study: optuna.Study, from_search: str | Iterable[str], store: Sto
     known = _study_distributions(existing)
     result = WarmStart(0, 0, searches=[])
     new: list[FrozenTrial] = []
-    with connect(store) as con:
-        for name in names:
-            sid, label = resolve_search(con, name)
-            recorded = objectives(con, sid)
-            if recorded != directions:
-                raise WarmStartError(
-                    f"search {label!r} was recorded with direction(s) {recorded}, the study has {directions}: "
-                    "warm-start a study of the same direction(s) (optuna.create_study(direction=...))")
-            result.searches.append(sid)
-            space = _space(_recorded_space(con, sid))
-            for rec in _trials(con, sid):
-                if rec["state"] not in wanted:
-                    _count(result, f"state {rec['state']}")
-                    continue
-                origin = rec["origin"]
-                if origin in present:
-                    result.already += 1
-                    continue
-                dists = _trial_distributions(rec, space, distributions, label, outside)
-                if dists is None:
-                    _count(result, "outside the space")
-                    continue
-                for p, d in dists.items():
-                    if p in known:
-                        try:
-                            check_distribution_compatibility(known[p], d)
-                        except ValueError as exc:
-                            raise WarmStartError(
-                                f"param {p!r} of trial {rec['number']} of {label!r} has distribution {d}, "
-                                f"the study already has {known[p]} ({exc}): pass distributions= with "
-                                "the study's space") from None
-                    known.setdefault(p, d)
-                new.append(_frozen(rec, dists, wanted[rec["state"]]))
-                present.add(origin)
+    for name in names:
+        past = finished_trials(store, name)
+        sid, label, recorded = past["search_id"], past["name"], past["directions"]
+        if recorded != directions:
+            raise WarmStartError(
+                f"search {label!r} was recorded with direction(s) {recorded}, the study has {directions}: "
+                "warm-start a study of the same direction(s) (optuna.create_study(direction=...))")
+        result.searches.append(sid)
+        space = _space(past["space"])
+        for rec in [_trial(r, sid) for r in past["trials"]]:
+            if rec["state"] not in wanted:
+                _count(result, f"state {rec['state']}")
+                continue
+            origin = rec["origin"]
+            if origin in present:
+                result.already += 1
+                continue
+            dists = _trial_distributions(rec, space, distributions, label, outside)
+            if dists is None:
+                _count(result, "outside the space")
+                continue
+            for p, d in dists.items():
+                if p in known:
+                    try:
+                        check_distribution_compatibility(known[p], d)
+                    except ValueError as exc:
+                        raise WarmStartError(
+                            f"param {p!r} of trial {rec['number']} of {label!r} has distribution {d}, "
+                            f"the study already has {known[p]} ({exc}): pass distributions= with "
+                            "the study's space") from None
+                known.setdefault(p, d)
+            new.append(_frozen(rec, dists, wanted[rec["state"]]))
+            present.add(origin)
     study.add_trials(new)
     result.added = len(new)
     if new:
@@ -154,46 +151,21 @@ def _study_distributions(trials) -> dict[str, BaseDistribution]:
     return out
 
 
-def _trials(con, sid: str) -> list[dict]:
-    """The search's finished trials with params, values, distributions, reports and user attrs."""
-    rows = con.sql('SELECT trial_id, trial_number, state, value, "values" FROM trials '
-                   "WHERE search_id = ? AND state <> 'running' ORDER BY trial_number", params=[sid]).fetchall()
-    params: dict[str, dict] = {}
-    for tid, name, kind, num, text in con.sql(
-            "SELECT trial_id, name, kind, value_num, value_str FROM params WHERE search_id = ? ORDER BY name",
-            params=[sid]).fetchall():
-        params.setdefault(tid, {})[name] = decode_param(kind, num, text)
-    dists: dict[str, dict] = {}
-    attrs: dict[str, dict] = {}
-    origins: dict[str, tuple] = {}
-    for tid, text in con.sql(
-            "SELECT trial_id, payload FROM events WHERE search_id = ? AND type = 'annotation' "
-            "AND trial_id IS NOT NULL ORDER BY event_id", params=[sid]).fetchall():
-        payload = json.loads(text) if text else {}
-        for k, d in (payload.get("distributions") or {}).items():
-            dists.setdefault(tid, {})[k] = json_to_distribution(json.dumps(d))
-        attrs.setdefault(tid, {}).update(payload.get("user_attrs") or {})
-        src = payload.get("reused_from")
-        if isinstance(src, dict):
-            origins[tid] = (src.get("search_id"), src.get("trial_id"))
-    reports: dict[str, dict] = {}
-    for tid, step, value in con.sql(
-            "SELECT trial_id, step, value FROM reports WHERE search_id = ? ORDER BY ts, step",
-            params=[sid]).fetchall():
-        reports.setdefault(tid, {}).setdefault(int(step), float(value))  # Optuna keeps a step's first value
-    copies = reused_trials(con, [sid])[sid]
-    out = []
-    for tid, number, state, value, values in rows:
-        user = {k: v for k, v in attrs.get(tid, {}).items() if k not in (SOURCE_SEARCH, SOURCE_TRIAL)}
-        # a copy (or a trial warm-started before) is known by where it was first measured
-        origin = origins.get(tid) if tid in copies else None
-        prior = attrs.get(tid, {})
-        if origin is None and SOURCE_TRIAL in prior:
-            origin = (prior.get(SOURCE_SEARCH), prior.get(SOURCE_TRIAL))
-        out.append({"trial_id": tid, "number": number, "state": state, "value": value, "values": values,
-                    "params": params.get(tid, {}), "distributions": dists.get(tid, {}),
-                    "reports": reports.get(tid, {}), "user_attrs": user, "origin": origin or (sid, tid)})
-    return out
+def _trial(rec: dict, sid: str) -> dict:
+    """A recorded trial with its distributions as Optuna's, its user attrs without the
+    warm-start marks, and its origin: where it was first measured (a copy, or a trial
+    warm-started before, is known by its source)."""
+    attrs = rec["user_attrs"]
+    src = rec["reused_from"]
+    if src is not None:
+        origin = (src.get("search_id"), src.get("trial_id"))
+    elif SOURCE_TRIAL in attrs:
+        origin = (attrs.get(SOURCE_SEARCH), attrs.get(SOURCE_TRIAL))
+    else:
+        origin = (sid, rec["trial_id"])
+    return {**rec, "origin": origin,
+            "distributions": {k: json_to_distribution(json.dumps(d)) for k, d in rec["distributions"].items()},
+            "user_attrs": {k: v for k, v in attrs.items() if k not in (SOURCE_SEARCH, SOURCE_TRIAL)}}
 
 
 def _trial_distributions(rec, space, given, label, outside) -> dict[str, BaseDistribution] | None:
@@ -249,14 +221,6 @@ def _frozen(rec, dists, state: TrialState) -> FrozenTrial:
     return optuna.trial.create_trial(state=state, value=value, values=values, params=params,
                                      distributions=dists, user_attrs=attrs,
                                      intermediate_values=rec["reports"] or None)
-
-
-def _recorded_space(con, sid: str) -> Any:
-    rows = con.sql("SELECT arg_min(payload, event_id) FROM events WHERE type = 'search_started' "
-                   "AND search_id = ?", params=[sid]).fetchall()
-    text = rows[0][0] if rows else None
-    payload = json.loads(text) if text else {}
-    return payload.get("space") if isinstance(payload, dict) else None
 
 
 def _space(space: Any) -> dict[str, BaseDistribution]:

@@ -37,9 +37,10 @@ import numbers
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from hptrack._history import candidate_lists, original_folds
 from hptrack.sklearn._describe import _array_fingerprint, estimator_params, jsonable
 from hptrack.sklearn._record import REUSED_KEY, Run, _Pending
 from hptrack.sklearn._warnings import TrackingWarning
@@ -118,42 +119,27 @@ def recorded_folds(store: Any, evaluation: Mapping[str, Any], metrics: list[str]
     """``{candidate_key: {fold: result}}`` of the folds recorded under ``evaluation``
     (originals only, not reused copies), each with every metric of ``metrics`` (and
     their train scores when ``train``)."""
-    from hptrack._read.read import connect
-
-    sha = evaluation["dataset_fingerprint"]["X"]["sha256"]
     context = _context(evaluation)
     owners: dict[str, tuple[str, str]] = {}   # trial_id -> (search_id, candidate key)
-    with connect(store) as con:
-        rows = con.sql(
-            "SELECT search_id, payload FROM events WHERE type = 'annotation' AND trial_id IS NULL "
-            "AND TRY(payload -> 'evaluated' -> 'dataset_fingerprint' -> 'X' ->> 'sha256') = ?",
-            params=[sha]).fetchall()
-        for sid, text in rows:
-            payload = json.loads(text)
-            ev = payload["evaluated"]
-            if _context(ev) != context:
-                continue
-            fixed = ev.get("estimator_params") or {}
-            for trial_id, params in payload.get("candidates") or []:
-                key = candidate_key(fixed, params)
-                if key is not None:
-                    owners[trial_id] = (sid, key)
-        if not owners:
-            return {}
-        folds = con.sql(
-            "SELECT trial_id, fold, split, metric, value, payload FROM events "
-            "WHERE type = 'trial_scored' AND split IN ('fold', 'fold_train') AND fold IS NOT NULL "
-            "AND step IS NULL AND TRY(payload ->> 'reused_from') IS NULL "
-            "AND search_id IN (SELECT unnest(?::VARCHAR[])) AND trial_id IN (SELECT unnest(?::VARCHAR[])) "
-            "ORDER BY event_id",
-            params=[sorted({s for s, _ in owners.values()}), sorted(owners)]).fetchall()
+    for sid, payload in candidate_lists(store, evaluation["dataset_fingerprint"]["X"]["sha256"]):
+        ev = payload.get("evaluated") or {}
+        if _context(ev) != context:
+            continue
+        fixed = ev.get("estimator_params") or {}
+        for trial_id, params in payload.get("candidates") or []:
+            key = candidate_key(fixed, params)
+            if key is not None:
+                owners[trial_id] = (sid, key)
+    if not owners:
+        return {}
+    folds = original_folds(store, sorted({s for s, _ in owners.values()}), sorted(owners))
     by_trial: dict[tuple[str, int], dict] = {}
-    for trial_id, fold, split, metric, value, text in folds:
+    for trial_id, fold, split, metric, value, payload in folds:
         entry = by_trial.setdefault((trial_id, int(fold)), {"test": {}, "train": {}, "payload": None})
         part = entry["test" if split == "fold" else "train"]
         part.setdefault(metric, value)
         if split == "fold" and entry["payload"] is None:
-            entry["payload"] = json.loads(text) if text else {}
+            entry["payload"] = payload
     out: dict[str, dict[int, dict]] = {}
     for (trial_id, fold), entry in by_trial.items():
         if not all(m in entry["test"] for m in metrics) or (train and not all(m in entry["train"] for m in metrics)):
@@ -228,7 +214,7 @@ class ReusingRun(Run):
         if skip_done and reason is not None:
             _off(f"{reason}; every candidate runs")
 
-    def start(self):
+    def start(self) -> Callable[[], None]:
         remove = super().start()
         if self.skip_done and not self.live:
             _off("live recording is off, and with it the stand-in for fitted folds; every candidate runs")
