@@ -15,7 +15,8 @@ target come from ``hptrack.analysis.compare(..., target=)``, which counts only a
 search's own trials: the warm start's added trials are not recorded again.
 
 (b) scikit-learn. GridSearchCV of an RBF SVC on 1,000 digits: a 4x4 grid, then the
-6x6 grid that extends it, with and without ``skip_done=True``; and a 6x6 grid
+6x6 grid that extends it, with and without ``skip_done=True`` (each in a store
+holding only the 4x4 one); and a 6x6 grid
 killed with SIGKILL in a child process after about a third of its folds, run
 again with and without ``skip_done``. Fold fits are counted from the store
 (candidates x folds minus the folds reused, ``search_finished.reused_folds``);
@@ -156,9 +157,10 @@ def part_sklearn(args, store):
     big = {"C": C6, "gamma": G6}
     fresh = GridSearchCV(SVC(), big, cv=5).fit(X, y)
     print("(b) scikit-learn GridSearchCV, RBF SVC on 1,000 digits (x 64), 5-fold")
-    grid_fit(store, "digits-4x4", small, False, X, y)
-    for skip in (False, True):
-        gs, n, took = grid_fit(store, f"digits-6x6-skip{skip}", big, skip, X, y)
+    for skip in (False, True):   # each in a store holding only the 4x4 grid
+        grid_store = tempfile.mkdtemp(prefix=f"{store}-{skip}-")
+        grid_fit(grid_store, "digits-4x4", small, False, X, y)
+        gs, n, took = grid_fit(grid_store, "digits-6x6", big, skip, X, y)
         same = gs.best_params_ == fresh.best_params_ and gs.best_score_ == fresh.best_score_
         print(f"    extended 4x4 -> 6x6, skip_done={skip!s:5}: {n:3d} fold fits, {took:5.1f} s, "
               f"best {gs.best_params_} {gs.best_score_:.4f}, same as a fresh run: {same}")
@@ -195,7 +197,7 @@ def main(argv=None):
     if not args.skip_optuna:
         part_optuna(args, store)
     if not args.skip_sklearn:
-        part_sklearn(args, tempfile.mkdtemp(prefix="bench-warm-grid-"))
+        part_sklearn(args, os.path.join(tempfile.gettempdir(), "bench-warm-grid"))
 
 
 if __name__ == "__main__":
