@@ -29,7 +29,7 @@ def knn(trial):
         weights=trial.suggest_categorical("weights", ["uniform", "distance"]),
         p=trial.suggest_float("p", 1.0, 2.0)))
     scores = cross_val_score(model, X, Y, cv=3)
-    for k, s in enumerate(scores):
+    for k in range(len(scores)):
         trial.report(float(scores[:k + 1].mean()), k)
         if trial.should_prune():
             raise optuna.TrialPruned()
