@@ -30,7 +30,9 @@ two, its mean rank is strictly the best, Friedman's test (Iman-Davenport F) is
 significant at ``alpha`` and, with three or more strategies, Nemenyi's test
 separates it from the runner-up; ``verdict`` says which, with the numbers.
 Only complete trials count as results: a pruned trial, or a low rung of successive
-halving, never sets the best-so-far, whatever the axis.
+halving, never sets the best-so-far, whatever the axis. Trials a search reused from
+another (``hptrack.sklearn.track(..., skip_done=True)``, warm-start copies in an
+imported Optuna study) are left out: their budget was spent by the other search.
 
 The axes. ``trials``: trials finished. ``time``: seconds since the search's
 first trial started. ``resource``: the sum of each trial's largest reported
@@ -57,6 +59,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hptrack._files.store import StoreLike
+from hptrack._read.reuse import reused_trials
 from hptrack._read.views import AsOf, Connection
 from hptrack.analysis import budget, stats
 from hptrack.analysis.notebook import Shown
@@ -342,9 +345,11 @@ def _load(con, meta, by, sign, objective: int = 0):
         "WHERE t.search_id IN (SELECT unnest(?::VARCHAR[])) "
         "ORDER BY t.search_id, t.finished_at, t.trial_number", params=[objective + 1, ids, ids]).fetchall()
     costs = budget.trial_costs(con, ids) if by == "compute" else {}
+    copies = reused_trials(con, ids)   # evaluated by another search: no budget spent here
     per: dict[str, list] = {}
     for row in trials:
-        per.setdefault(row[0], []).append(row)
+        if row[1] not in copies[row[0]]:
+            per.setdefault(row[0], []).append(row)
     runs = []
     for m in meta:
         rows = [r for r in per.get(m["search_id"], []) if r[4] is not None]  # finished trials

@@ -24,7 +24,7 @@ LAYERS = {
     "write path": ("hptrack._write",),
     "read side": ("hptrack._read", "hptrack.training"),
     "maintenance": ("hptrack._maintain",),
-    "write API": ("hptrack.api", "hptrack._reopening", "hptrack._importing"),
+    "write API": ("hptrack.api", "hptrack._reopening", "hptrack._importing", "hptrack._history"),
     "integrations": ("hptrack.sklearn", "hptrack.optuna", "hptrack.ray", "hptrack.pbt", "hptrack.loops"),
     "analysis": ("hptrack.analysis",),
     "report": ("hptrack.analysis.report",),

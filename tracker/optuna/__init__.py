@@ -11,6 +11,8 @@ Three ways in, one event shape:
   finished trial with its intermediate values, state, datetimes and user attrs.
 - ``hptrack.optuna.import_study(storage, study_name)``: an existing study with
   its original timestamps.
+- ``hptrack.optuna.warm_start(study, "old-search")``: the other way, recorded
+  trials added to a new study (see :mod:`hptrack.optuna._warm`).
 
 A trial is ``trial_started`` (at Optuna's ``datetime_start``), then an
 ``annotation`` carrying the params and ``payload.distributions`` (one per
@@ -45,6 +47,8 @@ try:
     from optuna.trial import TrialState
 except ImportError as err:
     raise missing_extra(err, "hptrack.optuna", "optuna") from err
+
+from hptrack.optuna._warm import SOURCE_SEARCH, SOURCE_TRIAL, STUDY_ATTR, WarmStart, WarmStartError, warm_start
 
 # Optuna sampler class -> hptrack strategy; anything else is "custom".
 _STRATEGY = {"RandomSampler": "random", "GridSampler": "grid", "TPESampler": "tpe",
@@ -84,6 +88,9 @@ def _open(name, study, *, store=None, strategy="custom", metric="value", space=N
         strategy = _STRATEGY.get(type(sampler).__name__, "custom")
     # Optuna 5 samplers do not keep their seed; pass seed= to record it
     extra = dict(attrs or {})
+    warm = study.user_attrs.get(STUDY_ATTR)
+    if warm:  # hptrack.optuna.warm_start added these searches' trials; they are not recorded again
+        extra.setdefault("warm_started_from", warm)
     if len(directions) > 1:
         extra.setdefault("directions", directions)
     return search(name, strategy=strategy, direction=directions[0], metric=metric, space=space,
@@ -238,6 +245,9 @@ def _record(s, ft, trial_id=None, prev=None):
         t.report(step, ft.intermediate_values[step], ts=end)
     if ft.state.is_finished():
         _user_attrs(t, ft.user_attrs, ts=end)
+        if SOURCE_TRIAL in ft.user_attrs:  # added by warm_start: evaluated by another search
+            t.set_params({}, ts=end, reused_from={"search_id": ft.user_attrs.get(SOURCE_SEARCH),
+                                                  "trial_id": ft.user_attrs[SOURCE_TRIAL]})
     if ft.state == TrialState.COMPLETE:
         _complete(t, ft.values, ts=end)
     elif ft.state == TrialState.PRUNED:
@@ -343,4 +353,5 @@ def _has_news(ft, prev) -> bool:
     return state == "running" and (ft.state.is_finished() or len(ft.intermediate_values) > n_reports)
 
 
-__all__ = ["Callback", "describe", "hptrack_trial", "import_study", "run_objective"]
+__all__ = ["Callback", "WarmStart", "WarmStartError", "describe", "hptrack_trial", "import_study",
+           "run_objective", "warm_start"]

@@ -59,26 +59,30 @@ import numpy as np
 from hptrack import api
 from hptrack.sklearn import _compat
 from hptrack.sklearn._describe import jsonable, objective_name, search_attrs, seed_of, space_of, strategy_of
-from hptrack.sklearn._record import Run
+from hptrack.sklearn._skip import SkipDoneOff, reused_rows, run_for
 from hptrack.sklearn._warnings import LiveRecordingOff, RecordingFailed, TrackingWarning
 
 __all__ = ["TrackedSearchCV", "NestedCVResult", "track", "log_test_score", "nested_cv",
-           "TrackingWarning", "LiveRecordingOff", "RecordingFailed"]
+           "TrackingWarning", "LiveRecordingOff", "RecordingFailed", "SkipDoneOff"]
 
 
-def track(search_cv: Any, name: str | None = None, store: Any = None, **attrs: Any) -> TrackedSearchCV:
+def track(search_cv: Any, name: str | None = None, store: Any = None, *, skip_done: bool = False,
+          **attrs: Any) -> TrackedSearchCV:
     """Wrap a scikit-learn search so that ``fit`` records it in the hptrack store.
 
     ``name`` defaults to ``<SearchClass>-<Estimator>-<UTC time>-<random>``, a new
     search per fit. Given a name, every ``fit`` appends to the search of that
-    name. Extra keyword arguments are stored with the search.
+    name. Extra keyword arguments are stored with the search. ``skip_done=True``
+    does not fit the folds already recorded (any search of the store) on the same
+    data, cv, scoring and estimator params: their recorded scores are used (see
+    :mod:`hptrack.sklearn._skip`).
     """
     if isinstance(search_cv, TrackedSearchCV):
         search_cv = search_cv.search_cv
     if not _compat.is_search(search_cv):
         raise TypeError("hptrack.sklearn.track() needs a scikit-learn search (a BaseSearchCV such as "
                         f"GridSearchCV or RandomizedSearchCV), got {type(search_cv).__name__}")
-    return TrackedSearchCV(search_cv, name=name, store=store, attrs=attrs)
+    return TrackedSearchCV(search_cv, name=name, store=store, attrs=attrs, skip_done=skip_done)
 
 
 class TrackedSearchCV:
@@ -93,10 +97,10 @@ class TrackedSearchCV:
     """
 
     def __init__(self, search_cv: Any, name: str | None = None, store: Any = None,
-                 attrs: dict | None = None):
+                 attrs: dict | None = None, skip_done: bool = False):
         self.__dict__.update(search_cv=search_cv, name=name, store=store, attrs=dict(attrs or {}),
                              search_id=None, search_name=None, best_trial_id=None, _run=None,
-                             _row_ids=[])
+                             _row_ids=[], skip_done=skip_done, reused_={})
 
     def __getattr__(self, attr: str) -> Any:
         # only called for what this wrapper lacks: best_params_, predict, cv_results_, ...
@@ -125,7 +129,8 @@ class TrackedSearchCV:
         """What ``sklearn.base.clone`` returns: an unfitted tracked clone of the search."""
         from sklearn.base import clone
 
-        return TrackedSearchCV(clone(self.search_cv), name=self.name, store=self.store, attrs=self.attrs)
+        return TrackedSearchCV(clone(self.search_cv), name=self.name, store=self.store, attrs=self.attrs,
+                               skip_done=self.skip_done)
 
     def get_params(self, deep: bool = True) -> dict:
         """The search's params (``estimator``, ``param_grid``, ``cv``, ...)."""
@@ -143,16 +148,19 @@ class TrackedSearchCV:
         run yet). Once the fit runs, nothing hptrack does can break it: if the live
         per-fold recording cannot apply, it is recorded from ``cv_results_`` after
         fit (:class:`LiveRecordingOff`); if recording raises, the fit goes on
-        (:class:`RecordingFailed`); either warns once."""
+        (:class:`RecordingFailed`); either warns once. With ``skip_done``, ``reused_``
+        maps each ``cv_results_`` row none of whose folds was fitted now to the
+        recorded trial they came from (``{"search_id", "trial_id"}``)."""
         cv = self.search_cv
         name = self.name or _default_name(cv)
         strategy = strategy_of(cv)
+        described = search_attrs(cv, X, y)
         hp = api.search(name, strategy=strategy, direction="maximize", metric=objective_name(cv),
                         space=space_of(cv), seed=seed_of(cv), store=self.store, durability="batch",
-                        **{**search_attrs(cv, X, y), **self.attrs})
+                        **{**described, **self.attrs})
         self.search_id, self.search_name, self.best_trial_id = hp.search_id, name, None
         single = cv.scoring if isinstance(cv.scoring, str) else "score"
-        run = self._run = Run(cv, hp, metric=single, value_key=None, halving=strategy == "halving")
+        run = self._run = run_for(cv, hp, single, strategy, described, params, self.skip_done)
         remove = run.start()
         try:
             cv.fit(X, y, **params)
@@ -165,6 +173,7 @@ class TrackedSearchCV:
         remove()
         run.finish(cv.cv_results_)
         self._row_ids = [run.trials[i].trial_id for i in run.row_trial]
+        self.reused_ = reused_rows(run)
         with run.guard("finishing the search"):
             best = getattr(cv, "best_index_", None)
             if best is not None and 0 <= int(best) < len(run.row_trial):
@@ -176,7 +185,7 @@ class TrackedSearchCV:
                       refit_time=jsonable(getattr(cv, "refit_time_", None)),
                       n_candidates_per_iter=jsonable(getattr(cv, "n_candidates_", None)),
                       n_resources_per_iter=jsonable(getattr(cv, "n_resources_", None)),
-                      live=run.live)
+                      live=run.live, reused_folds=getattr(run, "n_reused_folds", 0))
         return self
 
     def trial_id_of(self, index: int) -> str:

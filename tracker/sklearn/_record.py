@@ -49,6 +49,7 @@ from hptrack.sklearn._warnings import LiveRecordingOff, RecordingFailed
 DONE_KEY = "_hptrack_done_us"
 START_KEY = "_hptrack_start_us"
 ERROR_KEY = "_hptrack_fold_error"   # a fold the worker could not record: the parent writes it after fit
+REUSED_KEY = "_hptrack_reused_from"  # a fold returned from the store, not fitted (hptrack.sklearn._skip)
 
 _patch_lock = threading.Lock()
 
@@ -78,11 +79,12 @@ class FoldRecorder:
     def __call__(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         start = _now_us()
         result = self.fit_and_score(*args, **kwargs)
+        reused = result.pop(REUSED_KEY, None)  # never reaches sklearn
         # when this fold started and ended, in this process: the parent pops them
         # (sklearn never sees them) to date the trial by its own folds, not by the batch
         result[START_KEY], result[DONE_KEY] = start, _now_us()
         try:
-            self._record(kwargs, result)
+            self._record(kwargs, result, reused)
         except Exception as exc:  # tracking must never break the user's search: the parent
             # learns of it from the result, warns once and writes the fold from cv_results_
             result[ERROR_KEY] = f"{type(exc).__name__}: {exc}"
@@ -92,7 +94,7 @@ class FoldRecorder:
         ids = self.trial_ids
         return ids[8 * cand:8 * cand + 8].hex() if isinstance(ids, bytes) else ids[cand]
 
-    def _record(self, kwargs, result):
+    def _record(self, kwargs, result, reused=None):
         cand = (kwargs.get("candidate_progress") or (None,))[0]
         fold = (kwargs.get("split_progress") or (None,))[0]
         if cand is None or fold is None or result.get("fit_error") is not None:
@@ -104,6 +106,8 @@ class FoldRecorder:
         if self.step is not None:
             attrs["iter"] = self.step
             attrs["n_resources"] = _num(self.resource)
+        if reused is not None:
+            attrs["reused_from"] = reused
         scores = {}
         for split, key in (("fold", "test_scores"), ("fold_train", "train_scores")):
             value = result.get(key)
