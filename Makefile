@@ -10,7 +10,7 @@ DEMO_VENV := .venv-demo
 # make test-core: the core and the test runner, no integration's library
 CORE_VENV := .venv-core
 
-.PHONY: demo test test-core lint test-slow test-spark bench bench-query bench-analysis bench-report constraints clean
+.PHONY: demo test test-core lint test-slow test-spark bench bench-query bench-analysis bench-report bench-refine constraints clean
 
 # $(call install,VENV,EXTRAS): a venv holding hptrack (editable) with those extras, at the locked versions
 define install
@@ -57,6 +57,10 @@ bench-analysis: $(VENV)/.installed
 # 200 searches and a 100,000-trial search, beside optuna.visualization on the same trials
 bench-report: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_report.py
+
+# coarse-then-refined against more coarse search, 10 seeds on 4 scikit-learn datasets (a few minutes)
+bench-refine: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_refine.py
 
 # after a dependency change: the versions of a passing `make test` venv become the lock
 constraints: $(VENV)/.installed

@@ -10,6 +10,7 @@ Pure functions from tables to results; names are imported lazily so that
 >>> analysis.compare(["grid", "random"])    # strategy comparison
 >>> analysis.pareto("mlp-digits")           # multi-objective: Pareto front, hypervolume
 >>> analysis.progress()                     # running searches: trials by state, best, ETA
+>>> analysis.refine("svc-coarse")           # a narrower space to search next, as code
 """
 
 import importlib
@@ -26,12 +27,14 @@ _EXPORTS = {
     "IncomparableSearches": ".comparison",
     "pareto": ".multiobjective",
     "progress": ".search_progress",
+    "refine": ".refinement",
+    "Refinement": ".refinement",
     "lineage": ".population",
     "schedule": ".population",
 }
 
 __all__ = ["IncomparableSearches", "analyse", "compare", "diagnose", "importance", "interactions", "lineage",
-           "marginals", "pareto", "progress", "schedule", "stability"]
+           "marginals", "pareto", "progress", "Refinement", "refine", "schedule", "stability"]
 
 
 def __getattr__(name: str) -> Any:

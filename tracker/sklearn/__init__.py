@@ -71,7 +71,9 @@ def track(search_cv: Any, name: str | None = None, store: Any = None, **attrs: A
 
     ``name`` defaults to ``<SearchClass>-<Estimator>-<UTC time>-<random>``, a new
     search per fit. Given a name, every ``fit`` appends to the search of that
-    name. Extra keyword arguments are stored with the search.
+    name. Extra keyword arguments are stored with the search; ``strategy=`` replaces
+    the one read from the class (grid, random, halving, bayes), e.g. for a search
+    run in stages of your own under one name.
     """
     if isinstance(search_cv, TrackedSearchCV):
         search_cv = search_cv.search_cv
@@ -147,9 +149,10 @@ class TrackedSearchCV:
         cv = self.search_cv
         name = self.name or _default_name(cv)
         strategy = strategy_of(cv)
-        hp = api.search(name, strategy=strategy, direction="maximize", metric=objective_name(cv),
-                        space=space_of(cv), seed=seed_of(cv), store=self.store, durability="batch",
-                        **{**search_attrs(cv, X, y), **self.attrs})
+        attrs = dict(self.attrs)
+        hp = api.search(name, strategy=attrs.pop("strategy", None) or strategy, direction="maximize",
+                        metric=objective_name(cv), space=space_of(cv), seed=seed_of(cv), store=self.store,
+                        durability="batch", **{**search_attrs(cv, X, y), **attrs})
         self.search_id, self.search_name, self.best_trial_id = hp.search_id, name, None
         single = cv.scoring if isinstance(cv.scoring, str) else "score"
         run = self._run = Run(cv, hp, metric=single, value_key=None, halving=strategy == "halving")
