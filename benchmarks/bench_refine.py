@@ -62,7 +62,7 @@ def tasks() -> dict:
     }
 
 
-def run_seed(task, seed, n_trials, store, show):
+def run_seed(task, seed, n_trials, store, show, top):
     from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold, train_test_split
 
     import hptrack.sklearn
@@ -82,7 +82,7 @@ def run_seed(task, seed, n_trials, store, show):
     coarse = search(space, n_trials, seed, f"{task}-random-s{seed}")
     name = f"{task}-refine-s{seed}"
     first = search(space, n_trials // 2, seed, name, strategy="custom")
-    r = refine(name, store)
+    r = refine(name, store, top=top)
     code = r.sklearn_code()
     scope: dict = {}
     exec(code, scope)   # the printed code is what runs
@@ -97,17 +97,17 @@ def run_seed(task, seed, n_trials, store, show):
             "names": (coarse.search_name, name)}
 
 
-def run_task(task, seeds, n_trials, store):
+def run_task(task, seeds, n_trials, store, top):
     from hptrack.analysis import compare
 
     t = time.perf_counter()
-    rows = [run_seed(task, seed, n_trials, store, show=seed == 0) for seed in range(seeds)]
+    rows = [run_seed(task, seed, n_trials, store, show=seed == 0, top=top) for seed in range(seeds)]
     names = [row["names"][0] for row in rows] + [row["names"][1] for row in rows]
     c = compare(names, by="trials", store=store)
     cv, test = np.array([row["cv"] for row in rows]), np.array([row["test"] for row in rows])
     summary = {row["strategy"]: row for row in c.summary.to_dicts()}
     w = c.tests.get("wilcoxon_holm")
-    print(f"== {task}: {seeds} seeds, {n_trials} trials per arm ({time.perf_counter() - t:.0f} s)")
+    print(f"== {task}: {seeds} seeds, {n_trials} trials per arm, refine top={top} ({time.perf_counter() - t:.0f} s)")
     for i, (arm, label) in enumerate((("random", "random"), ("custom", "random+refine"))):
         print(f"  {label:14s} best CV score mean {cv[:, i].mean():.4f} (compare: final best "
               f"{summary[arm]['best_at_horizon_mean']:.4f}, mean rank {summary[arm]['mean_rank']:.2f}); "
@@ -129,11 +129,12 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(tasks()), choices=list(tasks()))
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=40, help="trials per arm (N)")
+    parser.add_argument("--top", type=float, default=0.25, help="refine's top share")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")   # appending to a finished search, ConvergenceWarning
     with tempfile.TemporaryDirectory() as store:
         for task in args.tasks:
-            run_task(task, args.seeds, args.trials, store)
+            run_task(task, args.seeds, args.trials, store, args.top)
 
 
 if __name__ == "__main__":

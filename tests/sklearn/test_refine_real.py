@@ -80,3 +80,14 @@ def test_printed_code_is_the_refinement_and_searches_within_it(recorded):
                 assert p.low <= v <= p.high
             else:
                 assert v in (p.categories if p.decision == "choices" else [p.value])
+
+
+def test_a_search_in_stages_records_the_strategy_given(recorded):
+    store, _, X, y = recorded
+    for stage in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the second stage appends to a finished search
+            hptrack.sklearn.track(svc_search(SPACE, 2, stage), name="staged", store=store,
+                                  strategy="custom").fit(X, y)
+    con = hptrack.connect(store)
+    assert con.sql("SELECT strategy, n_trials FROM searches WHERE name = 'staged'").fetchall() == [("custom", 4)]
