@@ -342,6 +342,9 @@ class _Facts:
     def _range(self, p: ParamChoice) -> None:
         p.log = bool(self.hint.get("log")) or self.log_by_spread
         present, top = self.col.drop_nulls(), self.top.drop_nulls()
+        if not len(present):
+            p.why = "fixed: no complete trial has it"
+            return
         lo, hi = _float(present.min()), _float(present.max())
         if self.hint.get("low") is not None and self.hint.get("high") is not None:
             lo, hi = min(lo, float(self.hint["low"])), max(hi, float(self.hint["high"]))
