@@ -58,7 +58,7 @@ bench-analysis: $(VENV)/.installed
 bench-report: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_report.py
 
-# coarse-then-refined against more coarse search, 10 seeds on 4 scikit-learn datasets (a few minutes)
+# coarse-then-refined against more coarse search, 10 seeds on 4 scikit-learn datasets (about 10 minutes)
 bench-refine: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_refine.py
 

@@ -1,6 +1,6 @@
 """Coarse then refined against more of the coarse search, for the same budget (issue #17, 1).
 
-Run it on purpose (not part of the test suite; a few minutes on 2 cores)::
+Run it on purpose (not part of the test suite; 7-11 minutes on 2 shared cores)::
 
     .venv/bin/python benchmarks/bench_refine.py
     .venv/bin/python benchmarks/bench_refine.py --tasks digits --seeds 3 --trials 20   # quicker
