@@ -10,7 +10,7 @@ DEMO_VENV := .venv-demo
 # make test-core: the core and the test runner, no integration's library
 CORE_VENV := .venv-core
 
-.PHONY: demo test test-core lint test-slow test-spark bench bench-query bench-analysis bench-report bench-plan bench-warm constraints clean
+.PHONY: demo test test-core lint test-slow test-spark bench bench-query bench-analysis bench-report bench-plan bench-warm bench-refine constraints clean
 
 # $(call install,VENV,EXTRAS): a venv holding hptrack (editable) with those extras, at the locked versions
 define install
@@ -65,6 +65,10 @@ bench-plan: $(VENV)/.installed
 # trials to a target, cold vs warm-started TPE; fold fits of an extended and a killed grid with skip_done
 bench-warm: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_warm.py
+
+# coarse-then-refined against more coarse search, 10 seeds on 4 scikit-learn datasets (about 10 minutes)
+bench-refine: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench_refine.py
 
 # after a dependency change: the versions of a passing `make test` venv become the lock
 constraints: $(VENV)/.installed

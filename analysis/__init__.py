@@ -11,6 +11,7 @@ Pure functions from tables to results; names are imported lazily so that
 >>> analysis.pareto("mlp-digits")           # multi-objective: Pareto front, hypervolume
 >>> analysis.progress()                     # running searches: trials by state, best, ETA
 >>> analysis.plan(GridSearchCV(...), X, y)  # fits and time of a search before it runs
+>>> analysis.refine("svc-coarse")           # a narrower space to search next, as code
 """
 
 import importlib
@@ -27,6 +28,8 @@ _EXPORTS = {
     "IncomparableSearches": ".comparison",
     "pareto": ".multiobjective",
     "progress": ".search_progress",
+    "refine": ".refinement",
+    "Refinement": ".refinement",
     "lineage": ".population",
     "schedule": ".population",
     "plan": ".planning",
@@ -34,8 +37,9 @@ _EXPORTS = {
     "Plan": ".planning",
 }
 
-__all__ = ["IncomparableSearches", "Plan", "analyse", "compare", "diagnose", "importance", "interactions",
-           "lineage", "marginals", "pareto", "plan", "plan_space", "progress", "schedule", "stability"]
+__all__ = ["IncomparableSearches", "Plan", "Refinement", "analyse", "compare", "diagnose", "importance",
+           "interactions", "lineage", "marginals", "pareto", "plan", "plan_space", "progress", "refine",
+           "schedule", "stability"]
 
 
 def __getattr__(name: str) -> Any:

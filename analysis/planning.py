@@ -30,9 +30,10 @@ candidate, fold by fold), to ``workers = min(n_jobs, cores, folds)`` workers,
 each fold to the first one free; the refit (the mean over candidates of the
 predicted fit time on all rows, as the best one is not known yet) runs after.
 The range (``seconds_low``, ``seconds_high``) scales that by the 10th and 90th
-percentile of the recorded folds' residuals around the model. Not counted:
-starting joblib's worker processes, recording overhead, and machine load that
-differs from the history's.
+percentile of the recorded folds' residuals around the model. Added: the
+dispatch and recording overhead per fit that the history's own searches showed
+(their wall time beyond their folds'). Not counted: starting joblib's worker
+processes, and machine load that differs from the history's.
 
 The module is not named ``plan``: a submodule of that name would replace the
 function ``hptrack.analysis.plan`` on the package once imported.

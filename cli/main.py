@@ -27,6 +27,7 @@ from hptrack.cli.importance_cmd import importance_cmd
 from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, emit, store_root
 from hptrack.cli.pareto_cmd import pareto_cmd
 from hptrack.cli.plan_cmd import plan_cmd
+from hptrack.cli.refine_cmd import refine_cmd
 from hptrack.cli.report_cmd import report_cmd
 from hptrack.cli.watch_cmd import watch_cmd
 
@@ -429,7 +430,7 @@ def compact_cmd(ctx: Context, fmt: str, grace: float) -> None:
                f"removed {result.removed_duplicates} duplicate events{extra})")
 
 for command in (diagnose_cmd, compare_cmd, importance_cmd, report_cmd, demo_cmd, export_cmd,
-                import_ray_cmd, pareto_cmd, plan_cmd, watch_cmd):
+                import_ray_cmd, pareto_cmd, plan_cmd, refine_cmd, watch_cmd):
     cli.add_command(command)
 
 

@@ -72,9 +72,11 @@ def track(search_cv: Any, name: str | None = None, store: Any = None, *, skip_do
 
     ``name`` defaults to ``<SearchClass>-<Estimator>-<UTC time>-<random>``, a new
     search per fit. Given a name, every ``fit`` appends to the search of that
-    name. Extra keyword arguments are stored with the search. ``skip_done=True``
-    does not fit the folds already recorded (any search of the store) on the same
-    data, cv, scoring and estimator params: their recorded scores are used (see
+    name. Extra keyword arguments are stored with the search; ``strategy=`` replaces
+    the one read from the class (grid, random, halving, bayes), e.g. for a search
+    run in stages of your own under one name. ``skip_done=True`` does not fit the
+    folds already recorded (any search of the store) on the same data, cv, scoring
+    and estimator params: their recorded scores are used (see
     :mod:`hptrack.sklearn._skip`).
     """
     if isinstance(search_cv, TrackedSearchCV):
@@ -155,9 +157,10 @@ class TrackedSearchCV:
         name = self.name or _default_name(cv)
         strategy = strategy_of(cv)
         described = search_attrs(cv, X, y)
-        hp = api.search(name, strategy=strategy, direction="maximize", metric=objective_name(cv),
-                        space=space_of(cv), seed=seed_of(cv), store=self.store, durability="batch",
-                        **{**described, **self.attrs})
+        attrs = dict(self.attrs)
+        hp = api.search(name, strategy=attrs.pop("strategy", None) or strategy, direction="maximize",
+                        metric=objective_name(cv), space=space_of(cv), seed=seed_of(cv), store=self.store,
+                        durability="batch", **{**described, **attrs})
         self.search_id, self.search_name, self.best_trial_id = hp.search_id, name, None
         single = cv.scoring if isinstance(cv.scoring, str) else "score"
         run = self._run = run_for(cv, hp, single, strategy, described, params, self.skip_done)
