@@ -66,7 +66,7 @@ bench-plan: $(VENV)/.installed
 bench-warm: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_warm.py
 
-# coarse-then-refined against more coarse search, 10 seeds on 4 scikit-learn datasets (about 10 minutes)
+# coarse-then-refined against more coarse search, 10 seeds on 5 scikit-learn tasks (10-15 minutes)
 bench-refine: $(VENV)/.installed
 	$(BIN)/python benchmarks/bench_refine.py
 

@@ -198,11 +198,7 @@ def from_space(estimator: str, space: Any, n_samples: int, n_features: int, cv: 
         cands = candidates_of(space, n_iter, random_state)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a space scikit-learn can search: {exc}") from None
-    try:
-        base = cls(**dict(params or {}))
-    except TypeError as exc:
-        raise ValueError(f"{estimator}: {exc}") from None
-    fixed = _estimator_params(base)
+    fixed = _estimator_params(_instance(estimator, params))
     unknown = sorted(set(_names(space)) - set(fixed)) if fixed else []
     if unknown:
         raise ValueError(f"{estimator} has no param(s) {', '.join(unknown)}: its params are "
@@ -241,5 +237,18 @@ def from_payload(payload: Mapping[str, Any], **overrides: Any) -> PlannedSearch:
 
 def _settable(estimator: str, fixed: Mapping[str, Any]) -> dict:
     """The recorded fixed params the class takes as constructor arguments (no nested ``a__b``)."""
-    names = set(estimator_class(estimator)().get_params(deep=False))
+    names = set(_instance(estimator).get_params(deep=False))
     return {k: v for k, v in fixed.items() if k in names and v != "deprecated"}
+
+
+def _instance(estimator: str, params: Mapping[str, Any] | None = None) -> Any:
+    """``estimator`` (an import path) built with ``params``; a clear error for a class that
+    needs arguments no record or command line gives (a Pipeline's steps, a meta-estimator's
+    estimator)."""
+    cls = estimator_class(estimator)
+    try:
+        return cls(**dict(params or {}))
+    except TypeError as exc:
+        raise ValueError(f"{estimator} cannot be built from its name and params ({exc}); for a Pipeline "
+                         "or a meta-estimator, plan the search object itself: "
+                         "hptrack.analysis.plan(GridSearchCV(...), X, y)") from None

@@ -3,10 +3,9 @@
 Per param, from the complete trials (the best ``top`` share of them, at least 2,
 are "the top trials"):
 
-- numeric: the span of the top trials and the fANOVA main-effect curve's best
-  point, padded by ``PAD`` of that span on each side (on the log scale when the
-  recorded space is log, or, with no recorded scale, when the positive values
-  span ``SPREAD_LOG`` or more), rounded outward to 3 significant digits and
+- numeric: the span of the top trials, padded by ``PAD`` of that span on each
+  side (on the log scale when the recorded space is log, or, with no recorded
+  scale, when the positive values span ``SPREAD_LOG`` or more), rounded outward to 3 significant digits and
   clipped to the recorded range; an integer param stays an integer;
 - categorical: the categories that never appear among the top trials are
   dropped (their counts are the evidence); one left means fixed;
@@ -354,9 +353,11 @@ class _Facts:
             p.why = "fixed: no top trial has it (conditional param)"
             return
         t_lo, t_hi = _float(top.min()), _float(top.max())
-        span = [t_lo, t_hi] + ([float(self.marginal_best)] if self.marginal_best is not None else [])
+        # the top trials' span: the main effect's best point is evidence, not a bound (it
+        # averages over the other params, so for a param that matters little it may sit
+        # anywhere, far from every good trial)
         f, inv = (math.log10, lambda v: 10 ** v) if p.log else (float, float)
-        a, b = f(min(span)), f(max(span))
+        a, b = f(t_lo), f(t_hi)
         pad = PAD * (b - a if b > a else f(hi) - f(lo))
         new_lo, new_hi = max(lo, min(t_lo, _outward(inv(a - pad), -1))), min(hi, max(t_hi, _outward(inv(b + pad), 1)))
         if p.kind == "int":

@@ -1,9 +1,10 @@
 """Coarse then refined against more of the coarse search, for the same budget (issue #17, 1).
 
-Run it on purpose (not part of the test suite; 7-11 minutes on 2 shared cores)::
+Run it on purpose (not part of the test suite; 10-15 minutes on 2 shared cores)::
 
     .venv/bin/python benchmarks/bench_refine.py
     .venv/bin/python benchmarks/bench_refine.py --tasks digits --seeds 3 --trials 20   # quicker
+    .venv/bin/python benchmarks/bench_refine.py --tasks diabetes friedman1 --wide      # C, gamma over 12 decades
 
 Per task (a scikit-learn dataset and an estimator with a wide space) and seed, on
 the same train/test split and the same CV splitter:
@@ -39,9 +40,12 @@ import numpy as np
 from scipy.stats import loguniform, randint, wilcoxon
 
 
-def tasks() -> dict:
-    """name -> (loader, estimator factory, coarse space, classification?)."""
-    from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine
+def tasks(wide: bool = False) -> dict:
+    """name -> (loader, estimator factory, coarse space, classification?). ``wide``: the
+    SVMs' C and gamma over 12 decades each, as a first search of a model one knows
+    little about (the good region is then a small corner of the space); libsvm's
+    iterations capped so that the hopeless corners stay affordable."""
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_wine, make_friedman1
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -51,24 +55,31 @@ def tasks() -> dict:
                  "svc__kernel": ["rbf", "sigmoid", "linear"], "svc__tol": loguniform(1e-5, 1e-1)}
     svr_space = {"svr__C": loguniform(1e-2, 1e4), "svr__gamma": loguniform(1e-5, 1e1),
                  "svr__epsilon": loguniform(1e-2, 1e2), "svr__kernel": ["rbf", "sigmoid", "linear"]}
+    if wide:
+        svc_space = {**svc_space, "svc__C": loguniform(1e-6, 1e6), "svc__gamma": loguniform(1e-9, 1e3)}
+        svr_space = {**svr_space, "svr__C": loguniform(1e-6, 1e6), "svr__gamma": loguniform(1e-9, 1e3)}
+    cap = {"max_iter": 200_000} if wide else {}
     knn_space = {"kneighborsclassifier__n_neighbors": randint(1, 80),
                  "kneighborsclassifier__weights": ["uniform", "distance"],
                  "kneighborsclassifier__p": [1, 2], "kneighborsclassifier__leaf_size": randint(5, 100)}
     return {
-        "breast_cancer": (load_breast_cancer, lambda: make_pipeline(StandardScaler(), SVC()), svc_space, True),
-        "digits": (load_digits, lambda: make_pipeline(StandardScaler(), SVC()), svc_space, True),
+        "breast_cancer": (load_breast_cancer, lambda: make_pipeline(StandardScaler(), SVC(**cap)), svc_space, True),
+        "digits": (load_digits, lambda: make_pipeline(StandardScaler(), SVC(**cap)), svc_space, True),
         "wine": (load_wine, lambda: make_pipeline(StandardScaler(), KNeighborsClassifier()), knn_space, True),
-        "diabetes": (load_diabetes, lambda: make_pipeline(StandardScaler(), SVR()), svr_space, False),
+        "diabetes": (load_diabetes, lambda: make_pipeline(StandardScaler(), SVR(**cap)), svr_space, False),
+        # Friedman's #1 regression (scikit-learn's generator, fixed seed): smooth, nonlinear, noise 1
+        "friedman1": (lambda return_X_y: make_friedman1(n_samples=500, noise=1.0, random_state=0),
+                      lambda: make_pipeline(StandardScaler(), SVR(**cap)), svr_space, False),
     }
 
 
-def run_seed(task, seed, n_trials, store, show, top):
+def run_seed(task, seed, n_trials, store, show, top, wide):
     from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold, train_test_split
 
     import hptrack.sklearn
     from hptrack.analysis import refine
 
-    load, estimator, space, classify = tasks()[task]
+    load, estimator, space, classify = tasks(wide)[task]
     X, y = load(return_X_y=True)
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, stratify=y if classify else None,
                                               random_state=seed)
@@ -97,17 +108,18 @@ def run_seed(task, seed, n_trials, store, show, top):
             "names": (coarse.search_name, name)}
 
 
-def run_task(task, seeds, n_trials, store, top):
+def run_task(task, seeds, n_trials, store, top, wide=False):
     from hptrack.analysis import compare
 
     t = time.perf_counter()
-    rows = [run_seed(task, seed, n_trials, store, show=seed == 0, top=top) for seed in range(seeds)]
+    rows = [run_seed(task, seed, n_trials, store, show=seed == 0, top=top, wide=wide) for seed in range(seeds)]
     names = [row["names"][0] for row in rows] + [row["names"][1] for row in rows]
     c = compare(names, by="trials", store=store)
     cv, test = np.array([row["cv"] for row in rows]), np.array([row["test"] for row in rows])
     summary = {row["strategy"]: row for row in c.summary.to_dicts()}
     w = c.tests.get("wilcoxon_holm")
-    print(f"== {task}: {seeds} seeds, {n_trials} trials per arm, refine top={top} ({time.perf_counter() - t:.0f} s)")
+    print(f"== {task}{' (wide space)' if wide else ''}: {seeds} seeds, {n_trials} trials per arm, refine top={top} "
+          f"({time.perf_counter() - t:.0f} s)")
     for i, (arm, label) in enumerate((("random", "random"), ("custom", "random+refine"))):
         print(f"  {label:14s} best CV score mean {cv[:, i].mean():.4f} (compare: final best "
               f"{summary[arm]['best_at_horizon_mean']:.4f}, mean rank {summary[arm]['mean_rank']:.2f}); "
@@ -130,11 +142,12 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=40, help="trials per arm (N)")
     parser.add_argument("--top", type=float, default=0.25, help="refine's top share")
+    parser.add_argument("--wide", action="store_true", help="the SVMs' C and gamma over 12 decades each")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")   # appending to a finished search, ConvergenceWarning
     with tempfile.TemporaryDirectory() as store:
         for task in args.tasks:
-            run_task(task, args.seeds, args.trials, store, args.top)
+            run_task(task, args.seeds, args.trials, store, args.top, args.wide)
 
 
 if __name__ == "__main__":

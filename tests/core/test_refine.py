@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 import hptrack
 from hptrack.analysis import refine
+from hptrack.analysis.refinement import PAD
 from hptrack.cli.main import cli
 
 SPACE = {"lr": {"low": 1e-5, "high": 1.0, "log": True}, "shift": {"low": -3.0, "high": 5.0},
@@ -132,6 +133,14 @@ def test_refined_space_holds_the_top_trials_within_the_recorded_space(store, n, 
             continue
         assert hint["low"] <= p.low <= min(got) and max(got) <= p.high <= hint["high"]
         assert p.low < p.high
+        # and no wider than the top trials' span padded by PAD (plus rounding outward to 3
+        # significant digits): nothing else, such as the main effect's best point, widens it
+        f = np.log10 if p.log else float
+        span = f(max(got)) - f(min(got))
+        if span > 0 and p.kind != "int":
+            slack = 0.0045 if p.log else 0.01 * max(abs(min(got)), abs(max(got)))
+            assert f(p.low) >= f(min(got)) - PAD * span - slack
+            assert f(p.high) <= f(max(got)) + PAD * span + slack
         if p.kind == "int":
             assert isinstance(p.low, int) and isinstance(p.high, int)
     check_code(r)

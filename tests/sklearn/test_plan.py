@@ -19,6 +19,8 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, KFold, RandomizedSearchCV
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
@@ -52,6 +54,8 @@ def store(tmp_path_factory):
     hs.track(GridSearchCV(KNeighborsClassifier(), {"n_neighbors": [1, 5]}, cv=3), name="knn",
              store=root).fit(X, y)
     hs.track(GridSearchCV(SVC(), GRID, cv=3), name="svc-10-features", store=root).fit(X[:, :10], y)
+    hs.track(GridSearchCV(make_pipeline(StandardScaler(), SVC()), {"svc__C": [1.0]}, cv=2), name="svc-pipeline",
+             store=root).fit(X, y)
     return root
 
 
@@ -250,6 +254,9 @@ def test_cli_plans_a_space_and_a_recorded_search(store):
     (["--estimator", "sklearn.svm.SVC", "--grid", '{"C": [1]}'], 1, "give n_samples, n_features"),
     (["--grid", '{"C": [1]}'], 2, "give --estimator PATH"),
     (["--like", "nope"], 1, "no search named 'nope'"),
+    (["--estimator", "sklearn.pipeline.Pipeline", "--grid", '{"memory": [null]}', "--n-samples", "9",
+      "--n-features", "2"], 1, "for a Pipeline or a meta-estimator, plan the search object itself"),
+    (["--like", "svc-pipeline"], 1, "for a Pipeline or a meta-estimator, plan the search object itself"),
 ])
 def test_cli_errors_name_the_fix(store, args, code, message):
     r = run(*args, store=store)
