@@ -240,12 +240,13 @@ def _importances(reports, bar, seed, max_trials, jobs, use_cache) -> None:
             sr.importance_note = skip
             bar.advance(f"{sr.name}: importance")
             continue
-        # a multi-objective search: one fit per objective, never one that quietly means objective 0
+        # a multi-objective search: one fit per objective, never one that quietly means objective 0;
+        # only its importance is kept (the slices plot objective 0's values without curves)
         many = len(sr.directions) > 1
         for k, direction in enumerate(sr.directions if many else [sr.direction]):
             todo.append((sr, k if many else None))
             args.append({"source": sr.trials, "space": sr.space, "direction": direction, "params": sr.params,
-                         "seed": seed, "top": N_MARGINALS, "max_trials": max_trials,
+                         "seed": seed, "top": 0 if many else N_MARGINALS, "max_trials": max_trials,
                          **({"objective": k} if many else {})})
     names = [fit_cache.key(a) if use_cache else None for a in args]
     found = [fit_cache.load(k) if k else None for k in names]
