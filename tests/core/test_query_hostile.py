@@ -358,8 +358,11 @@ def test_cli_memory_limit_does_not_eat_ram(world):
 
 
 def test_ctrl_c_interrupts_a_real_query(world):
+    # SIGINT as a terminal's foreground job has it (this suite may run as a background job,
+    # which starts with SIGINT ignored: see test_library_ctrl_c_raises_keyboard_interrupt)
     p = subprocess.Popen([HPTRACK, "--store", str(world["store"]), "query", SLOW, "--timeout", "600"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         time.sleep(3.0)  # imports, opening the store, and well into the query
         assert p.poll() is None, p.communicate()
@@ -383,12 +386,17 @@ def test_library_ctrl_c_raises_keyboard_interrupt(world):
 
     main = threading.main_thread()
     assert threading.current_thread() is main
+    # Ctrl-C as an interactive Python has it. A job started in the background by a shell
+    # without job control (`cmd &` in a script) begins with SIGINT ignored, and query leaves
+    # an ignored SIGINT ignored: without this the signal below would be dropped.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     t0 = time.monotonic()
     try:
         with pytest.raises(KeyboardInterrupt):
-            query(SLOW, world["store"])
+            query(SLOW, world["store"], timeout=60)   # a lost Ctrl-C fails in 60 s, not at the suite's 300
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert time.monotonic() - t0 < 5
