@@ -23,14 +23,14 @@ if TYPE_CHECKING:
     from typing import Any
 
 GRID = {"n_estimators": [50, 100, 200], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
-QUICK_GRID = {"n_estimators": [20, 60], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
+QUICK_GRID = {"n_estimators": [10, 30], "max_depth": [3, 5, 10, None], "min_samples_split": [2, 5]}
 TASK = "breast_cancer"
 METRIC = "f1"
 
 
 def _space(quick):
     from scipy.stats import randint
-    top = 80 if quick else 300
+    top = 40 if quick else 300
     return top, {"n_estimators": randint(20, top), "max_depth": [3, 5, 10, None],
                  "min_samples_split": randint(2, 11)}
 

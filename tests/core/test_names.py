@@ -44,7 +44,9 @@ except ImportError:
     pass
 assert not [m for m in sys.modules if m.split(".")[0] == "hptrack"]
 failed, needs_extra = {}, {}
-for name in json.loads(sys.argv[1]):
+
+
+def start(name):
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -60,6 +62,10 @@ for name in json.loads(sys.argv[1]):
             code = 1
         os._exit(code)
     os.close(w)
+    return name, pid, r
+
+
+def finish(name, pid, r):
     with os.fdopen(r, "rb") as pipe:
         err = pipe.read().decode()
     _, status = os.waitpid(pid, 0)
@@ -67,6 +73,15 @@ for name in json.loads(sys.argv[1]):
         needs_extra[name] = err
     elif status:
         failed[name] = err or f"status {status}"
+
+
+running = []   # one child per core at a time: each imports its module alone in its own process
+for name in json.loads(sys.argv[1]):
+    if len(running) == (os.cpu_count() or 1):
+        finish(*running.pop(0))
+    running.append(start(name))
+for child in running:
+    finish(*child)
 print(json.dumps([failed, needs_extra]))
 """
 

@@ -212,13 +212,26 @@ def _reference_series(con, sid, direction, drawn, top_ids):
     return reports, folds, tests
 
 
-REPORT = settings(max_examples=25, deadline=None, derandomize=True,
-                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# Each store is written and reported on whole: a bounded run here, a long one in `make test-slow`.
+HARNESS = {"deadline": None, "derandomize": True,
+           "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 
 
-@REPORT
+@settings(max_examples=10, **HARNESS)
 @given(plans())
 def test_report_reads_equal_the_per_search_reads_of_the_live_views(plan):
+    check_report_reads(plan)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(max_examples=300, **HARNESS)
+@given(plans())
+def test_report_reads_equal_the_per_search_reads_of_the_live_views_long(plan):
+    check_report_reads(plan)
+
+
+def check_report_reads(plan):
     import polars as pl
 
     from hptrack.analysis.comparison import compare
@@ -294,10 +307,21 @@ def fitted_plans(draw):
 _KEPT = ("importance", "marginals", "importance_sample", "importance_stability", "importance_note", "per_objective")
 
 
-@settings(max_examples=5, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=3, **HARNESS)
 @given(fitted_plans(), st.integers(0, 3))
 def test_report_importances_fitted_in_worker_processes_equal_the_fits_in_this_process(plan, seed):
+    check_fits_in_workers(plan, seed)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(max_examples=40, **HARNESS)
+@given(fitted_plans(), st.integers(0, 3))
+def test_report_importances_fitted_in_worker_processes_equal_the_fits_in_this_process_long(plan, seed):
+    check_fits_in_workers(plan, seed)
+
+
+def check_fits_in_workers(plan, seed):
     from hptrack.analysis.report import builder
 
     root = tempfile.mkdtemp()
@@ -331,10 +355,21 @@ def _counting_fits(mp):
     return calls
 
 
-@settings(max_examples=4, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=2, **HARNESS)
 @given(fitted_plans(), st.integers(0, 2), st.data())
 def test_report_importances_read_back_from_the_cache_equal_fresh_fits(plan, seed, data):
+    check_cache_reads(plan, seed, data)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(3600)
+@settings(max_examples=40, **HARNESS)
+@given(fitted_plans(), st.integers(0, 2), st.data())
+def test_report_importances_read_back_from_the_cache_equal_fresh_fits_long(plan, seed, data):
+    check_cache_reads(plan, seed, data)
+
+
+def check_cache_reads(plan, seed, data):
     from hptrack.analysis.report import builder
 
     root = tempfile.mkdtemp()
