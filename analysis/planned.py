@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from hptrack._described import estimator_params, qualname, strategy_of
+
 __all__ = ["PlannedSearch", "from_payload", "from_search", "from_space", "fold_train_sizes"]
 
 
@@ -67,30 +69,6 @@ def plain(v: Any) -> Any:
     return repr(v)
 
 
-def _estimator_params(estimator: Any) -> dict:
-    try:
-        params = estimator.get_params(deep=True)
-    except Exception:
-        return {}
-    return {k: plain(v) for k, v in params.items() if not (hasattr(v, "get_params") and hasattr(v, "fit"))
-            and k != "steps" and not k.endswith("transformers")}
-
-
-def _qualname(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _strategy(search_cv: Any) -> str:
-    names = [c.__name__ for c in type(search_cv).__mro__]
-    if any("Halving" in n for n in names):
-        return "halving"
-    if "GridSearchCV" in names:
-        return "grid"
-    if "RandomizedSearchCV" in names:
-        return "random"
-    return type(search_cv).__name__
-
-
 def candidates_of(space: Any, n_iter: int | None = None, random_state: Any = None) -> list[dict]:
     """The candidates scikit-learn evaluates: the grid's, or ``n_iter`` draws of the distributions."""
     from sklearn.model_selection import ParameterGrid, ParameterSampler
@@ -110,20 +88,20 @@ def from_search(search_cv: Any, X: Any, y: Any = None, groups: Any = None,
     from sklearn.model_selection import check_cv
 
     search_cv = getattr(search_cv, "search_cv", search_cv)  # hptrack.sklearn.track(...) wraps the search
-    strategy = _strategy(search_cv)
+    strategy = strategy_of(search_cv)
     if strategy == "grid":
         space, n_iter = search_cv.param_grid, None
     elif strategy == "random":
         space, n_iter = search_cv.param_distributions, search_cv.n_iter
     else:
-        raise ValueError(_unplanned(strategy))
+        raise ValueError(_unplanned(strategy if strategy == "halving" else type(search_cv).__name__))
     cv = check_cv(search_cv.cv, y, classifier=is_classifier(search_cv.estimator))
     sizes = [len(train) for train, _ in cv.split(X, y, groups)]
     shape = getattr(X, "shape", None) or (len(X), len(X[0]))
-    fixed = _estimator_params(search_cv.estimator)
+    fixed = estimator_params(search_cv.estimator)
     cands = [{**fixed, **{k: plain(v) for k, v in c.items()}}
              for c in candidates_of(space, n_iter, getattr(search_cv, "random_state", None))]
-    return PlannedSearch(_qualname(type(search_cv.estimator)), cands, sizes, int(shape[0]), int(shape[1]),
+    return PlannedSearch(qualname(type(search_cv.estimator)), cands, sizes, int(shape[0]), int(shape[1]),
                          refit=bool(search_cv.refit), n_jobs=search_cv.n_jobs if n_jobs is None else n_jobs,
                          strategy=strategy, searched=_names(space))
 
@@ -198,12 +176,12 @@ def from_space(estimator: str, space: Any, n_samples: int, n_features: int, cv: 
         cands = candidates_of(space, n_iter, random_state)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"not a space scikit-learn can search: {exc}") from None
-    fixed = _estimator_params(_instance(estimator, params))
+    fixed = estimator_params(_instance(estimator, params))
     unknown = sorted(set(_names(space)) - set(fixed)) if fixed else []
     if unknown:
         raise ValueError(f"{estimator} has no param(s) {', '.join(unknown)}: its params are "
                          f"{', '.join(sorted(fixed))}")
-    return PlannedSearch(_qualname(cls), [{**fixed, **{k: plain(v) for k, v in c.items()}} for c in cands],
+    return PlannedSearch(qualname(cls), [{**fixed, **{k: plain(v) for k, v in c.items()}} for c in cands],
                          fold_train_sizes(int(n_samples), int(cv)), int(n_samples), int(n_features),
                          refit=bool(refit), n_jobs=n_jobs, strategy="grid" if n_iter is None else "random",
                          searched=_names(space))

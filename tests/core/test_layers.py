@@ -19,7 +19,7 @@ import pytest
 
 # (layer, the module prefixes it holds); a module belongs to the longest prefix that matches
 LAYERS = {
-    "foundation": ("hptrack.errors", "hptrack.schema"),
+    "foundation": ("hptrack.errors", "hptrack.schema", "hptrack._described"),
     "files": ("hptrack._files",),
     "write path": ("hptrack._write",),
     "read side": ("hptrack._read", "hptrack.training"),

@@ -17,8 +17,9 @@ from hypothesis import strategies as st
 from scipy.stats import loguniform, randint
 from sklearn.datasets import load_breast_cancer, load_iris
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
-from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, KFold, RandomizedSearchCV
+from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, KFold, ParameterGrid, RandomizedSearchCV
 from sklearn.neighbors import KNeighborsClassifier
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -268,3 +269,19 @@ def test_cli_without_history_says_time_unknown(tmp_path):
             "--n-features", "3", store=tmp_path / "empty")
     assert r.exit_code == 0, r.output
     assert "4 folds" not in r.output and "= 11 fits; time unknown: no recorded folds of SVC on 3 features" in r.output
+
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("est, grid", [
+    (SVC(class_weight={0: 1.0, 1: 2.0, 2: 1.0}), GRID),
+    (MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=20, random_state=0), {"alpha": [1e-4, 1e-2]}),
+], ids=["dict", "tuple"])
+def test_a_fixed_dict_or_tuple_param_matches_its_recorded_folds(est, grid, tmp_path):
+    """Fixed params are compared as hptrack.sklearn records them: a search with a dict
+    (class_weight) or a tuple (hidden_layer_sizes) finds its own recorded folds as the same config."""
+    X, y = load_iris(return_X_y=True)
+    hs.track(GridSearchCV(est, grid, cv=3, refit=False), name="recorded", store=tmp_path).fit(X, y)
+    p = plan(GridSearchCV(est, grid, cv=3, refit=False), X, y, store=tmp_path, n_jobs=1)
+    assert p.n_fits == 3 * len(list(ParameterGrid(grid)))
+    assert p.exact_folds == p.n_fits, p.notes

@@ -57,8 +57,9 @@ from typing import Any
 import numpy as np
 
 from hptrack import api
+from hptrack._described import jsonable, strategy_of
 from hptrack.sklearn import _compat
-from hptrack.sklearn._describe import jsonable, objective_name, search_attrs, seed_of, space_of, strategy_of
+from hptrack.sklearn._describe import objective_name, search_attrs, seed_of, space_of
 from hptrack.sklearn._skip import SkipDoneOff, reused_rows, run_for
 from hptrack.sklearn._warnings import LiveRecordingOff, RecordingFailed, TrackingWarning
 

@@ -40,8 +40,9 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from hptrack._described import estimator_params, jsonable
 from hptrack._history import candidate_lists, original_folds
-from hptrack.sklearn._describe import _array_fingerprint, estimator_params, jsonable
+from hptrack.sklearn._describe import _array_fingerprint
 from hptrack.sklearn._record import REUSED_KEY, Run, _Pending
 from hptrack.sklearn._warnings import TrackingWarning
 
