@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import copy
 import importlib
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from hptrack._described import estimator_params, qualname, strategy_of
+from hptrack._described import estimator_params, qualname, recorded_value, strategy_of
 
 __all__ = ["PlannedSearch", "from_payload", "from_search", "from_space", "fold_train_sizes"]
 
@@ -56,19 +55,6 @@ class PlannedSearch:
         return self.n_candidates * self.n_folds + int(self.refit)
 
 
-def plain(v: Any) -> Any:
-    """A param value as recorded: numbers, strings, bools and None as they are, anything else its repr."""
-    if hasattr(v, "item") and not hasattr(v, "__len__"):
-        v = v.item()
-    if v is None or isinstance(v, (bool, str)):
-        return v
-    if isinstance(v, numbers.Integral):
-        return int(v)
-    if isinstance(v, numbers.Real):
-        return float(v)
-    return repr(v)
-
-
 def candidates_of(space: Any, n_iter: int | None = None, random_state: Any = None) -> list[dict]:
     """The candidates scikit-learn evaluates: the grid's, or ``n_iter`` draws of the distributions."""
     from sklearn.model_selection import ParameterGrid, ParameterSampler
@@ -99,7 +85,7 @@ def from_search(search_cv: Any, X: Any, y: Any = None, groups: Any = None,
     sizes = [len(train) for train, _ in cv.split(X, y, groups)]
     shape = getattr(X, "shape", None) or (len(X), len(X[0]))
     fixed = estimator_params(search_cv.estimator)
-    cands = [{**fixed, **{k: plain(v) for k, v in c.items()}}
+    cands = [{**fixed, **{k: recorded_value(v) for k, v in c.items()}}
              for c in candidates_of(space, n_iter, getattr(search_cv, "random_state", None))]
     return PlannedSearch(qualname(type(search_cv.estimator)), cands, sizes, int(shape[0]), int(shape[1]),
                          refit=bool(search_cv.refit), n_jobs=search_cv.n_jobs if n_jobs is None else n_jobs,
@@ -181,7 +167,7 @@ def from_space(estimator: str, space: Any, n_samples: int, n_features: int, cv: 
     if unknown:
         raise ValueError(f"{estimator} has no param(s) {', '.join(unknown)}: its params are "
                          f"{', '.join(sorted(fixed))}")
-    return PlannedSearch(qualname(cls), [{**fixed, **{k: plain(v) for k, v in c.items()}} for c in cands],
+    return PlannedSearch(qualname(cls), [{**fixed, **{k: recorded_value(v) for k, v in c.items()}} for c in cands],
                          fold_train_sizes(int(n_samples), int(cv)), int(n_samples), int(n_features),
                          refit=bool(refit), n_jobs=n_jobs, strategy="grid" if n_iter is None else "random",
                          searched=_names(space))

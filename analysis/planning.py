@@ -57,6 +57,7 @@ from hptrack._files.store import StoreLike
 from hptrack._read.views import Connection
 from hptrack.analysis.notebook import Shown
 from hptrack.analysis.planned import PlannedSearch, from_payload, from_search, from_space
+from hptrack.schema import decode_param
 
 if TYPE_CHECKING:
     import polars as pl
@@ -177,7 +178,7 @@ def history(con: Connection, estimator: str) -> pl.DataFrame:
                 "SELECT search_id, trial_id, name, kind, value_num, value_str FROM params "
                 "WHERE search_id IN (SELECT unnest(?::VARCHAR[])) AND trial_id IS NOT NULL",
                 params=[ids]).fetchall():
-            trial_params.setdefault((sid, tid), {})[name] = _param(kind, num, text)
+            trial_params.setdefault((sid, tid), {})[name] = decode_param(kind, num, text)
     payloads: dict[str, dict] = {}
     out = []
     for sid, search, payload, tid, _fold, fit, score, n_train, wall, refit in rows:
@@ -199,16 +200,6 @@ def _schema() -> dict:
     return {"search_id": pl.String, "search": pl.String, "estimator": pl.String, "n_features": pl.Int64,
             "n_train": pl.Int64, "fit_time": pl.Float64, "score_time": pl.Float64, "params": pl.String,
             "search_wall_s": pl.Float64, "search_refit_s": pl.Float64, "search_n_jobs": pl.Int64}
-
-
-def _param(kind: str, num: float | None, text: str | None) -> Any:
-    if kind == "int":
-        return int(text) if text is not None else int(num or 0)
-    if kind == "float":
-        return num
-    if kind == "bool":
-        return bool(num)
-    return text if kind == "str" else None
 
 
 def _key(params: dict) -> str:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["estimator_params", "jsonable", "qualname", "strategy_of"]
+from hptrack import schema
+
+__all__ = ["estimator_params", "jsonable", "qualname", "recorded_value", "strategy_of"]
 
 # skopt dimensions and scipy distributions are recognised by their attributes,
 # so neither library has to be importable here.
@@ -98,3 +100,17 @@ def estimator_params(estimator: Any, exclude: Collection[str] = ()) -> dict:
 def qualname(cls: type) -> str:
     """``module.QualName`` of a class, as the history names estimators."""
     return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def recorded_value(v: Any) -> Any:
+    """A searched param's value as a trial records it: scalars the schema can hold as they are,
+    anything else as its repr."""
+    if v is not None and hasattr(v, "item"):
+        v = v.item()
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    try:
+        schema.encode_param("p", v)
+        return v
+    except TypeError:
+        return repr(v)

@@ -271,7 +271,6 @@ def test_cli_without_history_says_time_unknown(tmp_path):
     assert "4 folds" not in r.output and "= 11 fits; time unknown: no recorded folds of SVC on 3 features" in r.output
 
 
-
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("est, grid", [
     (SVC(class_weight={0: 1.0, 1: 2.0, 2: 1.0}), GRID),

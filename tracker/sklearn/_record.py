@@ -42,7 +42,8 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from hptrack import api, schema
+from hptrack import api
+from hptrack._described import recorded_value
 from hptrack.sklearn import _clock, _compat
 from hptrack.sklearn._warnings import LiveRecordingOff, RecordingFailed
 
@@ -339,7 +340,7 @@ class Run:
             known = self.by_params.get(id(params))
             if known is not None:
                 return known
-        encoded = {k: _param_value(v) for k, v in params.items()}
+        encoded = {k: recorded_value(v) for k, v in params.items()}
         idx = len(self.trials)
         self.trials.append(_Pending(secrets.token_hex(8), idx, encoded))
         self.by_params[id(params)] = idx
@@ -550,15 +551,3 @@ def _value_key(results, objective) -> str:
     if "mean_test_score" in results:
         return "mean_test_score"
     return sorted(k for k in results if k.startswith("mean_test_"))[0]
-
-
-def _param_value(v):
-    """A param the schema can hold: scalars as they are, anything else as its repr."""
-    v = _num(v)
-    if v is None or isinstance(v, (bool, int, str)):
-        return v
-    try:
-        schema.encode_param("p", v)
-        return v
-    except TypeError:
-        return repr(v)
