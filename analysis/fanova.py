@@ -262,6 +262,28 @@ def total_variance(ens: Ensemble, points: np.ndarray) -> tuple[Any, Any, np.ndar
     return mean_pred.var(), mean_pred.mean(), preds.var(axis=1), preds.mean(axis=1)
 
 
+def total_effects(ens: Ensemble, seed: int, log2_n: int = 12) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray]:
+    """(ensemble E_j, per-member E_j, ensemble V, per-member V): E_j = E[(f(A) - f(A_B^j))^2] / 2,
+    the variance that param j carries alone *and in every interaction* (Sobol's total
+    effect times V), by Jansen's estimator on a scrambled Sobol set: A and B the two halves
+    of 2d-dimensional points, A_B^j A with column j from B. It is 0 exactly when f does not
+    depend on param j, so a small E_j / V is the test for fixing a param (a small main
+    effect is not: a param can act only through interactions)."""
+    d = ens.lo.shape[1]
+    ab = qmc_points(2 * d, seed, log2_n)
+    A, B = ab[:, :d], ab[:, d:]
+    fA = np.stack([p(A) for p in ens.predict])
+    mem_e = np.zeros((ens.n_members, d))
+    ens_e = np.zeros(d)
+    for j in range(d):
+        AB = A.copy()
+        AB[:, j] = B[:, j]
+        diff = fA - np.stack([p(AB) for p in ens.predict])
+        mem_e[:, j] = (diff ** 2).mean(axis=1) / 2
+        ens_e[j] = (diff.mean(axis=0) ** 2).mean() / 2
+    return ens_e, mem_e, fA.mean(axis=0).var(), fA.var(axis=1)
+
+
 def _rest_volume(lengths, exclude) -> np.ndarray:
     keep = np.ones(lengths.shape[1], bool)
     keep[list(exclude)] = False

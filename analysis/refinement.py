@@ -9,12 +9,20 @@ are "the top trials"):
   clipped to the recorded range; an integer param stays an integer;
 - categorical: the categories that never appear among the top trials are
   dropped (their counts are the evidence); one left means fixed;
-- a param whose fANOVA importance is below ``fix_below`` and whose 95% interval
-  reaches down to about zero (below ``fix_below / 5``) is fixed at the best
-  trial's value: it cannot be told from a param that does nothing, so the
-  budget goes to the params that do. (The interval's top is no guide on a few
-  dozen trials: it reaches 20-30% for a param scikit-learn ignores, such as
-  SVC's ``cache_size``.)
+- a param whose fANOVA *total effect* (the share of the objective's variance it
+  carries alone and in all its interactions; ``analyse(totals=True)``) is below
+  ``fix_below`` and whose 95% interval reaches down to about zero (below
+  ``fix_below / 5``) is fixed at the best trial's value: it cannot be told from a
+  param that does nothing, so the budget goes to the params that do. The total
+  effect, not the first-order importance, is the test for fixing a param (Sobol's
+  "factor fixing"): a param can matter only through another (Ishigami's x3 has no
+  main effect and a quarter of the variance). No param is fixed on fewer than
+  ``sensitivity.STABLE_TRIALS`` (30) complete trials, where ``analyse`` itself calls
+  the ranking unstable: on 20-trial searches of KernelRidge (friedman1-krr in
+  benchmarks/bench_refine.py) the estimates of alpha's share ranged from 2% to 90%
+  between seeds, and fixing it or the kernel lost the good region. (The interval's
+  top is no guide on a few dozen trials: it reaches 20-30% for a param
+  scikit-learn ignores, such as SVC's ``cache_size``.)
 
 ``Refinement.sklearn_code()`` / ``.optuna_code()`` print the result as code to
 paste (scipy.stats distributions for ``RandomizedSearchCV``; a function of an
@@ -75,6 +83,9 @@ class ParamChoice:
     importance: float | None = None
     ci_low: float | None = None
     ci_high: float | None = None
+    total: float | None = None     # its total effect (alone and in interactions), and its 95% interval
+    total_low: float | None = None
+    total_high: float | None = None
 
     def distribution(self) -> Any:
         """The entry of scikit-learn's ``param_distributions``: a scipy.stats distribution or a list."""
@@ -153,10 +164,12 @@ class Refinement(Shown):
         import polars as pl
 
         return pl.DataFrame([{"param": p.name, "kind": p.kind, "decision": p.decision, "space": p.sklearn(),
-                              "importance": p.importance, "ci_high": p.ci_high, "why": p.why}
+                              "importance": p.importance, "ci_high": p.ci_high, "total": p.total,
+                              "why": p.why}
                              for p in self.params],
                             schema={"param": pl.String, "kind": pl.String, "decision": pl.String,
                                     "space": pl.String, "importance": pl.Float64, "ci_high": pl.Float64,
+                                    "total": pl.Float64,
                                     "why": pl.String})
 
     def param_distributions(self) -> dict:
@@ -200,14 +213,14 @@ def refine(search: str | pl.DataFrame, store: StoreLike = None, *, top: float = 
 
     Args:
         top: the share of complete trials whose params set the ranges and categories.
-        fix_below: a param whose fANOVA importance is below this (its 95% interval
+        fix_below: a param whose fANOVA total effect is below this (its 95% interval
             reaching below a fifth of it) is fixed at the best trial's value (0: fix none).
         objective: which objective of a multi-objective search (such a search must name one).
         seed: the importance fit's seed.
     """
     import polars as pl
 
-    from hptrack.analysis.sensitivity import analyse
+    from hptrack.analysis.sensitivity import STABLE_TRIALS, analyse
 
     if not 0 < top <= 1:
         raise ValueError(f"top must be a share of the trials in (0, 1], e.g. 0.25; got {top!r}")
@@ -233,12 +246,16 @@ def refine(search: str | pl.DataFrame, store: StoreLike = None, *, top: float = 
     best, tops = ranked.row(0, named=True), ranked.head(n_top)
     logged = [n for n in names if _log_by_spread(done[n], space.get(n, {}))]
     sens = analyse(done, direction=direction, log=logged, top=len(names), seed=seed, space=space,
-                   params=names, objective=objective)
+                   params=names, objective=objective, totals=True)
     imp = {r["param"]: r for r in sens.importance.to_dicts()}
+    assert sens.totals is not None
+    for r in sens.totals.to_dicts():
+        imp[r["param"]] |= {"total": r["total"], "total_low": r["ci_low"], "total_high": r["ci_high"]}
     choices = []
     for n in names:
         facts = _Facts(n, done[n], tops[n], best[n], space.get(n, {}), n in logged, imp[n],
-                      _marginal_best(sens.marginals.get(n), direction), fix_below)
+                      _marginal_best(sens.marginals.get(n), direction), fix_below,
+                      fix_from=STABLE_TRIALS)
         choices.append(facts.choice())
     return Refinement(label, direction, top, done.height, n_top, float(best["value"]), choices,
                       stability=sens.stability.note if sens.stability else "", fix_below=fix_below)
@@ -278,6 +295,7 @@ class _Facts:
     importance: dict      # its row of importance()
     marginal_best: Any
     fix_below: float
+    fix_from: int = 0     # complete trials needed to fix a param on its importance
 
     def choice(self) -> ParamChoice:
         import polars as pl
@@ -286,16 +304,22 @@ class _Facts:
         categorical = boolean or bool(self.hint.get("categories")) or not self.col.dtype.is_numeric()
         kind = ("bool" if boolean else "categorical") if categorical \
             else "int" if self.col.dtype.is_integer() else "float"
-        p = ParamChoice(self.name, kind, "fixed", "", importance=self.importance.get("importance"),
-                        ci_low=self.importance.get("ci_low"), ci_high=self.importance.get("ci_high"))
-        unimportant = p.importance is not None and p.ci_low is not None \
-            and p.importance < self.fix_below and p.ci_low < self.fix_below / 5
-        fanova = f"fANOVA {_pct(p.importance)} (95% CI {_pct(p.ci_low)}-{_pct(p.ci_high)})"
+        get = self.importance.get
+        p = ParamChoice(self.name, kind, "fixed", "", importance=get("importance"), ci_low=get("ci_low"),
+                        ci_high=get("ci_high"), total=get("total"), total_low=get("total_low"),
+                        total_high=get("total_high"))
+        unimportant = p.total is not None and p.total_low is not None \
+            and p.total < self.fix_below and p.total_low < self.fix_below / 5
+        fanova = (f"fANOVA {_pct(p.importance)} alone, {_pct(p.total)} with its interactions "
+                  f"(95% CI {_pct(p.total_low)}-{_pct(p.total_high)})")
         if categorical:
             self._categories(p)
         else:
             self._range(p)
-        if unimportant and p.decision != "fixed":
+        if unimportant and p.decision != "fixed" and len(self.col) < self.fix_from:
+            p.why = (f"{p.why}; {fanova}: not fixed, {len(self.col)} complete trials are too few to tell "
+                     f"a param that does nothing (fixing needs {self.fix_from})")
+        elif unimportant and p.decision != "fixed":
             value = self._best_present()
             # it does not matter: a readable value near the best one serves as well
             p.decision, p.value = "fixed", float(f"{value:.{DIGITS}g}") if isinstance(value, float) else value
@@ -359,7 +383,12 @@ class _Facts:
         f, inv = (math.log10, lambda v: 10 ** v) if p.log else (float, float)
         a, b = f(t_lo), f(t_hi)
         pad = PAD * (b - a if b > a else f(hi) - f(lo))
-        new_lo, new_hi = max(lo, min(t_lo, _outward(inv(a - pad), -1))), min(hi, max(t_hi, _outward(inv(b + pad), 1)))
+        # the optimum may lie anywhere between the top trials and the nearest worse trial beyond them
+        below, above = present.filter(present < t_lo), present.filter(present > t_hi)
+        near_lo = _float(below.max()) if len(below) else lo
+        near_hi = _float(above.min()) if len(above) else hi
+        new_lo = max(lo, min(t_lo, near_lo, _outward(inv(a - pad), -1)))
+        new_hi = min(hi, max(t_hi, near_hi, _outward(inv(b + pad), 1)))
         if p.kind == "int":
             new_lo, new_hi = math.floor(new_lo), math.ceil(new_hi)
         scale = " (log)" if p.log else ""

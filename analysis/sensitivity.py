@@ -344,6 +344,7 @@ class Sensitivity(Shown):
     n_fitted: int = 0                  # trials the surrogate was fitted on
     n_usable: int = 0                  # usable trials of the source (>= n_fitted)
     stability: Stability | None = None  # how far the ranking can be trusted
+    totals: pl.DataFrame | None = None  # analyse(totals=True): total effects, see total_effects_frame
 
     def _facts(self):
         top = self.importance["param"][0] if self.importance.height else None
@@ -371,20 +372,22 @@ def analyse(source: str | pl.DataFrame, store: StoreLike = None, *, top: int = 2
             log: Sequence[str] | None = None,
             surrogate: str = "boosting", n_members: int | None = None, as_of: AsOf = None, max_trials: int = MAX_TRIALS,
             objective: int | None = None,
-            space: dict | None = None) -> Sensitivity:
+            space: dict | None = None, totals: bool = False) -> Sensitivity:
     """fANOVA ``importance`` plus ``marginals`` of the ``top`` most important
     params, reading the source and fitting the surrogate once (what
     ``hptrack report`` shows). Same arguments and results as those two; the
     returned Sensitivity also says how many trials were fitted (``note``).
     ``space``: the recorded search space, for a table source already read
-    from the store (see ``source.design``).
+    from the store (see ``source.design``). ``totals``: also each param's total
+    effect (``Sensitivity.totals``: the share of the variance it carries alone and
+    in all its interactions, with its 95% interval over the members).
 
     >>> s = analysis.analyse("rf-random", top=2)
     >>> s.importance, s.marginals["max_depth"], s.note
     """
     d = _design(source, store, max_trials, seed, params=params, include=include, budget=budget,
                 top_quantile=top_quantile, direction=direction, log=log, as_of=as_of, objective=objective, space=space)
-    return _analyse(d, top, n_trees, seed, surrogate, n_members, grid)
+    return _analyse(d, top, n_trees, seed, surrogate, n_members, grid, totals)
 
 
 def _design(source, store, max_trials, seed, **filters):
@@ -401,14 +404,18 @@ def _fit(d, n_trees, seed, surrogate, n_members, bar):
     return ens, total
 
 
-def _analyse(d, top, n_trees, seed, surrogate, n_members, grid) -> Sensitivity:
-    with _progress(_fit_steps(surrogate, n_members) + 2, "fanova") as bar:
+def _analyse(d, top, n_trees, seed, surrogate, n_members, grid, totals=False) -> Sensitivity:
+    with _progress(_fit_steps(surrogate, n_members) + 2 + totals, "fanova") as bar:
         ens, total = _fit(d, n_trees, seed, surrogate, n_members, bar)
         imp, std, reps = _fanova_main(ens, total)
         bar(1)
+        if totals:
+            totals_frame = _totals_frame(d, ens, seed)
+            bar(1)
     st = _stability(d, imp, std, reps, frac=imp, unit=True)
     st.disagreement = _disagreement(d, st.top)
-    out = Sensitivity(st.importance, n_fitted=len(d.y), n_usable=d.n_usable, stability=st)
+    out = Sensitivity(st.importance, n_fitted=len(d.y), n_usable=d.n_usable, stability=st,
+                      totals=totals_frame if totals else None)
     for p in out.importance["param"].head(top).to_list():
         out.marginals[p] = _marginal(d, d.names.index(p), ens, total, grid)
     return out
@@ -468,6 +475,20 @@ def _fanova_main(ens, total):
     Vm = np.maximum(Vm, np.clip(vm, 0, None).sum(axis=1))
     per_member = _frac(vm, Vm[:, None])
     return _frac(v, V), per_member.std(axis=0), per_member
+
+
+def _totals_frame(d, ens, seed):
+    """polars (param, total, ci_low, ci_high): total-effect fractions E_j / V
+    (fanova.total_effects) of the ensemble mean, the interval from the members' own
+    fractions as ``ci_low``/``ci_high`` of importance are, clipped to [0, 1]."""
+    import polars as pl
+
+    e, em, V, Vm = fanova.total_effects(ens, seed)
+    frac, reps = np.clip(_frac(e, V), 0, 1), np.clip(_frac(em, Vm[:, None]), 0, 1)
+    tail = (1 - CI) / 2 * 100
+    low, high = np.percentile(reps, [tail, 100 - tail], axis=0) + (frac - reps.mean(axis=0))
+    return pl.DataFrame({"param": d.names, "total": frac.astype(float),
+                         "ci_low": np.clip(low, 0, 1).astype(float), "ci_high": np.clip(high, 0, 1).astype(float)})
 
 
 def _forest(d, n_trees, seed):

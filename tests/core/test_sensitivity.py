@@ -9,8 +9,10 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from hptrack.analysis.sensitivity import importance, interactions, marginals
+from hptrack.analysis.sensitivity import analyse, importance, interactions, marginals
 from hptrack.analysis.source import design
 from hptrack.api import search
 
@@ -50,6 +52,26 @@ def test_ishigami_first_order_fractions_match_sobol(ishigami_store):
     assert sum(df["share"]) == pytest.approx(1.0)
     assert sum(df["importance"]) <= 1.0
     assert (df["std"] >= 0).all() and (df["std"] < 0.05).all()
+
+
+# analytic Sobol total effects of Ishigami (a=7, b=0.1): T1 = S1 + S13, T2 = S2, T3 = S13
+ISHIGAMI_TOTAL = {"x1": 0.314 + ISHIGAMI_X1X3, "x2": 0.442, "x3": ISHIGAMI_X1X3, "dummy_a": 0.0, "dummy_b": 0.0}
+
+
+def test_ishigami_total_effects_match_sobol(ishigami_store):
+    """x3 acts only with x1: its main effect is 0, its total effect 0.244; a param the
+    function ignores has a total effect of about 0 and an interval reaching 0."""
+    s = analyse("ishigami", store=ishigami_store, totals=True)
+    assert s.totals.columns == ["param", "total", "ci_low", "ci_high"]
+    got = {r["param"]: r for r in s.totals.to_dicts()}
+    for p, truth in ISHIGAMI_TOTAL.items():
+        assert got[p]["total"] == pytest.approx(truth, abs=0.05), (p, got[p])
+        assert got[p]["ci_low"] <= got[p]["total"] <= got[p]["ci_high"]
+    for p in ("dummy_a", "dummy_b"):
+        assert got[p]["total"] < 0.02 and got[p]["ci_low"] < 0.005
+    main = dict(zip(s.importance["param"], s.importance["importance"]))
+    assert main["x3"] < 0.02 < 0.15 < got["x3"]["ci_low"]   # told apart only by the total
+    assert analyse("ishigami", store=ishigami_store).totals is None
 
 
 def test_ishigami_interaction_carries_the_rest(ishigami_store):
@@ -350,3 +372,24 @@ def test_the_stability_note_says_where_ped_anova_names_another_top_param(slope, 
     else:
         assert st_.disagreement is None
     assert stability(df).disagreement is None   # a table without a direction has no top trials
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(30, 300), a=st.floats(-3, 3), b=st.floats(-3, 3),
+       c=st.floats(-5, 5))
+def test_total_effect_of_two_params_equals_the_variance_left_by_the_other(seed, n, a, b, c):
+    """Differential: with two params, x1's total effect is V - V_2 (the variance the exact
+    main effect of x2 leaves), for the fitted ensemble itself; the sampled Jansen estimate
+    of fanova.total_effects must equal that exact value, for any surrogate fit."""
+    from hptrack.analysis import fanova
+
+    rng = np.random.default_rng(seed)
+    X = rng.random((n, 2))
+    y = a * X[:, 0] + b * np.sin(6 * X[:, 1]) + c * X[:, 0] * X[:, 1] + rng.normal(scale=0.1, size=n)
+    ens = fanova.fit(X, y, n_members=4, seed=seed)
+    e, em, V, Vm = fanova.total_effects(ens, seed)
+    v_main, vm_main = fanova.main_variances(ens)
+    for j in (0, 1):
+        exact = V - v_main[1 - j]          # V and E_j on the same Sobol points
+        assert e[j] == pytest.approx(exact, abs=0.02 * V + 1e-12), (j, e[j], exact, V)
+        assert em[:, j] == pytest.approx(Vm - vm_main[:, 1 - j], abs=0.02 * Vm.max() + 1e-12)
