@@ -385,8 +385,8 @@ class _Facts:
         pad = PAD * (b - a if b > a else f(hi) - f(lo))
         # the optimum may lie anywhere between the top trials and the nearest worse trial beyond them
         below, above = present.filter(present < t_lo), present.filter(present > t_hi)
-        near_lo = _float(below.max()) if len(below) else lo
-        near_hi = _float(above.min()) if len(above) else hi
+        near_lo = _outward(_float(below.max()), -1) if len(below) else lo
+        near_hi = _outward(_float(above.min()), 1) if len(above) else hi
         new_lo = max(lo, min(t_lo, near_lo, _outward(inv(a - pad), -1)))
         new_hi = min(hi, max(t_hi, near_hi, _outward(inv(b + pad), 1)))
         if p.kind == "int":

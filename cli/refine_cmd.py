@@ -14,8 +14,9 @@ from hptrack.cli.options import AS_OF_OPT, FORMAT_OPT, OBJECTIVE_OPT, emit, stor
 @click.option("--top", type=click.FloatRange(0, 1, min_open=True), default=0.25, show_default=True,
               metavar="Q", help="The share of complete trials whose params set the refined ranges and categories.")
 @click.option("--fix-below", type=click.FloatRange(0, 1, max_open=True), default=0.05, show_default=True,
-              metavar="F", help="Fix a param at the best trial's value when its fANOVA importance is below F "
-                                "and its 95% interval reaches below F/5 (0: fix none).")
+              metavar="F", help="Fix a param at the best trial's value when its fANOVA total effect (alone and "
+                                "in interactions) is below F and its 95% interval reaches below F/5; never "
+                                "on fewer than 30 complete trials (0: fix none).")
 @click.option("--for", "target", type=click.Choice(["sklearn", "optuna", "both"]), default="both",
               show_default=True, help="Print a scikit-learn param_distributions dict, an Optuna suggest "
                                       "function, or both.")
@@ -28,8 +29,8 @@ def refine_cmd(ctx: Context, search: str, top: float, fix_below: float, target: 
                objective: int | None, fmt: str, as_of: str | None) -> None:
     """A narrower search space for SEARCH (name or id), from its complete trials.
 
-    Numeric ranges cover the best --top share of the trials (and the fANOVA
-    main effect's best point), padded a little, on the log scale where the
+    Numeric ranges cover the best --top share of the trials, padded a little
+    and reaching the nearest worse trial beyond them, on the log scale where the
     recorded space is log; integers stay integers. Categories that never appear
     among those top trials are dropped, and params that barely matter
     (--fix-below) are fixed at the best trial's value. Every entry of the code

@@ -144,9 +144,9 @@ def test_refined_space_holds_the_top_trials_within_the_recorded_space(store, n, 
         f = np.log10 if p.log else float
         span = f(max(got)) - f(min(got))
         if span > 0 and p.kind != "int":
-            slack = 0.0045 if p.log else 0.01 * max(abs(min(got)), abs(max(got)))
-            assert f(p.low) >= min(f(near_lo), f(min(got)) - PAD * span - slack)
-            assert f(p.high) <= max(f(near_hi), f(max(got)) + PAD * span + slack)
+            slack = 0.0045 if p.log else 0.01 * max(abs(near_lo), abs(near_hi), abs(min(got)), abs(max(got)))
+            assert f(p.low) >= min(f(near_lo), f(min(got)) - PAD * span) - slack
+            assert f(p.high) <= max(f(near_hi), f(max(got)) + PAD * span) + slack
         if p.kind == "int":
             assert isinstance(p.low, int) and isinstance(p.high, int)
     check_code(r)
